@@ -1,0 +1,147 @@
+"""The ``toolkit`` command line: train, generate, plugins, config show.
+
+Errors in the user's input exit with status 2 and a one-line message, no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from toolkit.errors import ToolkitError  # noqa: E402
+
+
+def cmd_train(args) -> int:
+    from toolkit.train import train
+
+    run_dir = args.run_dir or default_run_dir(args.config)
+    # One line per epoch when the output is not a terminal (logs, CI).
+    run = train(args.config, run_dir, args.set, resume=args.resume,
+                verbose=1 if sys.stdout.isatty() else 2)
+    metrics = run.metrics()
+    print(f"run written to {run.path}")
+    if "validation" in metrics:
+        v = metrics["validation"]
+        print(f"validation: {v['nats_per_token']:.4f} nats/token, "
+              f"{v['bits_per_token']:.4f} bits/token")
+    return 0
+
+
+def default_run_dir(config_path: str | None) -> str:
+    if config_path is None:
+        raise ToolkitError("--resume needs --run-dir RUN (or the config the run was started with)")
+    from pathlib import Path
+
+    return str(Path("runs") / Path(config_path).stem)
+
+
+def cmd_generate(args) -> int:
+    from toolkit.generate import Generator
+    from toolkit.runs import Run
+
+    defaults = Run(args.run).require().config()["generate"]
+    options = {key: getattr(args, key) if getattr(args, key) is not None else defaults.get(key)
+               for key in ("prime", "length", "temperature", "top_k", "top_p", "samples", "seed")}
+    check_generate_options(options)
+    generator = Generator.from_run(args.run, samples=options.pop("samples"))
+    texts = generator.generate(options.pop("prime"), **options)
+    for i, text in enumerate(texts):
+        if len(texts) > 1:
+            print(f"--- sample {i + 1} ---")
+        print(text)
+    return 0
+
+
+def check_generate_options(options: dict) -> None:
+    from toolkit import params
+    from toolkit.config import generate_settings
+
+    given = {k: v for k, v in options.items() if v is not None}
+    params.validate(generate_settings, given, "")
+
+
+def cmd_plugins(args) -> int:
+    from toolkit.plugins import FAMILIES, registry
+
+    reg = registry()
+    for plugin, components in sorted(reg.by_plugin().items()):
+        print(plugin)
+        for family in FAMILIES:
+            for c in sorted((c for c in components if c.family == family), key=lambda c: c.name):
+                print(f"  {family:<17} {c.name:<16} {c.summary}")
+    return 0
+
+
+def cmd_config_show(args) -> int:
+    from toolkit import config as config_module
+    from toolkit.plugins import registry
+
+    reg = registry()
+    resolved = config_module.load(args.file, reg, args.set)
+    config_module.build_components(resolved, reg, source=args.file)
+    sys.stdout.write(config_module.dumps(resolved))
+    return 0
+
+
+def make_parser(commands: dict) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="toolkit", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    overrides = {"action": "append", "default": [], "metavar": "SECTION.KEY=VALUE",
+                 "help": "override a config key (repeatable)"}
+
+    p = sub.add_parser("train", help="train a model from a config file into a run directory")
+    p.add_argument("config", nargs="?", help="TOML config file")
+    p.add_argument("--run-dir", help="where to write the run (default: runs/CONFIG_NAME)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--set", **overrides)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("generate", help="sample text from a trained generator run")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--prime", help="text that sets the state before sampling")
+    p.add_argument("--length", type=int, help="tokens to generate")
+    p.add_argument("--temperature", type=float)
+    p.add_argument("--top-k", dest="top_k", type=int, help="sample among the K likeliest")
+    p.add_argument("--top-p", dest="top_p", type=float, help="nucleus sampling mass")
+    p.add_argument("--samples", type=int, help="sequences generated in parallel")
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("plugins", help="list plugins and what each registers")
+    p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("config", help="work with config files")
+    config_sub = p.add_subparsers(dest="config_command", required=True)
+    show = config_sub.add_parser("show", help="print the resolved config with all defaults")
+    show.add_argument("file")
+    show.add_argument("--set", **overrides)
+    show.set_defaults(func=cmd_config_show)
+
+    for name, component in commands.items():
+        p = sub.add_parser(name, help=component.summary)
+        p.set_defaults(func=component.factory(p))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        from toolkit.plugins import registry
+
+        commands = registry().components["command"]
+        parser = make_parser(commands)
+        args = parser.parse_args(argv)
+        return args.func(args) or 0
+    except ToolkitError as err:
+        print(f"toolkit: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("toolkit: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,247 @@
+"""Config files: TOML, every component chosen by registered name, every key validated.
+
+A config has these sections; component sections name a registered component with
+``use`` and give its parameters beside it::
+
+    [corpus]        use = "tinyshakespeare"
+    [[preprocess]]  use = "lowercase"        # an ordered list of stages
+    [[preprocess]]  use = "chars"
+    [vocab]         min_count = 1
+    [encoder]       use = "embedding"   dim = 64
+    [sequences]     use = "stream"      batch_size = 64   length = 100
+    [core]          use = "lstm"        units = 256
+    [head]          use = "generator"
+    [train]         epochs = 10
+    [generate]      length = 500
+
+``--set section.key=value`` (``preprocess.0.use=...`` for list items) overrides any
+key; the value is read as TOML, or taken as a string when it is not valid TOML.
+"""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import tomli_w
+
+from toolkit import params
+from toolkit.errors import ConfigError, ToolkitError
+from toolkit.params import (Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat,
+                            PositiveInt, Probability)
+from toolkit.plugins import Registry
+
+# section -> (family, default component name or None when the section is required)
+COMPONENT_SECTIONS = {
+    "corpus": ("corpus", None),
+    "encoder": ("encoder", "embedding"),
+    "sequences": ("sequence builder", "stream"),
+    "core": ("core", "lstm"),
+    "head": ("head", "generator"),
+}
+DEFAULT_PREPROCESS = [{"use": "chars"}]
+
+
+def vocab_settings(min_count: PositiveInt = 1, max_size: NonNegativeInt = 0):
+    """Vocabulary: tokens seen fewer than ``min_count`` times in the training split, or
+    beyond the ``max_size`` most frequent (0 = no limit), map to the out-of-vocabulary id."""
+
+
+def train_settings(
+    epochs: PositiveInt = 10,
+    optimizer: Literal["adam", "adamw", "rmsprop", "sgd"] = "adam",
+    learning_rate: PositiveFloat = 0.002,
+    clipnorm: NonNegativeFloat = 5.0,
+    validation_fraction: Fraction = 0.1,
+    max_minutes: NonNegativeFloat = 0.0,
+    keep: Literal["best", "last"] = "best",
+    seed: NonNegativeInt = 1,
+):
+    """Training: the last ``validation_fraction`` of every document is held out for
+    validation; ``max_minutes`` (0 = no limit) stops training after the epoch that
+    passes that much wall-clock time; ``clipnorm`` = 0 turns gradient clipping off;
+    ``keep = "best"`` makes the run's model the epoch with the lowest validation loss."""
+
+
+def generate_settings(
+    prime: str = "\n",
+    length: PositiveInt = 500,
+    temperature: PositiveFloat = 1.0,
+    top_k: NonNegativeInt = 0,
+    top_p: Probability = 1.0,
+    samples: PositiveInt = 1,
+    seed: NonNegativeInt | None = None,
+):
+    """Generation defaults, used by ``toolkit generate`` unless given on its command line.
+    ``top_k`` = 0 and ``top_p`` = 1 turn those filters off."""
+
+
+PLAIN_SECTIONS = {"vocab": vocab_settings, "train": train_settings,
+                  "generate": generate_settings}
+SECTIONS = ("corpus", "preprocess", "vocab", "encoder", "sequences", "core", "head",
+            "train", "generate")
+
+
+def read(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML config file (no validation)."""
+    path = Path(path)
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        raise ToolkitError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ToolkitError(f"{path}: not valid TOML: {err}") from None
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value read as TOML (``3``, ``0.5``, ``true``, ``["a"]``), else a string."""
+    try:
+        return tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``section.key=value`` overrides to a raw config (a copy is returned)."""
+    raw = copy.deepcopy(raw)
+    for item in overrides:
+        key_path, sep, text = item.partition("=")
+        parts = key_path.strip().split(".")
+        if not sep or len(parts) < 2 or not all(parts):
+            raise ConfigError("--set", f"expected section.key=value, received {item!r}")
+        node: Any = raw
+        for depth, part in enumerate(parts[:-1]):
+            where = ".".join(parts[: depth + 1])
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ConfigError(where, f"no item {part} in a list of {len(node)}")
+                node = node[int(part)]
+            else:
+                if part == "preprocess" and part not in node:
+                    node[part] = copy.deepcopy(DEFAULT_PREPROCESS)
+                node = node.setdefault(part, {})
+            if not isinstance(node, (dict, list)):
+                raise ConfigError(where, "is a value, not a section")
+        if isinstance(node, list):
+            raise ConfigError(key_path, "cannot replace a whole list item; set one of its keys")
+        node[parts[-1]] = parse_value(text.strip())
+    return raw
+
+
+def resolve(raw: dict[str, Any], registry: Registry, source: str | None = None) -> dict[str, Any]:
+    """Validate a raw config and return it complete, every default filled in."""
+    for section in raw:
+        if section not in SECTIONS:
+            raise ConfigError(section, f"unknown section. Known sections: {', '.join(SECTIONS)}",
+                              source)
+    resolved: dict[str, Any] = {}
+    for section in SECTIONS:
+        value = raw.get(section)
+        if section == "preprocess":
+            resolved[section] = resolve_preprocess(value, registry, source)
+        elif section in COMPONENT_SECTIONS:
+            resolved[section] = resolve_component(section, value, registry, source)
+        else:
+            table = expect_table(section, value if value is not None else {}, source)
+            resolved[section] = params.validate(PLAIN_SECTIONS[section], table, section, source)
+    return resolved
+
+
+def expect_table(path: str, value: Any, source: str | None) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(path, f"expected a table, received {params.show(value)}", source)
+    return value
+
+
+def resolve_component(section: str, value: Any, registry: Registry,
+                      source: str | None, path: str | None = None,
+                      family: str | None = None) -> dict[str, Any]:
+    path = path or section
+    family_name, default = COMPONENT_SECTIONS.get(section, (family, None))
+    if value is None:
+        if default is None:
+            raise ConfigError(path, f"missing section; choose a {family_name} with "
+                                    f"use = one of {registry.names(family_name)}", source)
+        value = {"use": default}
+    table = dict(expect_table(path, value, source))
+    name = table.pop("use", default)
+    if not isinstance(name, str):
+        raise ConfigError(f"{path}.use", f"expected the name of a {family_name}, "
+                                         f"received {params.show(name)}", source)
+    try:
+        component = registry.get(family_name, name, key=f"{path}.use")
+    except ToolkitError as err:
+        raise ToolkitError(f"{source}: {err}" if source else str(err)) from None
+    return {"use": name, **params.validate(component.factory, table, path, source)}
+
+
+def resolve_preprocess(value: Any, registry: Registry, source: str | None) -> list[dict]:
+    if value is None:
+        value = copy.deepcopy(DEFAULT_PREPROCESS)
+    if not isinstance(value, list) or not value:
+        raise ConfigError("preprocess", "expected a non-empty list of stages "
+                                        "([[preprocess]] tables), received "
+                                        f"{params.show(value)}", source)
+    return [resolve_component("preprocess", stage, registry, source,
+                              path=f"preprocess.{i}", family="preprocessor")
+            for i, stage in enumerate(value)]
+
+
+def load(path: str | Path, registry: Registry, overrides: list[str] = ()) -> dict[str, Any]:
+    """Read, override and resolve a config file."""
+    raw = apply_overrides(read(path), list(overrides))
+    return resolve(raw, registry, source=str(path))
+
+
+def dumps(resolved: dict[str, Any]) -> str:
+    """The resolved config as TOML."""
+    return tomli_w.dumps(resolved)
+
+
+@dataclass
+class Components:
+    """The instantiated components of a resolved config."""
+
+    corpus: Any
+    stages: list
+    encoder: Any
+    sequences: Any
+    core: Any
+    head: Any
+
+
+def instantiate(section: str, table: dict[str, Any], family: str, registry: Registry,
+                source: str | None = None):
+    """Create one component; a factory's ``ValueError`` becomes a config error at ``section``."""
+    settings = dict(table)
+    component = registry.get(family, settings.pop("use"), key=f"{section}.use")
+    try:
+        return component.factory(**settings)
+    except ValueError as err:
+        raise ConfigError(section, str(err), source) from None
+
+
+def build_components(resolved: dict[str, Any], registry: Registry,
+                     source: str | None = None) -> Components:
+    """Instantiate every component of a resolved config and check that they fit together."""
+    from toolkit.preprocess import check_chain
+
+    made = {section: instantiate(section, resolved[section], family, registry, source)
+            for section, (family, _) in COMPONENT_SECTIONS.items()}
+    stages = [instantiate(f"preprocess.{i}", stage, "preprocessor", registry, source)
+              for i, stage in enumerate(resolved["preprocess"])]
+    check_chain(stages, [stage["use"] for stage in resolved["preprocess"]], source)
+    components = Components(stages=stages, **made)
+    core_stateful = getattr(components.core, "stateful", None)
+    if core_stateful is not None and core_stateful != components.sequences.stateful:
+        raise ConfigError(
+            "core.stateful",
+            f"sequences.use = {params.show(resolved['sequences']['use'])} needs a "
+            f"{'stateful' if components.sequences.stateful else 'stateless'} core, received "
+            f"stateful = {params.show(core_stateful)}; remove core.stateful to follow the "
+            f"sequence builder", source)
+    return components

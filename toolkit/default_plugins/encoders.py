@@ -1,0 +1,30 @@
+"""Built-in encoders: a learned embedding and one-hot vectors; both mask padding id 0."""
+
+import keras
+
+from toolkit.hookspecs import hookimpl
+from toolkit.layers import OneHotEncoding
+from toolkit.params import PositiveInt
+
+
+class EmbeddingEncoder:
+    """Learned embedding vectors of size ``dim`` (Keras ``Embedding`` with ``mask_zero``)."""
+
+    def __init__(self, dim: PositiveInt = 64):
+        self.dim = dim
+
+    def build(self, vocab_size: int) -> keras.layers.Layer:
+        return keras.layers.Embedding(vocab_size, self.dim, mask_zero=True, name="encoder")
+
+
+class OneHotEncoder:
+    """One-hot vectors of size ``vocab_size``, made per batch inside the model."""
+
+    def build(self, vocab_size: int) -> keras.layers.Layer:
+        return OneHotEncoding(vocab_size, name="encoder")
+
+
+@hookimpl
+def register_encoders(register):
+    register("embedding", EmbeddingEncoder)
+    register("onehot", OneHotEncoder)

@@ -1,0 +1,15 @@
+"""Errors a user can act on. The CLI prints them without a traceback and exits 2."""
+
+
+class ToolkitError(Exception):
+    """A problem with the user's input, data or environment, explained in the message."""
+
+
+class ConfigError(ToolkitError):
+    """An invalid configuration value; the message starts with the key path."""
+
+    def __init__(self, path: str, message: str, source: str | None = None):
+        self.path = path
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{path}: {message}" if path else f"{where}{message}")

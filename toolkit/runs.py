@@ -1,0 +1,101 @@
+"""Run directories: everything a training run writes, each file replaced atomically.
+
+A run directory holds::
+
+    config.toml       the resolved config (every default filled in)
+    vocab.json        the vocabulary, ids 0 and 1 reserved for padding and unknown
+    checkpoint.keras  the model after the last finished epoch, optimizer state included
+    best.keras        the model of the epoch with the lowest validation loss so far
+    progress.json     how many epochs the checkpoint holds, and training time so far
+    history.csv       Keras's per-epoch logs (loss, perplexity, validation, elapsed time)
+    model.keras       the final model: the best epoch (train.keep = "best") or the last
+    metrics.json      validation loss in nats and bits per token, throughput, data sizes
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import keras
+
+from toolkit import config as config_module
+from toolkit.errors import ToolkitError
+from toolkit.plugins import registry
+from toolkit.vocab import Vocabulary
+
+CONFIG, VOCAB, CHECKPOINT, PROGRESS = "config.toml", "vocab.json", "checkpoint.keras", "progress.json"
+HISTORY, MODEL, METRICS, BEST = "history.csv", "model.keras", "metrics.json", "best.keras"
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_save_model(model: keras.Model, path: Path) -> None:
+    """``model.save`` to a temporary ``.keras`` file, then rename it into place."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def write_json(path: Path, data: dict) -> None:
+    atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+
+
+class Run:
+    """A run directory on disk."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    def file(self, name: str) -> Path:
+        return self.path / name
+
+    def exists(self) -> bool:
+        return self.file(CONFIG).is_file()
+
+    def require(self) -> "Run":
+        if not self.path.is_dir():
+            raise ToolkitError(f"run directory not found: {self.path}")
+        if not self.exists():
+            raise ToolkitError(f"{self.path} is not a run directory (no {CONFIG}); "
+                               f"create one with `toolkit train CONFIG --run-dir {self.path}`")
+        return self
+
+    def config(self) -> dict:
+        return config_module.resolve(config_module.read(self.file(CONFIG)), registry(),
+                                     source=str(self.file(CONFIG)))
+
+    def vocab(self) -> Vocabulary:
+        return Vocabulary.load(self.file(VOCAB))
+
+    def progress(self) -> dict:
+        path = self.file(PROGRESS)
+        return json.loads(path.read_text()) if path.is_file() else {"epochs_done": 0}
+
+    def metrics(self) -> dict:
+        return json.loads(self.file(METRICS).read_text())
+
+    def load_model(self) -> keras.Model:
+        """The final model, or the last checkpoint of an unfinished run."""
+        registry()  # plugins register their custom layers on import
+        for name in (MODEL, CHECKPOINT):
+            if self.file(name).is_file():
+                return keras.saving.load_model(self.file(name))
+        raise ToolkitError(f"run {self.path} has no model yet ({MODEL} or {CHECKPOINT}); "
+                           f"train it first or resume it with --resume")

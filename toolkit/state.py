@@ -1,0 +1,65 @@
+"""Recurrent state: find, reset, save and restore the state of a model's stateful layers.
+
+Keras 3 keeps an RNN layer's state in non-trainable ``rnn_state`` variables, has no
+``Model.reset_states()`` and never resets state inside ``fit``; this module does it.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+
+def stateful_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every stateful RNN layer of ``model``, nested models and wrappers included."""
+    found = []
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, keras.layers.RNN) and layer.stateful:
+            found.append(layer)
+    return found
+
+
+def reset_states(model: keras.Model) -> None:
+    """Zero the state of every stateful RNN layer."""
+    for layer in stateful_layers(model):
+        layer.reset_state()
+
+
+def get_states(model: keras.Model) -> list[np.ndarray]:
+    """A copy of every stateful layer's state variables, in a fixed order."""
+    return [np.array(v) for layer in stateful_layers(model) for v in (layer.states or [])]
+
+
+def set_states(model: keras.Model, values: list[np.ndarray]) -> None:
+    variables = [v for layer in stateful_layers(model) for v in (layer.states or [])]
+    for variable, value in zip(variables, values, strict=True):
+        variable.assign(value)
+
+
+class StateResets(keras.callbacks.Callback):
+    """Keeps the stateful contract during ``fit``, ``evaluate`` and ``predict``.
+
+    The state is zeroed at the start of every epoch and before validation; the
+    training state in force when validation starts is restored when it ends, so
+    validation and training never see each other's state. It is also zeroed before
+    ``predict``.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._training_state = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        reset_states(self.model)
+
+    def on_test_begin(self, logs=None):
+        self._training_state = get_states(self.model)
+        reset_states(self.model)
+
+    def on_test_end(self, logs=None):
+        if self._training_state is not None:
+            set_states(self.model, self._training_state)
+            self._training_state = None
+
+    def on_predict_begin(self, logs=None):
+        reset_states(self.model)
