@@ -73,3 +73,19 @@ class TextDirectory:
 
     def describe(self) -> str:
         return f"directory {self.path} ({self.pattern})"
+
+
+class InlineText:
+    """Text written in the config itself (``text = "..."``): for demos and tests."""
+
+    def __init__(self, text: str, label: str | None = None):
+        if not text:
+            raise ValueError("text: expected a non-empty string")
+        self.text = text
+        self.label = label
+
+    def documents(self) -> Iterator[Document]:
+        yield Document(self.text, "inline", self.label)
+
+    def describe(self) -> str:
+        return f"inline text ({len(self.text)} characters)"

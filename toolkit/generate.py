@@ -73,7 +73,9 @@ class Generator:
             logits = ops.where(banned[None, :], -1e9, logits)
             return logits, None, cache
 
-        self._feed = tf.function(feed, reduce_retracing=True)
+        # Traced per input shape: Keras's TimeDistributed cannot take a masked input
+        # whose time dimension is unknown, so shapes stay static.
+        self._feed = tf.function(feed)
         self._next_token_logits = next_token_logits
 
     def encode_prime(self, prime: str) -> np.ndarray:

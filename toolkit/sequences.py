@@ -4,22 +4,44 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 
-class EpochData(keras.utils.PyDataset):
-    """A ``PyDataset`` whose batches depend on the epoch (offsets, shuffling).
+class EpochData:
+    """Batches ``(inputs, targets, sample_weights)`` that depend on the epoch (offsets, shuffling).
 
-    The epoch is set by the :class:`FollowEpochs` callback from ``fit``'s own epoch
-    number, not counted from ``on_epoch_end`` calls (Keras makes an extra one when
-    ``fit`` starts), so a resumed run sees exactly the batches it would have seen.
+    Subclasses define ``__len__`` (batches per epoch), ``__getitem__(k)`` and
+    ``batch_rows`` (``None`` when the last batch may be smaller). The epoch is set
+    by the :class:`FollowEpochs` callback from ``fit``'s own epoch number, so a
+    resumed run sees exactly the batches it would have seen.
     """
 
+    batch_rows: int | None = None
+    length: int
+
     def __init__(self, first_epoch: int = 0):
-        super().__init__()
         self.epoch = first_epoch
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def __getitem__(self, k):
+        raise NotImplementedError
+
+    def dataset(self) -> tf.data.Dataset:
+        """A ``tf.data.Dataset`` over one epoch, read afresh each time ``fit`` iterates it.
+
+        Shapes are static where the batch size is fixed: a stateful model needs it.
+        """
+        shape = (self.batch_rows, self.length)
+        signature = (tf.TensorSpec(shape, tf.int32), tf.TensorSpec(shape, tf.int32),
+                     tf.TensorSpec(shape, tf.float32))
+        dataset = tf.data.Dataset.from_generator(
+            lambda: (self[k] for k in range(len(self))), output_signature=signature)
+        return dataset.apply(tf.data.experimental.assert_cardinality(len(self)))
 
 
 class FollowEpochs(keras.callbacks.Callback):
@@ -38,7 +60,8 @@ class SequenceBuilder:
 
     ``training(ids, seed, first_epoch)`` and ``validation(ids)`` return data that
     ``Model.fit`` accepts (usually a :class:`keras.utils.PyDataset`) yielding
-    ``(inputs, targets, sample_weights)`` with inputs of shape ``(batch, time)``.
+    ``(inputs, targets, sample_weights)`` with inputs of shape ``(batch, time)``;
+    :class:`EpochData` gives them a ``dataset()`` for ``fit``.
     A stateful builder yields exactly ``batch_size`` rows in every batch.
     ``callbacks(training_data)`` gives the callbacks ``fit`` needs with that data.
     """

@@ -189,7 +189,8 @@ def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (
             save_best_only=True, initial_value_threshold=best_validation(
                 run.file(runs.HISTORY)) if first_epoch else None, verbose=0))
     if first_epoch < settings["epochs"]:
-        model.fit(train_data, validation_data=val_data, epochs=settings["epochs"],
+        model.fit(train_data.dataset(), validation_data=None if val_data is None else val_data.dataset(),
+                  epochs=settings["epochs"],
                   initial_epoch=first_epoch, callbacks=callbacks, shuffle=False,
                   verbose=verbose)
     if settings["keep"] == "best" and run.file(runs.BEST).is_file():
@@ -208,7 +209,7 @@ def summarize(model, val_data, data_stats: dict, run: Run, clock: TrainingClock)
         metrics["train_tokens_per_second_median"] = round(statistics.median(clock.rates), 1)
     if val_data is not None:
         reset_states(model)
-        results = model.evaluate(val_data, return_dict=True, verbose=0)
+        results = model.evaluate(val_data.dataset(), return_dict=True, verbose=0)
         nats = math.log(results["perplexity"])
         metrics["validation"] = {"nats_per_token": round(nats, 5),
                                  "bits_per_token": round(nats / math.log(2), 5),

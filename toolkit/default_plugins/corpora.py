@@ -1,6 +1,6 @@
-"""Built-in corpora: a text file, a directory of text files, tiny-shakespeare."""
+"""Built-in corpora: a text file, a directory of text files, inline text, tiny-shakespeare."""
 
-from corpora import TextDirectory, TextFile, TinyShakespeare
+from corpora import InlineText, TextDirectory, TextFile, TinyShakespeare
 from toolkit.hookspecs import hookimpl
 
 
@@ -8,4 +8,5 @@ from toolkit.hookspecs import hookimpl
 def register_corpora(register):
     register("text", TextFile)
     register("directory", TextDirectory)
+    register("inline", InlineText)
     register("tinyshakespeare", TinyShakespeare)

@@ -3,7 +3,7 @@
 import keras
 
 from toolkit.hookspecs import hookimpl
-from toolkit.layers import OneHotEncoding
+from toolkit.layers import OneHotEncoding, ScaledId
 from toolkit.params import PositiveInt
 
 
@@ -24,7 +24,15 @@ class OneHotEncoder:
         return OneHotEncoding(vocab_size, name="encoder")
 
 
+class ScaledIdEncoder:
+    """Each id as one number, id / vocab_size: the alphabet tutorial's encoding (for comparison)."""
+
+    def build(self, vocab_size: int) -> keras.layers.Layer:
+        return ScaledId(vocab_size, name="encoder")
+
+
 @hookimpl
 def register_encoders(register):
     register("embedding", EmbeddingEncoder)
     register("onehot", OneHotEncoder)
+    register("scaled-id", ScaledIdEncoder)

@@ -54,6 +54,7 @@ class StreamData(EpochData):
                  first_epoch: int = 0):
         super().__init__(first_epoch)
         self.ids, self.batch_size, self.length = ids, batch_size, length
+        self.batch_rows = batch_size
         self.offset_for_epoch = offset_for_epoch
         self.arrange()
 

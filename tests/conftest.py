@@ -1,0 +1,84 @@
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("NLTK_DATA", str(SHARED / "nltk_data"))
+os.environ.setdefault("TOOLKIT_DATA", str(SHARED / "corpora"))
+os.environ.setdefault("TOOLKIT_LOAD_PLUGINS", "")  # only built-ins, unless a test adds one
+
+import keras  # noqa: E402
+
+from toolkit import plugins  # noqa: E402
+
+SAMPLE_TEXT = (
+    "To be, or not to be, that is the question:\n"
+    "Whether 'tis nobler in the mind to suffer\n"
+    "The slings and arrows of outrageous fortune,\n"
+    "Or to take arms against a sea of troubles\n"
+    "And by opposing end them. To die: to sleep;\n"
+) * 6
+
+
+@pytest.fixture
+def sample_file(tmp_path):
+    path = tmp_path / "hamlet.txt"
+    path.write_text(SAMPLE_TEXT, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def tiny_config(tmp_path, sample_file):
+    """A config that trains a very small stateful generator in seconds."""
+    path = tmp_path / "tiny.toml"
+    path.write_text(f"""
+[corpus]
+use = "text"
+path = "{sample_file}"
+
+[[preprocess]]
+use = "chars"
+
+[encoder]
+use = "embedding"
+dim = 8
+
+[sequences]
+use = "stream"
+batch_size = 4
+length = 16
+
+[core]
+use = "lstm"
+units = 16
+
+[train]
+epochs = 1
+validation_fraction = 0.2
+""")
+    return path
+
+
+@pytest.fixture
+def register_plugin():
+    """Register plugin objects by name for one test; unregistered afterwards."""
+    manager = plugins.plugin_manager()
+    added = []
+
+    def register(plugin, name):
+        manager.register(plugin, name=name)
+        added.append(plugin)
+        return plugin
+
+    yield register
+    for plugin in added:
+        manager.unregister(plugin)
+
+
+@pytest.fixture(autouse=True)
+def fresh_keras_session():
+    keras.backend.clear_session()
+    keras.utils.set_random_seed(0)
+    yield

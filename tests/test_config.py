@@ -1,0 +1,115 @@
+"""Config validation: every error names the key path, the value received and what would work."""
+
+import subprocess
+import sys
+
+import pytest
+
+from toolkit import config
+from toolkit.cli import main
+from toolkit.errors import ToolkitError
+from toolkit.plugins import registry
+
+BASE = {"corpus": {"use": "inline", "text": "abcabc"}}
+
+
+def resolve(raw):
+    return config.resolve(raw, registry())
+
+
+def build(raw):
+    resolved = resolve(raw)
+    return config.build_components(resolved, registry())
+
+
+def with_(**sections):
+    return {**BASE, **sections}
+
+
+def test_defaults_are_filled_in():
+    resolved = resolve(BASE)
+    assert resolved["core"] == {"use": "lstm", "units": 256, "layers": 1, "dropout": 0.0,
+                                "recurrent_dropout": 0.0}
+    assert resolved["sequences"]["use"] == "stream"
+    assert resolved["preprocess"] == [{"use": "chars"}]
+    assert resolved["train"]["epochs"] == 10
+
+
+@pytest.mark.parametrize("raw,message", [
+    (with_(core={"use": "lstm", "units": "big"}),
+     'core.units: expected a positive integer, received "big"'),
+    (with_(core={"use": "lstm", "units": -3}),
+     "core.units: expected a positive integer, received -3"),
+    (with_(core={"use": "lstm", "unit": 3}), "core.unit: unknown key. Known keys here: units"),
+    (with_(core={"use": "gru"}), "core.use: unknown core 'gru'. Available names: 'lstm'"),
+    (with_(train={"learning_rate": 0}), "train.learning_rate: expected a positive number"),
+    (with_(train={"optimizer": "adamax"}), 'train.optimizer: expected one of "adam"'),
+    (with_(sequences={"use": "stream", "offset": "sometimes"}),
+     'sequences.offset: expected one of "random", "none", received "sometimes"'),
+    (with_(model={"units": 3}), "model: unknown section. Known sections: corpus"),
+    ({}, "corpus: missing section"),
+    (with_(preprocess=[{"use": "chars"}, {"use": "shout"}]),
+     "preprocess.1.use: unknown preprocessor 'shout'. Available names: 'chars'"),
+    (with_(preprocess={"use": "chars"}), "preprocess: expected a non-empty list"),
+    (with_(encoder="embedding"), 'encoder: expected a table, received "embedding"'),
+    (with_(corpus={"use": "text"}), "corpus.path: missing; expected a string"),
+])
+def test_invalid_values_name_the_key(raw, message):
+    with pytest.raises(ToolkitError) as err:
+        resolve(raw)
+    assert message in str(err.value)
+
+
+def test_stages_must_fit_one_after_the_other():
+    with pytest.raises(ToolkitError, match=r"preprocess.1: stage 'lowercase' works on text, "
+                                           r"but it receives tokens"):
+        build(with_(preprocess=[{"use": "chars"}, {"use": "lowercase"}]))
+    with pytest.raises(ToolkitError, match="never splits text into tokens"):
+        build(with_(preprocess=[{"use": "lowercase"}]))
+
+
+def test_core_statefulness_must_match_the_sequence_builder():
+    with pytest.raises(ToolkitError, match="core.stateful: sequences.use = \"windows\" needs a "
+                                           "stateless core"):
+        build(with_(sequences={"use": "windows"}, core={"use": "lstm", "stateful": True}))
+
+
+def test_set_overrides_any_key_with_toml_values():
+    raw = config.apply_overrides(BASE, ["core.units=32", "train.learning_rate=0.5",
+                                        "corpus.text=hello world", "preprocess.0.use=chars",
+                                        "sequences.offset=\"none\""])
+    resolved = resolve(raw)
+    assert resolved["core"]["units"] == 32
+    assert resolved["train"]["learning_rate"] == 0.5
+    assert resolved["corpus"]["text"] == "hello world"
+    assert resolved["sequences"]["offset"] == "none"
+    with pytest.raises(ToolkitError, match="--set: expected section.key=value"):
+        config.apply_overrides(BASE, ["units"])
+    with pytest.raises(ToolkitError, match="preprocess.3: no item 3"):
+        config.apply_overrides(BASE, ["preprocess.3.use=chars"])
+
+
+def test_cli_config_errors_exit_2_without_traceback(tmp_path, capsys):
+    path = tmp_path / "bad.toml"
+    path.write_text('[corpus]\nuse = "inline"\ntext = "abc"\n[core]\nunits = "big"\n')
+    assert main(["config", "show", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f'{path}: core.units: expected a positive integer, received "big"' in err
+    assert "Traceback" not in err
+    assert main(["config", "show", str(path), "--set", "core.units=8"]) == 0
+    out = capsys.readouterr().out
+    assert "units = 8" in out and "learning_rate = 0.002" in out
+    assert main(["config", "show", str(tmp_path / "missing.toml")]) == 2
+    path.write_text("[corpus\n")
+    assert main(["config", "show", str(path)]) == 2
+    assert "not valid TOML" in capsys.readouterr().err
+
+
+def test_console_script_exit_status(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text('[corpus]\nuse = "nowhere"\n')
+    done = subprocess.run([sys.executable, "-m", "toolkit.cli", "config", "show", str(path)],
+                          capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "corpus.use: unknown corpus 'nowhere'. Available names:" in done.stderr
+    assert "Traceback" not in done.stderr

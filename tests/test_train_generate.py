@@ -1,0 +1,144 @@
+"""Training into a run directory, resuming it, and generating from it."""
+
+import csv
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+
+from toolkit.cli import main
+from toolkit.config import build_components
+from toolkit.errors import ToolkitError
+from toolkit.generate import Generator
+from toolkit.model import inference_twin
+from toolkit.plugins import registry
+from toolkit.runs import Run
+from toolkit.state import reset_states
+from toolkit.train import train
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    """One tiny run shared by the read-only tests of this module."""
+    from tests.conftest import SAMPLE_TEXT
+
+    folder = tmp_path_factory.mktemp("run")
+    text = folder / "hamlet.txt"
+    text.write_text(SAMPLE_TEXT)
+    config = folder / "tiny.toml"
+    config.write_text(f"""
+[corpus]
+use = "text"
+path = "{text}"
+[encoder]
+dim = 8
+[sequences]
+batch_size = 4
+length = 16
+[core]
+units = 16
+[train]
+epochs = 2
+learning_rate = 0.01
+validation_fraction = 0.2
+""")
+    return train(str(config), folder / "run", verbose=0)
+
+
+def test_a_run_holds_config_vocab_model_history_and_metrics(trained_run):
+    for name in ("config.toml", "vocab.json", "model.keras", "checkpoint.keras",
+                 "best.keras", "history.csv", "metrics.json", "progress.json"):
+        assert (trained_run.path / name).is_file(), name
+    metrics = trained_run.metrics()
+    nats = metrics["validation"]["nats_per_token"]
+    assert math.isclose(metrics["validation"]["bits_per_token"], nats / math.log(2),
+                        rel_tol=1e-4)
+    assert 0 < nats < math.log(metrics["data"]["vocab_size"]) + 0.5
+    vocab = json.loads((trained_run.path / "vocab.json").read_text())
+    assert vocab["tokens"][:2] == ["<pad>", "<unk>"] and "T" in vocab["tokens"]
+    with (trained_run.path / "history.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [r["epoch"] for r in rows] == ["0", "1"]
+    assert {"loss", "val_perplexity", "elapsed_minutes", "tokens_per_second"} <= set(rows[0])
+
+
+def test_the_twin_gives_the_training_models_distribution(trained_run):
+    run = Run(trained_run.path)
+    components = build_components(run.config(), registry())
+    trained = run.load_model()
+    vocab = run.vocab()
+    context = vocab.encode(list("To be, or not to be"))
+    reset_states(trained)  # the training model has batch size 4: same context in every row
+    expected = np.asarray(trained(np.tile(context, (4, 1))))[:, -1]
+    for samples in (1, 3):
+        twin = inference_twin(trained, components, len(vocab), samples)
+        generator = Generator(None, vocab, twin, samples)
+        generator.compile()
+        got = generator.prime(context)
+        np.testing.assert_allclose(got, expected[:samples], atol=1e-5)
+        # feeding the context one token at a time gives the same result
+        generator.prime(context[:5])
+        for token in context[5:]:
+            step = np.asarray(generator._feed(np.full((samples, 1), token, np.int32)))
+        np.testing.assert_allclose(step, expected[:samples], atol=1e-5)
+
+
+def test_save_load_generate_round_trip(trained_run):
+    generator = Generator.from_run(trained_run.path, samples=2)
+    first = generator.generate("To be", length=40, temperature=0.7, seed=5)
+    again = Generator.from_run(trained_run.path, samples=2).generate(
+        "To be", length=40, temperature=0.7, seed=5)
+    assert first == again, "same run, same seed: same text"
+    assert len(first) == 2 and all(len(text) == 40 for text in first)
+    known = set(Run(trained_run.path).vocab().tokens[2:])
+    assert all(set(text) <= known for text in first)
+    top1 = generator.generate("To be", length=20, top_k=1, seed=1)
+    assert top1[0] == top1[1], "top-k 1 is greedy: both samples agree"
+    nucleus = generator.generate("To be", length=20, top_p=0.5, top_k=5, seed=1)
+    assert all(len(t) == 20 for t in nucleus)
+
+
+def test_unknown_characters_in_the_prime_are_refused(trained_run, capsys):
+    generator = Generator.from_run(trained_run.path)
+    with pytest.raises(ToolkitError, match=r"never seen in training: 'Ω', '%'"):
+        generator.generate("Ω to be %", length=5)
+    assert main(["generate", str(trained_run.path), "--prime", "Ω", "--length", "5"]) == 2
+    assert "never seen in training" in capsys.readouterr().err
+    assert main(["generate", str(trained_run.path), "--prime", "To", "--top-p", "1.5"]) == 2
+    assert "top_p: expected a number in (0, 1]" in capsys.readouterr().err
+
+
+def test_cli_generate_prints_the_samples(trained_run, capsys):
+    assert main(["generate", str(trained_run.path), "--prime", "To be", "--length", "30",
+                 "--samples", "2", "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("--- sample") == 2
+
+
+def test_resume_continues_from_the_last_checkpoint(tiny_config, tmp_path):
+    run_dir = tmp_path / "run"
+    train(str(tiny_config), run_dir, verbose=0)
+    iterations = int(keras.saving.load_model(run_dir / "checkpoint.keras").optimizer.iterations)
+    assert iterations > 0
+    with pytest.raises(ToolkitError, match="already holds a run; pass --resume"):
+        train(str(tiny_config), run_dir, verbose=0)
+    with pytest.raises(ToolkitError, match="core.units differ"):
+        train(str(tiny_config), run_dir, ["core.units=32"], resume=True, verbose=0)
+    run = train(str(tiny_config), run_dir, ["train.epochs=2"], resume=True, verbose=0)
+    assert run.progress()["epochs_done"] == 2
+    resumed = keras.saving.load_model(run_dir / "checkpoint.keras")
+    assert int(resumed.optimizer.iterations) == 2 * iterations, "optimizer state carried on"
+    with (run_dir / "history.csv").open() as f:
+        assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1"]
+    assert run.config()["train"]["epochs"] == 2
+
+
+def test_missing_run_and_missing_corpus_are_clear(tmp_path, tiny_config, capsys):
+    assert main(["generate", str(tmp_path / "nowhere")]) == 2
+    assert "run directory not found" in capsys.readouterr().err
+    assert main(["train", str(tiny_config), "--run-dir", str(tmp_path / "r"),
+                 "--set", f"corpus.path={tmp_path / 'absent.txt'}"]) == 2
+    assert "corpus file not found" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists(), "nothing is written before the input is checked"
