@@ -19,7 +19,9 @@ def cmd_train(args) -> int:
 
     run_dir = args.run_dir or default_run_dir(args.config)
     # One line per epoch when the output is not a terminal (logs, CI).
-    run = train(args.config, run_dir, args.set, resume=args.resume,
+    if args.resume and args.overwrite:
+        raise ToolkitError("choose one of --resume and --overwrite")
+    run = train(args.config, run_dir, args.set, resume=args.resume, overwrite=args.overwrite,
                 verbose=1 if sys.stdout.isatty() else 2)
     metrics = run.metrics()
     print(f"run written to {run.path}")
@@ -97,6 +99,8 @@ def make_parser(commands: dict) -> argparse.ArgumentParser:
     p.add_argument("--run-dir", help="where to write the run (default: runs/CONFIG_NAME)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted run from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing run in --run-dir")
     p.add_argument("--set", **overrides)
     p.set_defaults(func=cmd_train)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 import statistics
 import time
 from pathlib import Path
@@ -134,8 +135,11 @@ def trim_history(path: Path, epochs_done: int) -> None:
 
 
 def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (),
-          resume: bool = False, verbose: str | int = "auto") -> Run:
-    """Train the model a config describes into ``run_dir`` (or continue it with ``resume``)."""
+          resume: bool = False, verbose: str | int = "auto", overwrite: bool = False) -> Run:
+    """Train the model a config describes into ``run_dir`` (or continue it with ``resume``).
+
+    ``overwrite`` replaces an existing run, once the new config and data have been checked.
+    """
     reg = registry()
     run = Run(run_dir)
     overrides = list(overrides)
@@ -146,9 +150,9 @@ def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (
         if config_path is None:
             raise ToolkitError("a config file is needed to start a run")
         resolved = config_module.load(config_path, reg, overrides)
-        if run.exists():
-            raise ToolkitError(f"{run.path} already holds a run; pass --resume to continue it "
-                               f"or choose another --run-dir")
+        if run.exists() and not overwrite:
+            raise ToolkitError(f"{run.path} already holds a run; pass --resume to continue it, "
+                               f"--overwrite to replace it, or choose another --run-dir")
     settings = resolved["train"]
     components = config_module.build_components(resolved, reg, source=config_path)
     preprocessor = Preprocessor(components.stages)
@@ -160,6 +164,8 @@ def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (
     train_data = builder.training(prepared.train_ids, settings["seed"], first_epoch)
     val_data = builder.validation(prepared.val_ids) if len(prepared.val_ids) else None
 
+    if overwrite and not resume and run.path.exists():
+        shutil.rmtree(run.path)
     run.path.mkdir(parents=True, exist_ok=True)
     runs.atomic_write(run.file(runs.CONFIG), config_module.dumps(resolved))
     if not resume:
