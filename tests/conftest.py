@@ -1,4 +1,5 @@
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -7,7 +8,8 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("NLTK_DATA", str(SHARED / "nltk_data"))
 os.environ.setdefault("TOOLKIT_DATA", str(SHARED / "corpora"))
-os.environ.setdefault("TOOLKIT_LOAD_PLUGINS", "")  # only built-ins, unless a test adds one
+os.environ.setdefault("TOOLKIT_LOAD_PLUGINS", "nltk")  # built-ins and our NLTK package only
+os.environ.setdefault("TOOLKIT_CACHE", tempfile.mkdtemp(prefix="toolkit-cache-"))
 
 import keras  # noqa: E402
 

@@ -58,12 +58,15 @@ def train_settings(
     validation_fraction: Fraction = 0.1,
     max_minutes: NonNegativeFloat = 0.0,
     keep: Literal["best", "last"] = "best",
+    cache: bool = True,
     seed: NonNegativeInt = 1,
 ):
     """Training: the last ``validation_fraction`` of every document is held out for
     validation; ``max_minutes`` (0 = no limit) stops training after the epoch that
     passes that much wall-clock time; ``clipnorm`` = 0 turns gradient clipping off;
-    ``keep = "best"`` makes the run's model the epoch with the lowest validation loss."""
+    ``keep = "best"`` makes the run's model the epoch with the lowest validation loss;
+    ``cache`` stores token ids so the next run with the same data and preprocessing
+    starts at once (``$TOOLKIT_CACHE``)."""
 
 
 def generate_settings(

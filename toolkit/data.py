@@ -7,6 +7,7 @@ from itertools import chain
 
 import numpy as np
 
+from toolkit import cache
 from toolkit.errors import ToolkitError
 from toolkit.preprocess import Preprocessor
 from toolkit.vocab import OOV, Vocabulary
@@ -30,15 +31,26 @@ def split_tokens(tokens: list[str], validation_fraction: float) -> tuple[list[st
 
 
 def prepare(corpus, preprocessor: Preprocessor, vocab_settings: dict,
-            validation_fraction: float, vocab: Vocabulary | None = None) -> Prepared:
+            validation_fraction: float, vocab: Vocabulary | None = None,
+            cache_settings: dict | None = None) -> Prepared:
     """Tokenize every document, split each one, fit (or reuse) the vocabulary and encode.
 
-    Documents are concatenated in corpus order within each split.
+    Documents are concatenated in corpus order within each split. With
+    ``cache_settings`` (the resolved preprocessing and vocabulary config) the result
+    is looked up in, and stored to, the token-id cache.
     """
+    documents = list(corpus.documents())
+    key = None
+    if cache_settings is not None:
+        key = cache.cache_key(documents, {**cache_settings,
+                                          "validation_fraction": validation_fraction})
+        hit = cache.load(key)
+        if hit is not None and (vocab is None or hit[2].tokens == vocab.tokens):
+            train_ids, val_ids, cached_vocab, stats = hit
+            return Prepared(train_ids, val_ids, cached_vocab, {**stats, "cache": "hit"})
+
     train_parts, val_parts = [], []
-    documents = 0
-    for document in corpus.documents():
-        documents += 1
+    for document in documents:
         train, val = split_tokens(preprocessor(document.text), validation_fraction)
         train_parts.append(train)
         val_parts.append(val)
@@ -46,17 +58,19 @@ def prepare(corpus, preprocessor: Preprocessor, vocab_settings: dict,
     val_tokens = list(chain.from_iterable(val_parts))
     if not train_tokens:
         raise ToolkitError(f"corpus {corpus.describe()} gave no tokens to train on "
-                           f"({documents} documents)")
+                           f"({len(documents)} documents)")
     if vocab is None:
         vocab = Vocabulary.fit(train_tokens, vocab_settings["min_count"],
                                vocab_settings["max_size"])
     train_ids, val_ids = vocab.encode(train_tokens), vocab.encode(val_tokens)
     stats = {
-        "documents": documents,
+        "documents": len(documents),
         "train_tokens": len(train_ids),
         "validation_tokens": len(val_ids),
         "vocab_size": len(vocab),
         "train_oov_rate": float(np.mean(train_ids == OOV)) if len(train_ids) else 0.0,
         "validation_oov_rate": float(np.mean(val_ids == OOV)) if len(val_ids) else 0.0,
     }
-    return Prepared(train_ids, val_ids, vocab, stats)
+    if key is not None:
+        cache.store(key, train_ids, val_ids, vocab, stats)
+    return Prepared(train_ids, val_ids, vocab, {**stats, "cache": "miss" if key else "off"})

@@ -156,8 +156,11 @@ def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (
     settings = resolved["train"]
     components = config_module.build_components(resolved, reg, source=config_path)
     preprocessor = Preprocessor(components.stages)
+    cache_settings = ({"corpus": resolved["corpus"], "preprocess": resolved["preprocess"],
+                       "vocab": resolved["vocab"]} if settings["cache"] else None)
     prepared = prepare(components.corpus, preprocessor, resolved["vocab"],
-                       settings["validation_fraction"], run.vocab() if resume else None)
+                       settings["validation_fraction"], run.vocab() if resume else None,
+                       cache_settings)
     builder = components.sequences
     progress = run.progress() if resume else {"epochs_done": 0, "training_seconds": 0.0}
     first_epoch = progress["epochs_done"]
@@ -209,7 +212,8 @@ def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (
 
 def summarize(model, val_data, data_stats: dict, run: Run, clock: TrainingClock) -> dict:
     """The run's figures: exact validation loss of the final model, history, throughput."""
-    metrics = {"data": data_stats, "epochs_done": run.progress()["epochs_done"],
+    metrics = {"data": {k: v for k, v in data_stats.items() if k != "cache"},
+               "epochs_done": run.progress()["epochs_done"],
                "training_minutes": round(clock.seconds / 60, 3)}
     if clock.rates:
         metrics["train_tokens_per_second_median"] = round(statistics.median(clock.rates), 1)

@@ -1,7 +1,59 @@
-"""Built-in preprocessing stages: lowercase and the character tokenizer."""
+"""Built-in preprocessing stages: text clean-up (Unicode, whitespace, Gutenberg
+boilerplate, lowercase) and the character tokenizer. Word-level stages come from
+the NLTK plugin package (``plugins/toolkit-nltk``)."""
+
+import re
+import unicodedata
+from typing import Literal
 
 from toolkit.hookspecs import hookimpl
+from toolkit.params import NonNegativeInt
 from toolkit.preprocess import Stage
+
+
+class UnicodeNormalize(Stage):
+    """Unicode normalisation (NFC by default; NFKC also folds ligatures and full-width forms)."""
+
+    def __init__(self, form: Literal["NFC", "NFKC", "NFD", "NFKD"] = "NFC"):
+        self.form = form
+
+    def __call__(self, text: str) -> str:
+        return unicodedata.normalize(self.form, text)
+
+
+class Whitespace(Stage):
+    """Whitespace clean-up: CRLF to LF, runs of spaces and tabs to one space, no trailing
+    spaces, and at most ``max_blank_lines`` blank lines in a row."""
+
+    def __init__(self, max_blank_lines: NonNegativeInt = 1):
+        self.max_blank_lines = max_blank_lines
+        self.blank_runs = re.compile(r"\n{%d,}" % (max_blank_lines + 2))
+
+    def __call__(self, text: str) -> str:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        text = re.sub(r"[ \t\f\v\u00a0]+", " ", text)
+        text = re.sub(r" *\n *", "\n", text)
+        return self.blank_runs.sub("\n" * (self.max_blank_lines + 1), text)
+
+
+GUTENBERG_START = re.compile(r"^\*{3}\s*START OF (THE|THIS) PROJECT GUTENBERG.*$",
+                             re.IGNORECASE | re.MULTILINE)
+GUTENBERG_END = re.compile(r"^\*{3}\s*END OF (THE|THIS) PROJECT GUTENBERG.*$",
+                           re.IGNORECASE | re.MULTILINE)
+
+
+class GutenbergStrip(Stage):
+    """Keep only the text between Project Gutenberg's ``*** START OF ...`` and
+    ``*** END OF ...`` lines; text without those markers is left as it is."""
+
+    def __call__(self, text: str) -> str:
+        start = GUTENBERG_START.search(text)
+        if start:
+            text = text[start.end():]
+        end = GUTENBERG_END.search(text)
+        if end:
+            text = text[:end.start()]
+        return text.strip("\n") + "\n" if (start or end) else text
 
 
 class Lowercase(Stage):
@@ -25,5 +77,8 @@ class Characters(Stage):
 
 @hookimpl
 def register_preprocessors(register):
+    register("unicode", UnicodeNormalize)
+    register("whitespace", Whitespace)
+    register("gutenberg-strip", GutenbergStrip)
     register("lowercase", Lowercase)
     register("chars", Characters)

@@ -1,0 +1,134 @@
+"""The NLTK plugin package (plugins/toolkit-nltk) and the word-level pipeline."""
+
+import importlib.metadata
+
+import nltk
+import numpy as np
+import pytest
+
+from toolkit import cache, plugins
+from toolkit.config import build_components, resolve
+from toolkit.data import prepare
+from toolkit.errors import ToolkitError
+from toolkit.preprocess import Preprocessor
+from toolkit.vocab import OOV, Vocabulary
+
+pytestmark = pytest.mark.skipif(
+    not any(ep.name == "nltk" for ep in importlib.metadata.entry_points(group="toolkit")),
+    reason="toolkit-nltk is not installed (pip install -e plugins/toolkit-nltk)")
+
+
+def pipeline(*stages, corpus=None):
+    raw = {"corpus": corpus or {"use": "inline", "text": "x"}, "preprocess": list(stages)}
+    components = build_components(resolve(raw, plugins.registry()), plugins.registry())
+    return Preprocessor(components.stages), components
+
+
+def test_the_package_registers_through_its_entry_point():
+    registry = plugins.registry()
+    for name in ("nltk-words", "nltk-stopwords", "punctuation", "stem"):
+        assert registry.get("preprocessor", name).plugin == "nltk"
+    assert registry.get("corpus", "nltk").plugin == "nltk"
+    assert plugins.plugin_manager().get_plugin("nltk").__name__ == "toolkit_nltk"
+
+
+def test_words_keep_paragraphs_and_detokenize_sensibly():
+    words, _ = pipeline({"use": "nltk-words"})
+    tokens = words("Hello, world! It's \"fine\".\n\nA new paragraph -- isn't it?")
+    assert tokens[:4] == ["Hello", ",", "world", "!"]
+    assert "\n" in tokens and "n't" in tokens
+    text = words.detokenize(tokens)
+    assert text.startswith("Hello, world! It's")
+    assert "\n\nA new paragraph" in text
+    lower, _ = pipeline({"use": "nltk-words", "lowercase": True})
+    assert lower("The Cat")[0] == "the"
+
+
+def test_stop_words_use_nltks_list_with_extra_and_keep():
+    from nltk.corpus import stopwords
+
+    assert len(stopwords.words("english")) == 179
+    stages, _ = pipeline({"use": "nltk-words"},
+                         {"use": "nltk-stopwords", "extra": ["cat"], "keep": ["not"]})
+    assert stages("The cat is not on the mat") == ["not", "mat"]
+    with pytest.raises(ToolkitError, match="nltk-stopwords|language: NLTK has no stop words"):
+        pipeline({"use": "nltk-words"}, {"use": "nltk-stopwords", "language": "klingon"})
+
+
+def test_punctuation_and_stemming():
+    stages, _ = pipeline({"use": "nltk-words"}, {"use": "punctuation"}, {"use": "stem"})
+    assert stages("Running, jumping... and \"swimming\"!") == ["run", "jump", "and", "swim"]
+    snowball, _ = pipeline({"use": "nltk-words"}, {"use": "stem", "algorithm": "snowball",
+                                                   "language": "german"})
+    assert snowball("Häuser") == ["haus"]
+
+
+def test_stages_apply_in_config_order():
+    stem_first, _ = pipeline({"use": "nltk-words"}, {"use": "stem"}, {"use": "nltk-stopwords"})
+    stop_first, _ = pipeline({"use": "nltk-words"}, {"use": "nltk-stopwords"}, {"use": "stem"})
+    # "was" is a stop word; its stem "wa" is not
+    assert stem_first("it was raining") == ["wa", "rain"]
+    assert stop_first("it was raining") == ["rain"]
+
+
+def test_the_corpus_reader_lists_gutenberg_files_and_labels():
+    _, components = pipeline({"use": "chars"}, corpus={"use": "nltk", "name": "gutenberg"})
+    corpus = components.corpus
+    ids = corpus.fileids()
+    assert "austen-emma.txt" in ids and len(ids) == 13
+    labels = {corpus.label_of(i) for i in ids}
+    assert labels == {"austen", "chesterton", "shakespeare", "melville", "milton", "whitman",
+                      "blake"}
+    austen = build_components(resolve({"corpus": {"use": "nltk", "include": ["austen-*"]}},
+                                      plugins.registry()), plugins.registry()).corpus
+    documents = list(austen.documents())
+    assert [d.name for d in documents] == ["austen-emma.txt", "austen-persuasion.txt",
+                                           "austen-sense.txt"]
+    assert {d.label for d in documents} == {"austen"}
+    assert documents[0].text.startswith("[Emma by Jane Austen 1816]")
+
+
+def test_missing_nltk_data_offline_says_how_to_install_it(monkeypatch, tmp_path):
+    monkeypatch.setattr(nltk.data, "path", [str(tmp_path)])
+    with pytest.raises(ToolkitError) as err:
+        pipeline({"use": "nltk-words"}, {"use": "nltk-stopwords", "download": False})
+    message = str(err.value)
+    assert "python -m nltk.downloader stopwords" in message
+    assert str(tmp_path) in message and "NLTK_DATA" in message
+
+
+def test_vocabulary_limits_round_trip_and_unknown_tokens():
+    tokens = "a a a b b c".split()
+    vocab = Vocabulary.fit(tokens, min_count=2)
+    assert vocab.tokens == ["<pad>", "<unk>", "a", "b"]
+    assert list(vocab.encode(["a", "c", "b"])) == [2, OOV, 3]
+    assert Vocabulary.fit(tokens, max_size=1).tokens[2:] == ["a"]
+    assert Vocabulary.from_json(vocab.to_json()).tokens == vocab.tokens
+    assert vocab.unknown(["c", "a", "d", "c"]) == ["c", "d"]
+
+
+def test_token_ids_are_cached_and_invalidated(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOOLKIT_CACHE", str(tmp_path))
+    text = tmp_path / "book.txt"
+    text.write_text("It was the best of times, it was the worst of times. " * 20)
+    corpus = {"use": "text", "path": str(text)}
+
+    def run(stages, vocab=None):
+        preprocessor, components = pipeline(*stages, corpus=corpus)
+        settings = {"preprocess": stages, "vocab": vocab or {"min_count": 1, "max_size": 0}}
+        return prepare(components.corpus, preprocessor, settings["vocab"], 0.1,
+                       cache_settings=settings)
+
+    words = [{"use": "nltk-words"}]
+    first = run(words)
+    assert first.stats["cache"] == "miss"
+    second = run(words)
+    assert second.stats["cache"] == "hit"
+    np.testing.assert_array_equal(first.train_ids, second.train_ids)
+    assert second.vocab.tokens == first.vocab.tokens
+    assert isinstance(second.train_ids, np.memmap)
+    assert run(words + [{"use": "nltk-stopwords"}]).stats["cache"] == "miss"
+    assert run(words, {"min_count": 2, "max_size": 0}).stats["cache"] == "miss"
+    text.write_text(text.read_text() + "And then it ended.")
+    assert run(words).stats["cache"] == "miss"
+    assert len(list(cache.cache_dir().iterdir())) == 4

@@ -1,0 +1,71 @@
+"""A cache of token ids: a (corpus, preprocessing, vocabulary) combination is tokenized once.
+
+The key is a SHA-256 of the preprocessing and vocabulary settings, the validation
+fraction and the full text, name and label of every document, so a change to any of
+them misses the cache. Entries live under ``$TOOLKIT_CACHE`` (default
+``~/.cache/lstm-text-toolkit``) as ``.npy`` files that are memory-mapped when read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from toolkit import __version__
+from toolkit.vocab import Vocabulary
+
+FORMAT = 1
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("TOOLKIT_CACHE", "~/.cache/lstm-text-toolkit")).expanduser() / "ids"
+
+
+def cache_key(documents, settings: dict) -> str:
+    """Hash of the settings and every document's name, label and text."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps({"format": FORMAT, "version": __version__, **settings},
+                             sort_keys=True).encode())
+    for document in documents:
+        for part in (document.name, document.label or "", document.text):
+            encoded = part.encode("utf-8")
+            digest.update(len(encoded).to_bytes(8, "little"))
+            digest.update(encoded)
+    return digest.hexdigest()
+
+
+def load(key: str):
+    """``(train_ids, val_ids, vocab, stats)`` for ``key``, or ``None`` on a miss."""
+    entry = cache_dir() / key
+    try:
+        train = np.load(entry / "train.npy", mmap_mode="r")
+        val = np.load(entry / "val.npy", mmap_mode="r")
+        vocab = Vocabulary.load(entry / "vocab.json")
+        stats = json.loads((entry / "stats.json").read_text())
+    except (OSError, ValueError, KeyError):
+        return None
+    return train, val, vocab, stats
+
+
+def store(key: str, train: np.ndarray, val: np.ndarray, vocab: Vocabulary, stats: dict) -> None:
+    """Write an entry atomically (a temporary folder renamed into place); failures are ignored."""
+    root = cache_dir()
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key[:12]}."))
+        np.save(tmp / "train.npy", train)
+        np.save(tmp / "val.npy", val)
+        (tmp / "vocab.json").write_text(json.dumps(vocab.to_json(), ensure_ascii=False))
+        (tmp / "stats.json").write_text(json.dumps(stats))
+        try:
+            os.replace(tmp, root / key)
+        except OSError:  # another process stored the same entry first
+            shutil.rmtree(tmp, ignore_errors=True)
+    except OSError:
+        pass
