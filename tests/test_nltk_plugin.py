@@ -132,3 +132,18 @@ def test_token_ids_are_cached_and_invalidated(tmp_path, monkeypatch):
     text.write_text(text.read_text() + "And then it ended.")
     assert run(words).stats["cache"] == "miss"
     assert len(list(cache.cache_dir().iterdir())) == 4
+
+
+def test_wordpiece_vocabulary_has_no_unknown_words():
+    from toolkit.vocab import WordPieceVocabulary
+
+    words = ("the walker was walking and talking while the talker walked " * 30).split()
+    vocab = WordPieceVocabulary.fit(words, max_size=40)
+    ids = vocab.encode(["walking", "stalking", "the"])
+    assert OOV not in ids, "an unseen word is spelled with known pieces"
+    assert vocab.decode(ids) == ["walking", "stalking", "the"]
+    assert len(ids) > 3
+    again = Vocabulary.from_json(vocab.to_json())
+    assert isinstance(again, WordPieceVocabulary)
+    np.testing.assert_array_equal(again.encode(["walking"]), vocab.encode(["walking"]))
+    assert vocab.unknown(["walk", "xylophone"]) == ["xylophone"]

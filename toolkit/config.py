@@ -45,9 +45,12 @@ COMPONENT_SECTIONS = {
 DEFAULT_PREPROCESS = [{"use": "chars"}]
 
 
-def vocab_settings(min_count: PositiveInt = 1, max_size: NonNegativeInt = 0):
+def vocab_settings(min_count: PositiveInt = 1, max_size: NonNegativeInt = 0,
+                   subword: Literal["none", "wordpiece"] = "none"):
     """Vocabulary: tokens seen fewer than ``min_count`` times in the training split, or
-    beyond the ``max_size`` most frequent (0 = no limit), map to the out-of-vocabulary id."""
+    beyond the ``max_size`` most frequent (0 = no limit), map to the out-of-vocabulary id.
+    ``subword = "wordpiece"`` splits tokens into keras-nlp WordPiece pieces instead
+    (``max_size`` pieces, 8000 when 0), so that no word is unknown."""
 
 
 def train_settings(

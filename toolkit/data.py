@@ -10,7 +10,7 @@ import numpy as np
 from toolkit import cache
 from toolkit.errors import ToolkitError
 from toolkit.preprocess import Preprocessor
-from toolkit.vocab import OOV, Vocabulary
+from toolkit.vocab import OOV, Vocabulary, WordPieceVocabulary
 
 
 @dataclass
@@ -60,13 +60,14 @@ def prepare(corpus, preprocessor: Preprocessor, vocab_settings: dict,
         raise ToolkitError(f"corpus {corpus.describe()} gave no tokens to train on "
                            f"({len(documents)} documents)")
     if vocab is None:
-        vocab = Vocabulary.fit(train_tokens, vocab_settings["min_count"],
-                               vocab_settings["max_size"])
+        kind = WordPieceVocabulary if vocab_settings.get("subword") == "wordpiece" else Vocabulary
+        vocab = kind.fit(train_tokens, vocab_settings["min_count"], vocab_settings["max_size"])
     train_ids, val_ids = vocab.encode(train_tokens), vocab.encode(val_tokens)
     stats = {
         "documents": len(documents),
         "train_tokens": len(train_ids),
         "validation_tokens": len(val_ids),
+        "train_words": len(train_tokens),
         "vocab_size": len(vocab),
         "train_oov_rate": float(np.mean(train_ids == OOV)) if len(train_ids) else 0.0,
         "validation_oov_rate": float(np.mean(val_ids == OOV)) if len(val_ids) else 0.0,

@@ -16,6 +16,8 @@ PAD_TOKEN, OOV_TOKEN = "<pad>", "<unk>"
 class Vocabulary:
     """Maps tokens to ids. Ids 0 and 1 are reserved for padding and unknown tokens."""
 
+    kind = "tokens"
+
     def __init__(self, tokens: Sequence[str]):
         self.tokens = [PAD_TOKEN, OOV_TOKEN, *tokens]
         self.ids = {token: i for i, token in enumerate(self.tokens)}
@@ -47,15 +49,81 @@ class Vocabulary:
         return list(dict.fromkeys(t for t in tokens if t not in self.ids))
 
     def to_json(self) -> dict:
-        return {"pad_id": PAD, "oov_id": OOV, "tokens": self.tokens}
+        return {"kind": self.kind, "pad_id": PAD, "oov_id": OOV, "tokens": self.tokens}
 
     @classmethod
     def from_json(cls, data: dict) -> "Vocabulary":
         tokens = data["tokens"]
         if tokens[:2] != [PAD_TOKEN, OOV_TOKEN]:
             raise ValueError("not a toolkit vocabulary: ids 0 and 1 must be padding and unknown")
-        return cls(tokens[2:])
+        kind = data.get("kind", "tokens")
+        return (WordPieceVocabulary if kind == WordPieceVocabulary.kind else Vocabulary)(
+            tokens[2:])
 
     @classmethod
     def load(cls, path: str | Path) -> "Vocabulary":
         return cls.from_json(json.loads(Path(path).read_text(encoding="utf-8")))
+
+
+class WordPieceVocabulary(Vocabulary):
+    """Subword ids: every token is split into WordPiece pieces (``"walking"`` ->
+    ``"walk"``, ``"##ing"``) with keras-nlp's ``WordPieceTokenizer``.
+
+    Fitted with ``keras_nlp.tokenizers.compute_word_piece_vocabulary``, it keeps every
+    character seen in training as a piece, so generation never produces an unknown
+    word and only characters never seen in training are unknown.
+    """
+
+    kind = "wordpiece"
+    SUFFIX = "##"
+
+    def __init__(self, tokens: Sequence[str]):
+        super().__init__(tokens)
+        self._tokenizer = None
+
+    @classmethod
+    def fit(cls, tokens: Iterable[str], min_count: int = 1,
+            max_size: int = 0) -> "WordPieceVocabulary":
+        import keras_nlp
+        import tensorflow as tf
+
+        words = np.array(list(tokens), dtype=object)
+        data = tf.data.Dataset.from_tensor_slices(words.astype(str)).batch(4096)
+        pieces = keras_nlp.tokenizers.compute_word_piece_vocabulary(
+            data, vocabulary_size=(max_size or 8000) + 2, split=False,
+            reserved_tokens=[PAD_TOKEN, OOV_TOKEN], suffix_indicator=cls.SUFFIX)
+        return cls(pieces[2:])
+
+    def tokenizer(self):
+        if self._tokenizer is None:
+            import keras_nlp
+
+            self._tokenizer = keras_nlp.tokenizers.WordPieceTokenizer(
+                vocabulary=self.tokens, oov_token=OOV_TOKEN, split=False, lowercase=False,
+                strip_accents=False, suffix_indicator=self.SUFFIX, dtype="int32")
+        return self._tokenizer
+
+    def encode(self, tokens: Sequence[str]) -> np.ndarray:
+        if len(tokens) == 0:
+            return np.zeros(0, np.int32)
+        import tensorflow as tf
+
+        pieces = self.tokenizer().tokenize(tf.constant(list(tokens), dtype=tf.string))
+        pieces = np.asarray(getattr(pieces, "flat_values", pieces))  # ragged, or flattened
+        if pieces.dtype == object:
+            pieces = np.concatenate(pieces)
+        return pieces.astype(np.int32)
+
+    def decode(self, ids: Iterable[int]) -> list[str]:
+        """Pieces merged back into tokens (``"walk"``, ``"##ing"`` -> ``"walking"``)."""
+        words: list[str] = []
+        for piece in super().decode(ids):
+            if piece.startswith(self.SUFFIX) and words:
+                words[-1] += piece[len(self.SUFFIX):]
+            else:
+                words.append(piece)
+        return words
+
+    def unknown(self, tokens: Iterable[str]) -> list[str]:
+        distinct = list(dict.fromkeys(tokens))
+        return [t for t in distinct if OOV in self.encode([t])]
