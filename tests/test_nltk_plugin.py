@@ -147,3 +147,41 @@ def test_wordpiece_vocabulary_has_no_unknown_words():
     assert isinstance(again, WordPieceVocabulary)
     np.testing.assert_array_equal(again.encode(["walking"]), vocab.encode(["walking"]))
     assert vocab.unknown(["walk", "xylophone"]) == ["xylophone"]
+
+
+@pytest.mark.parametrize("subword", ["none", "wordpiece"])
+def test_word_level_generation_end_to_end(tmp_path, subword):
+    from tests.conftest import SAMPLE_TEXT
+    from toolkit.generate import Generator
+    from toolkit.train import train
+
+    book = tmp_path / "book.txt"
+    book.write_text(SAMPLE_TEXT * 3)
+    config = tmp_path / "words.toml"
+    config.write_text(f"""
+[corpus]
+use = "text"
+path = "{book}"
+[[preprocess]]
+use = "nltk-words"
+lowercase = true
+[vocab]
+subword = "{subword}"
+max_size = 60
+[encoder]
+dim = 8
+[sequences]
+batch_size = 4
+length = 8
+[core]
+units = 16
+[train]
+epochs = 1
+validation_fraction = 0.1
+""")
+    run = train(str(config), tmp_path / "run", verbose=0)
+    assert run.metrics()["validation"]["nats_per_token"] > 0
+    text = Generator.from_run(run.path).generate("to be , or", length=12, seed=0,
+                                                 include_prime=True)[0]
+    assert text.startswith("to be, or"), "punctuation is re-attached when detokenizing"
+    assert "<unk>" not in text and "<pad>" not in text

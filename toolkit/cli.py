@@ -49,7 +49,7 @@ def cmd_generate(args) -> int:
                for key in ("prime", "length", "temperature", "top_k", "top_p", "samples", "seed")}
     check_generate_options(options)
     generator = Generator.from_run(args.run, samples=options.pop("samples"))
-    texts = generator.generate(options.pop("prime"), **options)
+    texts = generator.generate(options.pop("prime"), include_prime=True, **options)
     for i, text in enumerate(texts):
         if len(texts) > 1:
             print(f"--- sample {i + 1} ---")

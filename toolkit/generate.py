@@ -99,8 +99,12 @@ class Generator:
         return np.asarray(self._feed(batch))
 
     def generate(self, prime: str, length: int, temperature: float = 1.0, top_k: int = 0,
-                 top_p: float = 1.0, seed: int | None = None) -> list[str]:
-        """``samples`` continuations of ``prime``, each ``length`` tokens, as text."""
+                 top_p: float = 1.0, seed: int | None = None,
+                 include_prime: bool = False) -> list[str]:
+        """``samples`` continuations of ``prime``, each ``length`` tokens, as text.
+
+        With ``include_prime`` each text starts with the prime as the model saw it
+        (after preprocessing), detokenized together with its continuation."""
         ids = self.encode_prime(prime)
         if seed is not None:
             keras.utils.set_random_seed(seed)
@@ -117,5 +121,5 @@ class Generator:
         def sample(prompt, mask):
             return sampler(self._next_token_logits, prompt, index=len(ids), mask=mask)
 
-        out = np.asarray(sample(prompt, mask))[:, len(ids):]
+        out = np.asarray(sample(prompt, mask))[:, 0 if include_prime else len(ids):]
         return [self.preprocessor.detokenize(self.vocab.decode(row)) for row in out]
