@@ -60,7 +60,8 @@ def main() -> int:
             "train_tokens_per_second_median": round(statistics.median(rates)),
         }
         print(name, json.dumps(results[name]), flush=True)
-    (Path(args.out) / "shakespeare_char.json").write_text(json.dumps(results, indent=2) + "\n")
+    name = f"shakespeare_char_{args.only}.json" if args.only else "shakespeare_char.json"
+    (Path(args.out) / name).write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 
