@@ -25,5 +25,5 @@ class Corpus(Protocol):
     def documents(self) -> Iterator[Document]: ...
 
     def describe(self) -> str:
-        """A short human-readable description (used in cache keys and logs)."""
+        """A short human-readable description (used in messages)."""
         ...

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Iterator
@@ -10,6 +9,7 @@ from typing import Iterator
 from corpora.base import Document
 from corpora.files import read_text
 from toolkit.errors import ToolkitError
+from toolkit.paths import USER_CACHE
 
 URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
 SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
@@ -17,12 +17,8 @@ RELATIVE_PATH = Path("tinyshakespeare") / "input.txt"
 
 
 def data_dir() -> Path:
-    """The toolkit's data directory: ``$TOOLKIT_DATA``, else ``~/.cache/lstm-text-toolkit``."""
-    return Path(os.environ.get("TOOLKIT_DATA", "~/.cache/lstm-text-toolkit")).expanduser()
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """The toolkit's data directory: ``$TOOLKIT_DATA``, else the user cache folder."""
+    return Path(os.environ.get("TOOLKIT_DATA", USER_CACHE)).expanduser()
 
 
 class TinyShakespeare:

@@ -126,7 +126,6 @@ def test_token_ids_are_cached_and_invalidated(tmp_path, monkeypatch):
     assert second.stats["cache"] == "hit"
     np.testing.assert_array_equal(first.train_ids, second.train_ids)
     assert second.vocab.tokens == first.vocab.tokens
-    assert isinstance(second.train_ids, np.memmap)
     assert run(words + [{"use": "nltk-stopwords"}]).stats["cache"] == "miss"
     assert run(words, {"min_count": 2, "max_size": 0}).stats["cache"] == "miss"
     text.write_text(text.read_text() + "And then it ended.")

@@ -81,7 +81,7 @@ def test_the_twin_gives_the_training_models_distribution(trained_run):
         # feeding the context one token at a time gives the same result
         generator.prime(context[:5])
         for token in context[5:]:
-            step = np.asarray(generator._feed(np.full((samples, 1), token, np.int32)))
+            step = generator.advance([token])
         np.testing.assert_allclose(step, expected[:samples], atol=1e-5)
 
 
@@ -142,3 +142,14 @@ def test_missing_run_and_missing_corpus_are_clear(tmp_path, tiny_config, capsys)
                  "--set", f"corpus.path={tmp_path / 'absent.txt'}"]) == 2
     assert "corpus file not found" in capsys.readouterr().err
     assert not (tmp_path / "r").exists(), "nothing is written before the input is checked"
+
+
+def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tiny_config, tmp_path):
+    straight = train(str(tiny_config), tmp_path / "straight", ["train.epochs=2",
+                                                               "train.keep=last"], verbose=0)
+    train(str(tiny_config), tmp_path / "resumed", ["train.keep=last"], verbose=0)
+    resumed = train(None, tmp_path / "resumed", ["train.epochs=2"], resume=True, verbose=0)
+    a = keras.saving.load_model(straight.path / "model.keras").get_weights()
+    b = keras.saving.load_model(resumed.path / "model.keras").get_weights()
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(x, y, atol=1e-5)

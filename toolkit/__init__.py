@@ -1,4 +1,4 @@
-"""Train stateful LSTM text models with Keras: style generation and author attribution.
+"""Train stateful LSTM text models with Keras: style generation on a shared stateful core.
 
 The toolkit runs on Keras 3 with the TensorFlow backend: stateful layers, the
 compiled sampling loop and the inference twin rely on it.

@@ -1,14 +1,16 @@
 """A cache of token ids: a (corpus, preprocessing, vocabulary) combination is tokenized once.
 
 The key is a SHA-256 of the preprocessing and vocabulary settings, the validation
-fraction and the full text, name and label of every document, so a change to any of
-them misses the cache. Entries live under ``$TOOLKIT_CACHE`` (default
+fraction, the versions of the libraries and plugin packages that tokenize, and the
+full text, name and label of every document, so a change to any of them misses the
+cache. Entries live under ``$TOOLKIT_CACHE`` (default
 ``~/.cache/lstm-text-toolkit``) as ``.npy`` files that are memory-mapped when read.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -17,20 +19,34 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import __version__
+from toolkit.paths import USER_CACHE
 from toolkit.vocab import Vocabulary
 
 FORMAT = 1
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("TOOLKIT_CACHE", "~/.cache/lstm-text-toolkit")).expanduser() / "ids"
+    return Path(os.environ.get("TOOLKIT_CACHE", USER_CACHE)).expanduser() / "ids"
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the code that turns text into ids: an upgrade must miss the cache."""
+    names = {"lstm-text-toolkit", "nltk", "keras-hub", "tensorflow-text"}
+    names |= {ep.dist.name for ep in importlib.metadata.entry_points(group="toolkit")
+              if ep.dist is not None}
+    versions = {}
+    for name in sorted(names):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
 
 
 def cache_key(documents, settings: dict) -> str:
     """Hash of the settings and every document's name, label and text."""
     digest = hashlib.sha256()
-    digest.update(json.dumps({"format": FORMAT, "version": __version__, **settings},
+    digest.update(json.dumps({"format": FORMAT, "versions": library_versions(), **settings},
                              sort_keys=True).encode())
     for document in documents:
         for part in (document.name, document.label or "", document.text):

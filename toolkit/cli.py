@@ -34,7 +34,8 @@ def cmd_train(args) -> int:
 
 def default_run_dir(config_path: str | None) -> str:
     if config_path is None:
-        raise ToolkitError("--resume needs --run-dir RUN (or the config the run was started with)")
+        raise ToolkitError("give a CONFIG file to train (or --resume --run-dir RUN to "
+                           "continue a run)")
     from pathlib import Path
 
     return str(Path("runs") / Path(config_path).stem)

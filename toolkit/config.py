@@ -154,6 +154,11 @@ def resolve(raw: dict[str, Any], registry: Registry, source: str | None = None) 
         else:
             table = expect_table(section, value if value is not None else {}, source)
             resolved[section] = params.validate(PLAIN_SECTIONS[section], table, section, source)
+    vocab = resolved["vocab"]
+    if vocab["subword"] == "wordpiece" and vocab["min_count"] != 1:
+        raise ConfigError("vocab.min_count", "is not used with subword = \"wordpiece\" "
+                                             "(WordPiece keeps every character); remove it "
+                                             "or use max_size", source)
     return resolved
 
 

@@ -81,8 +81,9 @@ class Generator:
     def encode_prime(self, prime: str) -> np.ndarray:
         tokens = self.preprocessor(prime)
         if not tokens:
-            raise ToolkitError(f"--prime {prime!r} gives no tokens after preprocessing; "
-                               f"give at least one character the model knows")
+            raise ToolkitError(f"the prime {prime!r} gives no tokens after preprocessing; "
+                               f"give text the model knows with --prime (or set "
+                               f"generate.prime in the config)")
         unknown = self.vocab.unknown(tokens)
         if unknown:
             shown = ", ".join(repr(t) for t in unknown[:10])
@@ -95,7 +96,11 @@ class Generator:
         """Zero the state and feed ``ids`` (one sequence, repeated for every sample).
         Returns the next-token distributions after the last id, shape ``(samples, vocab)``."""
         reset_states(self.twin)
-        batch = np.tile(ids[None, :], (self.samples, 1)).astype("int32")
+        return self.advance(ids)
+
+    def advance(self, ids: np.ndarray) -> np.ndarray:
+        """Feed ``ids`` on from the current state; the distributions after the last id."""
+        batch = np.tile(np.asarray(ids)[None, :], (self.samples, 1)).astype("int32")
         return np.asarray(self._feed(batch))
 
     def generate(self, prime: str, length: int, temperature: float = 1.0, top_k: int = 0,
@@ -108,10 +113,10 @@ class Generator:
         ids = self.encode_prime(prime)
         if seed is not None:
             keras.utils.set_random_seed(seed)
-        sampler = make_sampler(temperature, top_k, top_p, seed)
+        sampler = make_sampler(temperature, min(top_k, len(self.vocab)), top_p, seed)
         reset_states(self.twin)
         if len(ids) > 1:
-            self._feed(np.tile(ids[None, :-1], (self.samples, 1)).astype("int32"))
+            self.advance(ids[:-1])
         prompt = np.zeros((self.samples, len(ids) + length), np.int32)
         prompt[:, :len(ids)] = ids
         mask = np.zeros_like(prompt, dtype=bool)

@@ -15,4 +15,5 @@ class Head:
         raise NotImplementedError
 
     def metrics(self) -> list:
+        """Metrics compiled as ``weighted_metrics``: they receive the sample weights."""
         return []

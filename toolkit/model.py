@@ -30,8 +30,9 @@ def make_optimizer(train: dict) -> keras.optimizers.Optimizer:
 
 
 def compile_model(model: keras.Model, components: Components, train: dict) -> None:
+    # Head metrics are weighted metrics: Keras passes sample weights only to those.
     model.compile(optimizer=make_optimizer(train), loss=components.head.loss(),
-                  metrics=components.head.metrics())
+                  weighted_metrics=components.head.metrics())
 
 
 def inference_twin(trained: keras.Model, components: Components, vocab_size: int,

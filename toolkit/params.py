@@ -120,17 +120,6 @@ def parameters(factory: Callable) -> dict[str, inspect.Parameter]:
     return result
 
 
-def defaults(factory: Callable) -> dict[str, Any]:
-    """The factory's default values that TOML can represent (``None`` means "not set")."""
-    result = {}
-    for name, param in parameters(factory).items():
-        default = param.default
-        if default is inspect.Parameter.empty or default is None:
-            continue
-        result[name] = list(default) if isinstance(default, tuple) else default
-    return result
-
-
 def validate(factory: Callable, table: dict[str, Any], path: str,
              source: str | None = None) -> dict[str, Any]:
     """Check ``table`` against ``factory``'s parameters; return it with defaults filled in."""

@@ -1,6 +1,9 @@
-"""Run directories: everything a training run writes, each file replaced atomically.
+"""Run directories: everything a training run writes.
 
-A run directory holds::
+Files the toolkit writes are replaced atomically (written aside, then renamed);
+``history.csv`` is appended by Keras's ``CSVLogger`` (and trimmed to the checkpoint on
+resume) and ``best.keras`` is written by Keras's ``ModelCheckpoint``. A run directory
+holds::
 
     config.toml       the resolved config (every default filled in)
     vocab.json        the vocabulary, ids 0 and 1 reserved for padding and unknown
@@ -28,6 +31,7 @@ from toolkit.vocab import Vocabulary
 
 CONFIG, VOCAB, CHECKPOINT, PROGRESS = "config.toml", "vocab.json", "checkpoint.keras", "progress.json"
 HISTORY, MODEL, METRICS, BEST = "history.csv", "model.keras", "metrics.json", "best.keras"
+RUN_FILES = (CONFIG, VOCAB, CHECKPOINT, PROGRESS, HISTORY, MODEL, METRICS, BEST)
 
 
 def atomic_write(path: Path, text: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import math
-import shutil
 import statistics
 import time
 from pathlib import Path
@@ -32,7 +31,6 @@ class TrainingClock(keras.callbacks.Callback):
     def __init__(self, positions_per_batch: int, prior_seconds: float = 0.0):
         super().__init__()
         self.positions_per_batch = positions_per_batch
-        self.prior_seconds = prior_seconds
         self.seconds = prior_seconds
         self.rates: list[float] = []
 
@@ -167,8 +165,9 @@ def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (
     train_data = builder.training(prepared.train_ids, settings["seed"], first_epoch)
     val_data = builder.validation(prepared.val_ids) if len(prepared.val_ids) else None
 
-    if overwrite and not resume and run.path.exists():
-        shutil.rmtree(run.path)
+    if overwrite and not resume and run.exists():
+        for name in runs.RUN_FILES:  # only a run's own files: never a folder's other content
+            run.file(name).unlink(missing_ok=True)
     run.path.mkdir(parents=True, exist_ok=True)
     runs.atomic_write(run.file(runs.CONFIG), config_module.dumps(resolved))
     if not resume:
@@ -177,6 +176,10 @@ def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (
 
     if resume and run.file(runs.CHECKPOINT).is_file():
         model = keras.saving.load_model(run.file(runs.CHECKPOINT))
+        # The checkpoint's own step count says how many epochs it holds, even if the
+        # process died between writing it and writing progress.json.
+        first_epoch = int(model.optimizer.iterations) // len(train_data)
+        train_data.set_epoch(first_epoch)
     else:
         keras.utils.set_random_seed(settings["seed"])
         model = build_model(components, len(prepared.vocab), builder.batch_size,
