@@ -1,9 +1,11 @@
 import keras
 from keras import ops
 
+from toolkit.layers.token_id_layer import TokenIdLayer
+
 
 @keras.saving.register_keras_serializable(package="toolkit")
-class ScaledId(keras.layers.Layer):
+class ScaledId(TokenIdLayer):
     """Each token id as one number, ``id / vocab_size``, with a mask hiding id 0.
 
     This is the encoding of the classic "LSTM learns the alphabet" tutorial; it
@@ -14,25 +16,9 @@ class ScaledId(keras.layers.Layer):
         vocab_size: int. Number of ids, padding (0) included.
     """
 
-    def __init__(self, vocab_size, **kwargs):
-        super().__init__(**kwargs)
-        if not isinstance(vocab_size, int) or vocab_size < 2:
-            raise ValueError(
-                "`vocab_size` must be an integer of at least 2. "
-                f"Received: vocab_size={vocab_size}")
-        self.vocab_size = vocab_size
-
     def call(self, inputs):
         scaled = ops.cast(inputs, self.compute_dtype) / self.vocab_size
         return ops.expand_dims(scaled, -1)
 
-    def compute_mask(self, inputs, mask=None):
-        return ops.not_equal(inputs, 0)
-
     def compute_output_shape(self, input_shape):
         return (*input_shape, 1)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"vocab_size": self.vocab_size})
-        return config
