@@ -172,7 +172,6 @@ def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (
     runs.atomic_write(run.file(runs.CONFIG), config_module.dumps(resolved))
     if not resume:
         runs.write_json(run.file(runs.VOCAB), prepared.vocab.to_json())
-    trim_history(run.file(runs.HISTORY), first_epoch)
 
     if resume and run.file(runs.CHECKPOINT).is_file():
         model = keras.saving.load_model(run.file(runs.CHECKPOINT))
@@ -186,8 +185,10 @@ def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (
                             builder.stateful)
         compile_model(model, components, settings)
         first_epoch = 0
+    trim_history(run.file(runs.HISTORY), first_epoch)
 
-    clock = TrainingClock(builder.batch_size * builder.length, progress.get("training_seconds", 0.0))
+    clock = TrainingClock(builder.batch_size * builder.length,
+                          progress.get("training_seconds", 0.0))
     callbacks = [
         clock,
         *builder.callbacks(train_data),
@@ -201,10 +202,10 @@ def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (
             save_best_only=True, initial_value_threshold=best_validation(
                 run.file(runs.HISTORY)) if first_epoch else None, verbose=0))
     if first_epoch < settings["epochs"]:
-        model.fit(train_data.dataset(), validation_data=None if val_data is None else val_data.dataset(),
-                  epochs=settings["epochs"],
-                  initial_epoch=first_epoch, callbacks=callbacks, shuffle=False,
-                  verbose=verbose)
+        model.fit(train_data.dataset(),
+                  validation_data=None if val_data is None else val_data.dataset(),
+                  epochs=settings["epochs"], initial_epoch=first_epoch, callbacks=callbacks,
+                  shuffle=False, verbose=verbose)
     if settings["keep"] == "best" and run.file(runs.BEST).is_file():
         model.load_weights(run.file(runs.BEST))
     runs.atomic_save_model(model, run.file(runs.MODEL))
