@@ -6,7 +6,7 @@ register the readers defined here by name.
 """
 
 from corpora.base import Corpus, Document
-from corpora.files import InlineText, TextDirectory, TextFile
+from corpora.files import CsvFile, InlineText, JsonLines, TextDirectory, TextFile
 from corpora.tinyshakespeare import TinyShakespeare
 
-__all__ = ["Corpus", "Document", "InlineText", "TextDirectory", "TextFile", "TinyShakespeare"]
+__all__ = ["Corpus", "CsvFile", "Document", "InlineText", "JsonLines", "TextDirectory", "TextFile", "TinyShakespeare"]

@@ -89,3 +89,75 @@ class InlineText:
 
     def describe(self) -> str:
         return f"inline text ({len(self.text)} characters)"
+
+
+def _record_documents(path: Path, records, text_field: str, label_field: str | None,
+                      name_field: str | None, what: str) -> Iterator[Document]:
+    """Documents from ``(line_number, dict)`` records, refusing records without text."""
+    for line, record in records:
+        text = record.get(text_field)
+        if not isinstance(text, str):
+            raise ToolkitError(
+                f"{path}:{line}: {what} record has no text in field {text_field!r} "
+                f"(fields: {', '.join(map(str, record)) or 'none'}); set corpus.text_field")
+        label = record.get(label_field) if label_field else None
+        name = record.get(name_field) if name_field else None
+        yield Document(text, str(name) if name not in (None, "") else f"{path.name}:{line}",
+                       str(label) if label not in (None, "") else None)
+
+
+class JsonLines:
+    """A JSON Lines file: one JSON object per line, with a text field and optionally a label."""
+
+    def __init__(self, path: str, text_field: str = "text", label_field: str = "label",
+                 name_field: str = "", encoding: str = "utf-8"):
+        self.path = Path(path).expanduser()
+        self.text_field, self.label_field, self.name_field = text_field, label_field, name_field
+        self.encoding = encoding
+
+    def records(self):
+        import json
+
+        for line, raw in enumerate(read_text(self.path, self.encoding).splitlines(), 1):
+            if not raw.strip():
+                continue
+            try:
+                record = json.loads(raw)
+            except json.JSONDecodeError as err:
+                raise ToolkitError(f"{self.path}:{line}: not valid JSON ({err.msg})") from None
+            if not isinstance(record, dict):
+                raise ToolkitError(f"{self.path}:{line}: expected a JSON object, "
+                                   f"received {type(record).__name__}")
+            yield line, record
+
+    def documents(self) -> Iterator[Document]:
+        yield from _record_documents(self.path, self.records(), self.text_field,
+                                     self.label_field or None, self.name_field or None, "JSONL")
+
+    def describe(self) -> str:
+        return f"jsonl {self.path}"
+
+
+class CsvFile:
+    """A CSV file with a header row: a text column and optionally a label column."""
+
+    def __init__(self, path: str, text_field: str = "text", label_field: str = "label",
+                 name_field: str = "", delimiter: str = ",", encoding: str = "utf-8"):
+        if len(delimiter) != 1:
+            raise ValueError(f"delimiter: expected one character, received {delimiter!r}")
+        self.path = Path(path).expanduser()
+        self.text_field, self.label_field, self.name_field = text_field, label_field, name_field
+        self.delimiter, self.encoding = delimiter, encoding
+
+    def documents(self) -> Iterator[Document]:
+        import csv
+        import io
+
+        reader = csv.DictReader(io.StringIO(read_text(self.path, self.encoding), newline=""),
+                                delimiter=self.delimiter)
+        records = ((reader.line_num, row) for row in reader)
+        yield from _record_documents(self.path, records, self.text_field,
+                                     self.label_field or None, self.name_field or None, "CSV")
+
+    def describe(self) -> str:
+        return f"csv {self.path}"

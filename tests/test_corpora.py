@@ -1,0 +1,42 @@
+"""Corpus readers: labelled documents from files, folders, JSON Lines and CSV."""
+
+import pytest
+
+from corpora import CsvFile, JsonLines, TextDirectory
+from toolkit.errors import ToolkitError
+
+
+def test_a_folder_per_author_gives_labels(tmp_path):
+    for author, book in [("austen", "emma.txt"), ("austen", "sense.txt"), ("blake", "poems.txt")]:
+        (tmp_path / author).mkdir(exist_ok=True)
+        (tmp_path / author / book).write_text(f"{book} text")
+    documents = list(TextDirectory(str(tmp_path), label_from="folder").documents())
+    assert [(d.name, d.label) for d in documents] == [
+        ("austen/emma.txt", "austen"), ("austen/sense.txt", "austen"), ("blake/poems.txt", "blake")]
+
+
+def test_json_lines_and_csv_records(tmp_path):
+    jsonl = tmp_path / "texts.jsonl"
+    jsonl.write_text('{"text": "It is a truth", "author": "austen", "id": "a1"}\n\n'
+                     '{"text": "Tyger Tyger", "author": "blake"}\n')
+    documents = list(JsonLines(str(jsonl), label_field="author", name_field="id").documents())
+    assert [(d.text, d.label, d.name) for d in documents] == [
+        ("It is a truth", "austen", "a1"), ("Tyger Tyger", "blake", "texts.jsonl:3")]
+    table = tmp_path / "texts.csv"
+    table.write_text('text,label\n"Call me Ishmael, said he.",melville\n"Sing, O muse",\n')
+    rows = list(CsvFile(str(table)).documents())
+    assert [(d.text, d.label) for d in rows] == [("Call me Ishmael, said he.", "melville"),
+                                                 ("Sing, O muse", None)]
+
+
+def test_bad_records_name_the_file_and_line(tmp_path):
+    jsonl = tmp_path / "bad.jsonl"
+    jsonl.write_text('{"text": "fine"}\n{"body": "no text"}\n')
+    with pytest.raises(ToolkitError, match=r"bad.jsonl:2: JSONL record has no text in field "
+                                           r"'text' \(fields: body\); set corpus.text_field"):
+        list(JsonLines(str(jsonl)).documents())
+    jsonl.write_text("{not json}\n")
+    with pytest.raises(ToolkitError, match="bad.jsonl:1: not valid JSON"):
+        list(JsonLines(str(jsonl)).documents())
+    with pytest.raises(ToolkitError, match="corpus file not found"):
+        list(CsvFile(str(tmp_path / "missing.csv")).documents())
