@@ -16,7 +16,7 @@ import math
 import sys
 
 from toolkit import config as config_module
-from toolkit.data import prepare
+from toolkit.data import cache_settings, prepare
 from toolkit.default_plugins.heads import GeneratorHead
 from toolkit.default_plugins.sequences import StreamBuilder, WindowBuilder
 from toolkit.model import build_model
@@ -33,9 +33,9 @@ def evaluate(run_dir: str) -> dict:
     run = Run(run_dir).require()
     resolved = run.config()
     components = config_module.build_components(resolved, registry())
-    cache = {k: resolved[k] for k in ("corpus", "preprocess", "vocab")}
     prepared = prepare(components.corpus, Preprocessor(components.stages), resolved["vocab"],
-                       resolved["train"]["validation_fraction"], run.vocab(), cache)
+                       resolved["train"]["validation_fraction"], run.vocab(),
+                       cache_settings(resolved))
     trained = run.load_model()
     results = {}
     for name, builder in PROTOCOLS.items():

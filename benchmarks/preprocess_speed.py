@@ -18,7 +18,7 @@ import tempfile
 import time
 
 from toolkit.config import build_components, resolve
-from toolkit.data import prepare
+from toolkit.data import cache_settings, prepare
 from toolkit.plugins import registry
 from toolkit.preprocess import Preprocessor
 
@@ -33,7 +33,7 @@ def main() -> int:
     components = build_components(resolved, registry())
     preprocessor = Preprocessor(components.stages)
     megabytes = sum(len(d.text.encode()) for d in components.corpus.documents()) / 1e6
-    settings = {k: resolved[k] for k in ("corpus", "preprocess", "vocab")}
+    settings = cache_settings(resolved)
     cold, cached = [], []
     for _ in range(3):
         os.environ["TOOLKIT_CACHE"] = tempfile.mkdtemp(prefix="bench-cache-")

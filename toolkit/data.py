@@ -30,6 +30,11 @@ def split_tokens(tokens: list[str], validation_fraction: float) -> tuple[list[st
     return tokens[:cut], tokens[cut:]
 
 
+def cache_settings(resolved: dict) -> dict:
+    """The parts of a resolved config that decide the token ids (the cache key's settings)."""
+    return {section: resolved[section] for section in ("corpus", "preprocess", "vocab")}
+
+
 def prepare(corpus, preprocessor: Preprocessor, vocab_settings: dict,
             validation_fraction: float, vocab: Vocabulary | None = None,
             cache_settings: dict | None = None) -> Prepared:

@@ -58,10 +58,9 @@ class FollowEpochs(keras.callbacks.Callback):
 class SequenceBuilder:
     """Base for sequence builders.
 
-    ``training(ids, seed, first_epoch)`` and ``validation(ids)`` return data that
-    ``Model.fit`` accepts (usually a :class:`keras.utils.PyDataset`) yielding
-    ``(inputs, targets, sample_weights)`` with inputs of shape ``(batch, time)``;
-    :class:`EpochData` gives them a ``dataset()`` for ``fit``.
+    ``training(ids, seed, first_epoch)`` and ``validation(ids)`` return
+    :class:`EpochData` batches of ``(inputs, targets, sample_weights)`` with inputs of
+    shape ``(batch, time)``; their ``dataset()`` is what ``fit`` receives.
     A stateful builder yields exactly ``batch_size`` rows in every batch.
     ``callbacks(training_data)`` gives the callbacks ``fit`` needs with that data.
     """

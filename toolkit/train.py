@@ -12,7 +12,7 @@ import keras
 
 from toolkit import config as config_module
 from toolkit import runs
-from toolkit.data import prepare
+from toolkit.data import cache_settings, prepare
 from toolkit.errors import ToolkitError
 from toolkit.model import build_model, compile_model
 from toolkit.plugins import registry
@@ -154,15 +154,12 @@ def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (
     settings = resolved["train"]
     components = config_module.build_components(resolved, reg, source=config_path)
     preprocessor = Preprocessor(components.stages)
-    cache_settings = ({"corpus": resolved["corpus"], "preprocess": resolved["preprocess"],
-                       "vocab": resolved["vocab"]} if settings["cache"] else None)
     prepared = prepare(components.corpus, preprocessor, resolved["vocab"],
                        settings["validation_fraction"], run.vocab() if resume else None,
-                       cache_settings)
+                       cache_settings(resolved) if settings["cache"] else None)
     builder = components.sequences
-    progress = run.progress() if resume else {"epochs_done": 0, "training_seconds": 0.0}
-    first_epoch = progress["epochs_done"]
-    train_data = builder.training(prepared.train_ids, settings["seed"], first_epoch)
+    progress = run.progress() if resume else {"training_seconds": 0.0}
+    train_data = builder.training(prepared.train_ids, settings["seed"])
     val_data = builder.validation(prepared.val_ids) if len(prepared.val_ids) else None
 
     if overwrite and not resume and run.exists():
