@@ -34,8 +34,8 @@ def evaluate(run_dir: str) -> dict:
     resolved = run.config()
     components = config_module.build_components(resolved, registry())
     prepared = prepare(components.corpus, Preprocessor(components.stages), resolved["vocab"],
-                       resolved["train"]["validation_fraction"], run.vocab(),
-                       cache_settings(resolved))
+                       components.sequences, resolved["train"]["validation_fraction"],
+                       resolved["train"]["seed"], run.vocab(), cache_settings(resolved))
     trained = run.load_model()
     results = {}
     for name, builder in PROTOCOLS.items():

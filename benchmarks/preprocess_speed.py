@@ -38,11 +38,13 @@ def main() -> int:
     for _ in range(3):
         os.environ["TOOLKIT_CACHE"] = tempfile.mkdtemp(prefix="bench-cache-")
         start = time.perf_counter()
-        first = prepare(components.corpus, preprocessor, resolved["vocab"], 0.1,
+        first = prepare(components.corpus, preprocessor, resolved["vocab"],
+                        components.sequences, 0.1,
                         cache_settings=settings)
         cold.append(time.perf_counter() - start)
         start = time.perf_counter()
-        second = prepare(components.corpus, preprocessor, resolved["vocab"], 0.1,
+        second = prepare(components.corpus, preprocessor, resolved["vocab"],
+                         components.sequences, 0.1,
                          cache_settings=settings)
         cached.append(time.perf_counter() - start)
         assert (first.stats["cache"], second.stats["cache"]) == ("miss", "hit")

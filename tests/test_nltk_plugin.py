@@ -116,8 +116,8 @@ def test_token_ids_are_cached_and_invalidated(tmp_path, monkeypatch):
     def run(stages, vocab=None):
         preprocessor, components = pipeline(*stages, corpus=corpus)
         settings = {"preprocess": stages, "vocab": vocab or {"min_count": 1, "max_size": 0}}
-        return prepare(components.corpus, preprocessor, settings["vocab"], 0.1,
-                       cache_settings=settings)
+        return prepare(components.corpus, preprocessor, settings["vocab"],
+                       components.sequences, 0.1, cache_settings=settings)
 
     words = [{"use": "nltk-words"}]
     first = run(words)

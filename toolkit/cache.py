@@ -1,10 +1,11 @@
 """A cache of token ids: a (corpus, preprocessing, vocabulary) combination is tokenized once.
 
-The key is a SHA-256 of the preprocessing and vocabulary settings, the validation
-fraction, the versions of the libraries and plugin packages that tokenize, and the
+The key is a SHA-256 of the corpus, preprocessing, vocabulary and sequence settings,
+the validation fraction and seed (they decide the split), the versions of the libraries and plugin packages that tokenize, and the
 full text, name and label of every document, so a change to any of them misses the
 cache. Entries live under ``$TOOLKIT_CACHE`` (default
-``~/.cache/lstm-text-toolkit``) as ``.npy`` files that are memory-mapped when read.
+``~/.cache/lstm-text-toolkit``) as one ``.npy`` file per split (memory-mapped when read) and
+a JSON index of its segments.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 from toolkit.paths import USER_CACHE
 from toolkit.vocab import Vocabulary
 
-FORMAT = 1
+FORMAT = 2
 
 
 def cache_dir() -> Path:
@@ -57,26 +58,37 @@ def cache_key(documents, settings: dict) -> str:
 
 
 def load(key: str):
-    """``(train_ids, val_ids, vocab, stats)`` for ``key``, or ``None`` on a miss."""
+    """``(splits, vocab, stats)`` for ``key``, or ``None`` on a miss."""
+    from toolkit.data import Split
+
     entry = cache_dir() / key
     try:
-        train = np.load(entry / "train.npy", mmap_mode="r")
-        val = np.load(entry / "val.npy", mmap_mode="r")
+        index = json.loads((entry / "splits.json").read_text())
+        splits = {}
+        for name, meta in index.items():
+            ids = np.load(entry / f"{name}.npy", mmap_mode="r")
+            bounds = np.cumsum([0, *meta["lengths"]])
+            splits[name] = Split([ids[a:b] for a, b in zip(bounds[:-1], bounds[1:])],
+                                 meta["labels"], meta["sources"])
         vocab = Vocabulary.load(entry / "vocab.json")
         stats = json.loads((entry / "stats.json").read_text())
     except (OSError, ValueError, KeyError):
         return None
-    return train, val, vocab, stats
+    return splits, vocab, stats
 
 
-def store(key: str, train: np.ndarray, val: np.ndarray, vocab: Vocabulary, stats: dict) -> None:
+def store(key: str, splits: dict, vocab: Vocabulary, stats: dict) -> None:
     """Write an entry atomically (a temporary folder renamed into place); failures are ignored."""
     root = cache_dir()
     try:
         root.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key[:12]}."))
-        np.save(tmp / "train.npy", train)
-        np.save(tmp / "val.npy", val)
+        index = {}
+        for name, split in splits.items():
+            np.save(tmp / f"{name}.npy", split.concatenated())
+            index[name] = {"lengths": [len(a) for a in split.ids], "labels": split.labels,
+                           "sources": split.sources}
+        (tmp / "splits.json").write_text(json.dumps(index, ensure_ascii=False))
         (tmp / "vocab.json").write_text(json.dumps(vocab.to_json(), ensure_ascii=False))
         (tmp / "stats.json").write_text(json.dumps(stats))
         try:

@@ -1,4 +1,4 @@
-"""The ``toolkit`` command line: train, generate, plugins, config show.
+"""The ``toolkit`` command line: train, generate, attribute, evaluate, plugins, config show.
 
 Errors in the user's input exit with status 2 and a one-line message, no traceback.
 """
@@ -25,10 +25,13 @@ def cmd_train(args) -> int:
                 verbose=1 if sys.stdout.isatty() else 2)
     metrics = run.metrics()
     print(f"run written to {run.path}")
-    if "validation" in metrics:
-        v = metrics["validation"]
+    v = metrics.get("validation", {})
+    if "nats_per_token" in v:
         print(f"validation: {v['nats_per_token']:.4f} nats/token, "
               f"{v['bits_per_token']:.4f} bits/token")
+    elif "accuracy" in v:
+        print(f"validation: accuracy {v['accuracy']:.4f}, loss {v['loss']:.4f}; "
+              f"`toolkit evaluate {run.path}` gives the test report")
     return 0
 
 
@@ -64,6 +67,33 @@ def check_generate_options(options: dict) -> None:
 
     given = {k: v for k, v in options.items() if v is not None}
     params.validate(generate_settings, given, "")
+
+
+def cmd_attribute(args) -> int:
+    import json
+
+    from toolkit.attribution import attribute_files
+
+    results = attribute_files(args.run, args.files or ["-"])
+    if args.json:
+        print(json.dumps([r.to_json() for r in results], indent=2, ensure_ascii=False))
+        return 0
+    for result in results:
+        shown = ", ".join(f"{author} {p:.3f}" for author, p in result.ranking[:args.top])
+        print(f"{result.source}: {shown}  ({result.passages} passage"
+              f"{'s' if result.passages != 1 else ''}, {result.tokens} tokens)")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import json
+
+    from toolkit.evaluate import evaluate, format_report
+
+    report = evaluate(args.run, args.split, baseline=not args.no_baseline)
+    print(json.dumps(report, indent=2, ensure_ascii=False) if args.json
+          else format_report(report))
+    return 0
 
 
 def cmd_plugins(args) -> int:
@@ -115,6 +145,23 @@ def make_parser(commands: dict) -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, help="sequences generated in parallel")
     p.add_argument("--seed", type=int)
     p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("attribute", help="rank the authors of texts with an attribution run")
+    p.add_argument("run", help="run directory (classifier or author-lms head)")
+    p.add_argument("files", nargs="*", metavar="FILE",
+                   help="text files to attribute; - or none reads standard input")
+    p.add_argument("--json", action="store_true", help="print the rankings as JSON")
+    p.add_argument("--top", type=int, default=3, help="authors shown per file (default 3)")
+    p.set_defaults(func=cmd_attribute)
+
+    p = sub.add_parser("evaluate", help="report a run's figures on its held-out split")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--split", choices=["train", "validation", "test"],
+                   help="default: test when the run has one, else validation")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="skip the character n-gram baseline")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("plugins", help="list plugins and what each registers")
     p.set_defaults(func=cmd_plugins)

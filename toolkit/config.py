@@ -85,6 +85,15 @@ def generate_settings(
     ``top_k`` = 0 and ``top_p`` = 1 turn those filters off."""
 
 
+def core_loading_settings(init_from: str | None = None, freeze: bool = False,
+                          unfreeze_after: NonNegativeInt = 0):
+    """Keys of ``[core]`` beside the core's own: start the encoder and core from the
+    weights (and vocabulary) of the trained run ``init_from``; ``freeze`` keeps them
+    fixed, and ``unfreeze_after`` = N trains them again from epoch N on (0 = never)."""
+
+
+CORE_LOADING_KEYS = ("init_from", "freeze", "unfreeze_after")
+
 PLAIN_SECTIONS = {"vocab": vocab_settings, "train": train_settings,
                   "generate": generate_settings}
 SECTIONS = ("corpus", "preprocess", "vocab", "encoder", "sequences", "core", "head",
@@ -179,6 +188,14 @@ def resolve_component(section: str, value: Any, registry: Registry,
                                     f"use = one of {registry.names(family_name)}", source)
         value = {"use": default}
     table = dict(expect_table(path, value, source))
+    loading = {}
+    if section == "core":
+        loading = params.validate(core_loading_settings,
+                                  {k: table.pop(k) for k in CORE_LOADING_KEYS if k in table},
+                                  path, source)
+        if loading.get("init_from") is None and (loading["freeze"] or loading["unfreeze_after"]):
+            raise ConfigError("core.freeze", "freezes weights loaded with core.init_from; "
+                                             "set init_from to a trained run", source)
     name = table.pop("use", default)
     if not isinstance(name, str):
         raise ConfigError(f"{path}.use", f"expected the name of a {family_name}, "
@@ -187,7 +204,7 @@ def resolve_component(section: str, value: Any, registry: Registry,
         component = registry.get(family_name, name, key=f"{path}.use")
     except ToolkitError as err:
         raise ToolkitError(f"{source}: {err}" if source else str(err)) from None
-    return {"use": name, **params.validate(component.factory, table, path, source)}
+    return {"use": name, **params.validate(component.factory, table, path, source), **loading}
 
 
 def resolve_preprocess(value: Any, registry: Registry, source: str | None) -> list[dict]:
@@ -228,7 +245,8 @@ class Components:
 def instantiate(section: str, table: dict[str, Any], family: str, registry: Registry,
                 source: str | None = None):
     """Create one component; a factory's ``ValueError`` becomes a config error at ``section``."""
-    settings = dict(table)
+    settings = {k: v for k, v in table.items()
+                if not (section == "core" and k in CORE_LOADING_KEYS)}
     component = registry.get(family, settings.pop("use"), key=f"{section}.use")
     try:
         return component.factory(**settings)
@@ -247,6 +265,11 @@ def build_components(resolved: dict[str, Any], registry: Registry,
               for i, stage in enumerate(resolved["preprocess"])]
     check_chain(stages, [stage["use"] for stage in resolved["preprocess"]], source)
     components = Components(stages=stages, **made)
+    try:
+        components.sequences.accept_head(components.head)
+    except ValueError as err:
+        raise ConfigError("head.use", f"{params.show(resolved['head']['use'])}: {err}",
+                          source) from None
     core_stateful = getattr(components.core, "stateful", None)
     if core_stateful is not None and core_stateful != components.sequences.stateful:
         raise ConfigError(

@@ -1,4 +1,10 @@
-"""From a corpus to token ids: read, preprocess, split, fit the vocabulary, encode."""
+"""From a corpus to token ids: read, preprocess, split, fit the vocabulary, encode.
+
+The sequence builder decides the split (``SequenceBuilder.plan_split``): a language
+model holds out the tail of every document, an attribution builder holds out
+passages, regions or whole documents. The vocabulary is fitted on the training
+split only.
+"""
 
 from __future__ import annotations
 
@@ -12,71 +18,127 @@ from toolkit.errors import ToolkitError
 from toolkit.preprocess import Preprocessor
 from toolkit.vocab import OOV, Vocabulary, WordPieceVocabulary
 
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Tokens ``start:stop`` of document number ``document`` (a passage, a region, a tail)."""
+
+    document: int
+    start: int
+    stop: int
+
+
+@dataclass
+class Split:
+    """The token ids of one split as segments, each with its document's label and origin.
+
+    ``sources[i]`` is ``"document name:start-stop"`` in token positions: enough to
+    check that no text appears in two splits.
+    """
+
+    ids: list[np.ndarray] = field(default_factory=list)
+    labels: list[str | None] = field(default_factory=list)
+    sources: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def num_tokens(self) -> int:
+        return sum(len(a) for a in self.ids)
+
+    def concatenated(self) -> np.ndarray:
+        """Every segment's ids end to end, in corpus order (what a language model reads)."""
+        return np.concatenate(self.ids) if self.ids else np.zeros(0, np.int32)
+
 
 @dataclass
 class Prepared:
-    """Token ids of the training and validation splits, and the vocabulary fitted on training."""
+    """The splits as token ids, and the vocabulary fitted on the training split."""
 
-    train_ids: np.ndarray
-    val_ids: np.ndarray
+    splits: dict[str, Split]
     vocab: Vocabulary
     stats: dict = field(default_factory=dict)
 
+    @property
+    def train_ids(self) -> np.ndarray:
+        return self.splits["train"].concatenated()
 
-def split_tokens(tokens: list[str], validation_fraction: float) -> tuple[list[str], list[str]]:
-    """Hold out the last ``validation_fraction`` of one document's tokens."""
-    held_out = int(round(len(tokens) * validation_fraction))
-    cut = len(tokens) - held_out
-    return tokens[:cut], tokens[cut:]
+    @property
+    def val_ids(self) -> np.ndarray:
+        return self.splits["validation"].concatenated()
+
+    @property
+    def labels(self) -> list[str]:
+        """The distinct labels of the training split, sorted: class ``i`` is ``labels[i]``."""
+        return sorted({label for label in self.splits["train"].labels if label is not None})
+
+
+def tail_split(lengths: list[int], validation_fraction: float) -> dict[str, list[Segment]]:
+    """Hold out the last ``validation_fraction`` of every document for validation."""
+    plan = {"train": [], "validation": []}
+    for d, n in enumerate(lengths):
+        cut = n - int(round(n * validation_fraction))
+        plan["train"].append(Segment(d, 0, cut))
+        if cut < n:
+            plan["validation"].append(Segment(d, cut, n))
+    return plan
 
 
 def cache_settings(resolved: dict) -> dict:
-    """The parts of a resolved config that decide the token ids (the cache key's settings)."""
-    return {section: resolved[section] for section in ("corpus", "preprocess", "vocab")}
+    """The parts of a resolved config that decide the token ids and the split (the cache key)."""
+    return {**{section: resolved[section] for section in ("corpus", "preprocess", "vocab",
+                                                           "sequences")},
+            "validation_fraction": resolved["train"]["validation_fraction"],
+            "seed": resolved["train"]["seed"]}
 
 
-def prepare(corpus, preprocessor: Preprocessor, vocab_settings: dict,
-            validation_fraction: float, vocab: Vocabulary | None = None,
+def prepare(corpus, preprocessor: Preprocessor, vocab_settings: dict, builder,
+            validation_fraction: float, seed: int = 1, vocab: Vocabulary | None = None,
             cache_settings: dict | None = None) -> Prepared:
-    """Tokenize every document, split each one, fit (or reuse) the vocabulary and encode.
+    """Tokenize every document, split as ``builder`` plans, fit (or reuse) the vocabulary, encode.
 
-    Documents are concatenated in corpus order within each split. With
-    ``cache_settings`` (the resolved preprocessing and vocabulary config) the result
-    is looked up in, and stored to, the token-id cache.
+    With ``cache_settings`` (see :func:`cache_settings`) the result is looked up in,
+    and stored to, the token-id cache.
     """
     documents = list(corpus.documents())
     key = None
     if cache_settings is not None:
-        key = cache.cache_key(documents, {**cache_settings,
-                                          "validation_fraction": validation_fraction})
+        key = cache.cache_key(documents, cache_settings)
         hit = cache.load(key)
-        if hit is not None and (vocab is None or hit[2].tokens == vocab.tokens):
-            train_ids, val_ids, cached_vocab, stats = hit
-            return Prepared(train_ids, val_ids, cached_vocab, {**stats, "cache": "hit"})
+        if hit is not None and (vocab is None or hit[1].tokens == vocab.tokens):
+            splits, cached_vocab, stats = hit
+            return Prepared(splits, cached_vocab, {**stats, "cache": "hit"})
 
-    train_parts, val_parts = [], []
-    for document in documents:
-        train, val = split_tokens(preprocessor(document.text), validation_fraction)
-        train_parts.append(train)
-        val_parts.append(val)
-    train_tokens = list(chain.from_iterable(train_parts))
-    val_tokens = list(chain.from_iterable(val_parts))
+    tokens = [preprocessor(document.text) for document in documents]
+    plan = builder.plan_split(documents, [len(t) for t in tokens], validation_fraction, seed)
+    train_tokens = list(chain.from_iterable(tokens[s.document][s.start:s.stop]
+                                            for s in plan["train"]))
     if not train_tokens:
         raise ToolkitError(f"corpus {corpus.describe()} gave no tokens to train on "
                            f"({len(documents)} documents)")
     if vocab is None:
         kind = WordPieceVocabulary if vocab_settings.get("subword") == "wordpiece" else Vocabulary
         vocab = kind.fit(train_tokens, vocab_settings["min_count"], vocab_settings["max_size"])
-    train_ids, val_ids = vocab.encode(train_tokens), vocab.encode(val_tokens)
-    stats = {
-        "documents": len(documents),
-        "train_tokens": len(train_ids),
-        "validation_tokens": len(val_ids),
-        "train_words": len(train_tokens),
-        "vocab_size": len(vocab),
-        "train_oov_rate": float(np.mean(train_ids == OOV)) if len(train_ids) else 0.0,
-        "validation_oov_rate": float(np.mean(val_ids == OOV)) if len(val_ids) else 0.0,
-    }
+
+    splits = {}
+    for name, segments in plan.items():
+        split = Split()
+        for s in segments:
+            document = documents[s.document]
+            split.ids.append(vocab.encode(tokens[s.document][s.start:s.stop]))
+            split.labels.append(document.label)
+            split.sources.append(f"{document.name}:{s.start}-{s.stop}")
+        splits[name] = split
+    stats = {"documents": len(documents), "vocab_size": len(vocab),
+             "train_words": len(train_tokens)}
+    for name, split in splits.items():
+        ids = split.concatenated()
+        stats[f"{name}_tokens"] = len(ids)
+        stats[f"{name}_segments"] = len(split)
+        stats[f"{name}_oov_rate"] = float(np.mean(ids == OOV)) if len(ids) else 0.0
     if key is not None:
-        cache.store(key, train_ids, val_ids, vocab, stats)
-    return Prepared(train_ids, val_ids, vocab, {**stats, "cache": "miss" if key else "off"})
+        cache.store(key, splits, vocab, stats)
+    return Prepared(splits, vocab, {**stats, "cache": "miss" if key else "off"})

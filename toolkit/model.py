@@ -5,21 +5,75 @@ from __future__ import annotations
 import keras
 
 from toolkit.config import Components
+from toolkit.errors import ToolkitError
+from toolkit.heads import HeadContext
 from toolkit.state import reset_states
+
+ENCODER = "encoder"
+CORE_PREFIX = "core_"
 
 
 def build_model(components: Components, vocab_size: int, batch_size: int | None,
-                stateful: bool) -> keras.Model:
-    """Assemble the model. A stateful model needs a fixed ``batch_size``; time is free."""
-    if stateful:
-        inputs = keras.Input(batch_shape=(batch_size, None), dtype="int32", name="tokens")
-    else:
-        inputs = keras.Input(shape=(None,), dtype="int32", name="tokens")
-    features = components.encoder.build(vocab_size)(inputs)
-    for layer in components.core.build(stateful):
+                stateful: bool, labels: list[str] = ()) -> keras.Model:
+    """Assemble the model. A stateful model needs a fixed ``batch_size``; time is free.
+
+    The encoder layer is named ``encoder`` and every core layer ``core_*``: that is
+    how :func:`copy_core` finds them in another run's model.
+    """
+    batch = batch_size if stateful else None
+    tokens = keras.Input(batch_shape=(batch, None), dtype="int32", name="tokens")
+    extra = components.head.inputs(batch)
+    encoder = components.encoder.build(vocab_size)
+    encoder.name = ENCODER
+    features = encoder(tokens)
+    for i, layer in enumerate(components.core.build(stateful)):
+        if not layer.name.startswith(CORE_PREFIX):
+            layer.name = f"{CORE_PREFIX}{i}"
         features = layer(features)
-    outputs = components.head.build(features, vocab_size)
+    context = HeadContext(vocab_size, list(labels), {"tokens": tokens, **extra})
+    try:
+        outputs = components.head.build(features, context)
+    except ValueError as err:
+        raise ToolkitError(f"head: {err}") from None
+    inputs = {"tokens": tokens, **extra} if extra else tokens
     return keras.Model(inputs, outputs, name="text_model")
+
+
+def core_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The encoder and core layers of a toolkit model (what a head is built on)."""
+    return [layer for layer in model.layers
+            if layer.name == ENCODER or layer.name.startswith(CORE_PREFIX)]
+
+
+def copy_core(source: keras.Model, target: keras.Model, where: str = "the source run") -> int:
+    """Copy the encoder and core weights of ``source`` into ``target``, layer by name.
+
+    Returns the number of weight arrays copied; a missing layer or a shape that
+    differs (another ``core.units``, ``encoder.dim`` or vocabulary) is an error.
+    """
+    copied = 0
+    for layer in core_layers(target):
+        try:
+            origin = source.get_layer(layer.name)
+        except ValueError:
+            raise ToolkitError(f"{where} has no layer {layer.name!r}: its encoder and core "
+                               f"differ from this config's") from None
+        weights = origin.get_weights()
+        shapes = [w.shape for w in weights]
+        expected = [tuple(v.shape) for v in layer.weights]
+        if shapes != expected:
+            raise ToolkitError(f"layer {layer.name!r}: weights of shapes {shapes} in {where}, "
+                               f"{expected} here; use the same encoder and core settings "
+                               f"(and vocabulary) as {where}")
+        layer.set_weights(weights)
+        copied += len(weights)
+    return copied
+
+
+def set_core_trainable(model: keras.Model, trainable: bool) -> None:
+    """Freeze (or unfreeze) the encoder and core; the model must be compiled again after."""
+    for layer in core_layers(model):
+        layer.trainable = trainable
 
 
 def make_optimizer(train: dict) -> keras.optimizers.Optimizer:
@@ -42,6 +96,9 @@ def inference_twin(trained: keras.Model, components: Components, vocab_size: int
     Only weights are copied (recurrent state is not a weight), so the twin works
     for any batch size whatever the batch size it was trained with.
     """
+    if components.head.target != "next-token":
+        raise ToolkitError("this run's head does not generate text (it attributes it); "
+                           "use `toolkit attribute` or `toolkit evaluate` with it")
     twin = build_model(components, vocab_size, batch_size, stateful=True)
     twin.set_weights(trained.get_weights())
     reset_states(twin)

@@ -38,6 +38,20 @@ Fraction = Annotated[float, Check(lambda v: 0 <= v < 1, "a number in [0, 1)")]
 Probability = Annotated[float, Check(lambda v: 0 < v <= 1, "a number in (0, 1]")]
 
 
+@dataclass(frozen=True)
+class Table:
+    """A nested table of keys, declared by a settings function::
+
+        SplitTable = Annotated[dict, Table(split_settings)]
+        def __init__(self, split: SplitTable = None): ...
+
+    Its keys are validated like a component's, with key paths such as
+    ``sequences.split.by``; the factory receives the table with defaults filled in.
+    """
+
+    settings: Callable
+
+
 def show(value: Any) -> str:
     """A value as the user wrote it in TOML (strings in double quotes)."""
     try:
@@ -46,7 +60,17 @@ def show(value: Any) -> str:
         return repr(value)
 
 
+def nested_table(annotation: Any) -> Table | None:
+    """The :class:`Table` an annotation declares, if any."""
+    if typing.get_origin(annotation) is Annotated:
+        return next((e for e in typing.get_args(annotation)[1:] if isinstance(e, Table)), None)
+    return None
+
+
 def describe(annotation: Any) -> str:
+    table = nested_table(annotation)
+    if table is not None:
+        return "a table with keys " + ", ".join(parameters(table.settings))
     origin = typing.get_origin(annotation)
     if origin is Annotated:
         base, *extras = typing.get_args(annotation)
@@ -132,6 +156,14 @@ def validate(factory: Callable, table: dict[str, Any], path: str,
     result = {}
     for name, param in params.items():
         key_path = f"{path}.{name}" if path else name
+        nested = nested_table(param.annotation)
+        if nested is not None:
+            value = table.get(name, {})
+            if not isinstance(value, dict):
+                raise ConfigError(key_path, f"expected {describe(param.annotation)}, "
+                                            f"received {show(value)}", source)
+            result[name] = validate(nested.settings, value, key_path, source)
+            continue
         if name not in table:
             if param.default is inspect.Parameter.empty:
                 raise ConfigError(key_path, f"missing; expected {describe(param.annotation)}",

@@ -28,6 +28,7 @@ DEFAULT_PLUGINS = (
     "toolkit.default_plugins.preprocessors",
     "toolkit.default_plugins.encoders",
     "toolkit.default_plugins.sequences",
+    "toolkit.default_plugins.passages",
     "toolkit.default_plugins.cores",
     "toolkit.default_plugins.heads",
 )

@@ -7,12 +7,15 @@ holds::
 
     config.toml       the resolved config (every default filled in)
     vocab.json        the vocabulary, ids 0 and 1 reserved for padding and unknown
+    labels.json       the authors of an attribution run: class i is labels[i]
+    split.json        where every segment of every split came from ("name:start-stop")
     checkpoint.keras  the model after the last finished epoch, optimizer state included
     best.keras        the model of the epoch with the lowest validation loss so far
     progress.json     how many epochs the checkpoint holds, and training time so far
     history.csv       Keras's per-epoch logs (loss, perplexity, validation, elapsed time)
     model.keras       the final model: the best epoch (train.keep = "best") or the last
     metrics.json      validation loss in nats and bits per token, throughput, data sizes
+    evaluation.json   the report of ``toolkit evaluate`` (and confusion.png for attribution)
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ from toolkit.vocab import Vocabulary
 
 CONFIG, VOCAB, CHECKPOINT, PROGRESS = "config.toml", "vocab.json", "checkpoint.keras", "progress.json"
 HISTORY, MODEL, METRICS, BEST = "history.csv", "model.keras", "metrics.json", "best.keras"
-RUN_FILES = (CONFIG, VOCAB, CHECKPOINT, PROGRESS, HISTORY, MODEL, METRICS, BEST)
+LABELS, SPLIT, EVALUATION, CONFUSION = "labels.json", "split.json", "evaluation.json", "confusion.png"
+RUN_FILES = (CONFIG, VOCAB, CHECKPOINT, PROGRESS, HISTORY, MODEL, METRICS, BEST, LABELS, SPLIT,
+             EVALUATION, CONFUSION)
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -87,6 +92,11 @@ class Run:
 
     def vocab(self) -> Vocabulary:
         return Vocabulary.load(self.file(VOCAB))
+
+    def labels(self) -> list[str]:
+        """The run's authors (empty for a run without labels)."""
+        path = self.file(LABELS)
+        return json.loads(path.read_text())["labels"] if path.is_file() else []
 
     def progress(self) -> dict:
         path = self.file(PROGRESS)

@@ -58,6 +58,10 @@ class FollowEpochs(keras.callbacks.Callback):
 class SequenceBuilder:
     """Base for sequence builders.
 
+    ``plan_split`` decides which tokens of which document go to which split (by
+    default the last ``validation_fraction`` of every document is validation).
+    ``data(split)`` picks what ``training`` and ``validation`` read from a
+    :class:`~toolkit.data.Split` (by default its ids end to end).
     ``training(ids, seed, first_epoch)`` and ``validation(ids)`` return
     :class:`EpochData` batches of ``(inputs, targets, sample_weights)`` with inputs of
     shape ``(batch, time)``; their ``dataset()`` is what ``fit`` receives.
@@ -68,6 +72,25 @@ class SequenceBuilder:
     stateful: bool = False
     batch_size: int
     length: int
+
+    def plan_split(self, documents, lengths: list[int], validation_fraction: float,
+                   seed: int) -> dict:
+        """Segments of each split: ``{"train": [Segment, ...], "validation": [...], ...}``."""
+        from toolkit.data import tail_split
+
+        return tail_split(lengths, validation_fraction)
+
+    def accept_head(self, head) -> None:
+        """Check that this builder can feed ``head`` (streams and windows feed next tokens)."""
+        if head.target != "next-token":
+            raise ValueError(f"this sequence builder gives next-token targets; the head "
+                             f"needs {head.target!r} targets: use sequences.use = \"passages\"")
+
+    def data(self, split, labels=(), training=False):
+        """What ``training`` and ``validation`` read from a split (here its ids end to end).
+
+        ``labels`` is the run's author list; ``training`` says it is the training split."""
+        return split.concatenated()
 
     def training(self, ids: np.ndarray, seed: int, first_epoch: int = 0):
         raise NotImplementedError

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import math
 import statistics
 import time
 from pathlib import Path
@@ -14,7 +13,8 @@ from toolkit import config as config_module
 from toolkit import runs
 from toolkit.data import cache_settings, prepare
 from toolkit.errors import ToolkitError
-from toolkit.model import build_model, compile_model
+from toolkit.model import (build_model, compile_model, copy_core, core_layers,
+                           set_core_trainable)
 from toolkit.plugins import registry
 from toolkit.preprocess import Preprocessor
 from toolkit.runs import Run
@@ -75,10 +75,11 @@ class TimeLimit(keras.callbacks.Callback):
     def __init__(self, minutes: float, clock: TrainingClock):
         super().__init__()
         self.minutes, self.clock = minutes, clock
+        self.stopped = False
 
     def on_epoch_end(self, epoch, logs=None):
         if self.minutes and self.clock.seconds >= self.minutes * 60:
-            self.model.stop_training = True
+            self.model.stop_training = self.stopped = True
 
 
 def changed_keys(old: dict, new: dict, prefix: str = "") -> list[tuple[str, ...]]:
@@ -112,14 +113,39 @@ def resumed_config(run: Run, config_path: str | None, overrides: list[str]) -> d
     return new
 
 
-def best_validation(path: Path) -> float | None:
-    """The lowest validation perplexity recorded in a history file, if any."""
+def best_validation(path: Path, monitor: str) -> float | None:
+    """The lowest value of ``monitor`` recorded in a history file, if any."""
     if not path.is_file():
         return None
     with path.open(newline="") as f:
-        values = [float(r["val_perplexity"]) for r in csv.DictReader(f)
-                  if r.get("val_perplexity")]
+        values = [float(r[monitor]) for r in csv.DictReader(f) if r.get(monitor)]
     return min(values) if values else None
+
+
+def source_run(resolved: dict) -> Run | None:
+    """The run named by ``core.init_from``, checked to tokenize text as this config does."""
+    init_from = resolved["core"].get("init_from")
+    if init_from is None:
+        return None
+    source = Run(init_from)
+    try:
+        source.require()
+    except ToolkitError as err:
+        raise ToolkitError(f"core.init_from: {err}") from None
+    theirs = source.config()
+    if theirs["preprocess"] != resolved["preprocess"]:
+        raise ToolkitError(f"core.init_from = {init_from!r}: that run preprocesses text "
+                           f"differently, so its vocabulary does not fit; copy its "
+                           f"[[preprocess]] stages into this config")
+    return source
+
+
+def recompile(model: keras.Model, components, settings: dict) -> None:
+    """Compile again (after freezing or unfreezing), keeping the optimizer's step count."""
+    steps = int(model.optimizer.iterations)
+    compile_model(model, components, settings)
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.iterations.assign(steps)
 
 
 def trim_history(path: Path, epochs_done: int) -> None:
@@ -153,14 +179,21 @@ def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (
                                f"--overwrite to replace it, or choose another --run-dir")
     settings = resolved["train"]
     components = config_module.build_components(resolved, reg, source=config_path)
+    source = None if resume else source_run(resolved)
     preprocessor = Preprocessor(components.stages)
-    prepared = prepare(components.corpus, preprocessor, resolved["vocab"],
-                       settings["validation_fraction"], run.vocab() if resume else None,
-                       cache_settings(resolved) if settings["cache"] else None)
     builder = components.sequences
+    known_vocab = run.vocab() if resume else source.vocab() if source else None
+    prepared = prepare(components.corpus, preprocessor, resolved["vocab"], builder,
+                       settings["validation_fraction"], settings["seed"], known_vocab,
+                       cache_settings(resolved) if settings["cache"] else None)
+    labels = run.labels() if resume else prepared.labels
     progress = run.progress() if resume else {"training_seconds": 0.0}
-    train_data = builder.training(prepared.train_ids, settings["seed"])
-    val_data = builder.validation(prepared.val_ids) if len(prepared.val_ids) else None
+    splits = prepared.splits
+    train_data = builder.training(builder.data(splits["train"], labels, training=True),
+                                  settings["seed"])
+    val_data = None
+    if len(splits["validation"]):
+        val_data = builder.validation(builder.data(splits["validation"], labels))
 
     if overwrite and not resume and run.exists():
         for name in runs.RUN_FILES:  # only a run's own files: never a folder's other content
@@ -169,7 +202,12 @@ def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (
     runs.atomic_write(run.file(runs.CONFIG), config_module.dumps(resolved))
     if not resume:
         runs.write_json(run.file(runs.VOCAB), prepared.vocab.to_json())
+        runs.write_json(run.file(runs.SPLIT), {name: split.sources
+                                               for name, split in splits.items()})
+        if labels:
+            runs.write_json(run.file(runs.LABELS), {"labels": labels})
 
+    core = resolved["core"]
     if resume and run.file(runs.CHECKPOINT).is_file():
         model = keras.saving.load_model(run.file(runs.CHECKPOINT))
         # The checkpoint's own step count says how many epochs it holds, even if the
@@ -179,40 +217,53 @@ def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (
     else:
         keras.utils.set_random_seed(settings["seed"])
         model = build_model(components, len(prepared.vocab), builder.batch_size,
-                            builder.stateful)
+                            builder.stateful, labels)
+        if source is not None:
+            copy_core(source.load_model(), model, where=f"core.init_from = {core['init_from']!r}")
+            set_core_trainable(model, not core["freeze"])
         compile_model(model, components, settings)
         first_epoch = 0
     trim_history(run.file(runs.HISTORY), first_epoch)
 
     clock = TrainingClock(builder.batch_size * builder.length,
                           progress.get("training_seconds", 0.0))
+    time_limit = TimeLimit(settings["max_minutes"], clock)
+    monitor = components.head.monitor
     callbacks = [
         clock,
         *builder.callbacks(train_data),
-        keras.callbacks.CSVLogger(str(run.file(runs.HISTORY)), append=first_epoch > 0),
         RunCheckpoint(run, clock),
-        TimeLimit(settings["max_minutes"], clock),
+        time_limit,
     ]
     if val_data is not None:
         callbacks.append(keras.callbacks.ModelCheckpoint(
-            str(run.file(runs.BEST)), monitor="val_perplexity", mode="min",
+            str(run.file(runs.BEST)), monitor=monitor, mode="min",
             save_best_only=True, initial_value_threshold=best_validation(
-                run.file(runs.HISTORY)) if first_epoch else None, verbose=0))
-    if first_epoch < settings["epochs"]:
+                run.file(runs.HISTORY), monitor) if first_epoch else None, verbose=0))
+    # A frozen core is unfrozen at epoch core.unfreeze_after: fit runs in two phases.
+    unfreeze_at = core["unfreeze_after"] or settings["epochs"]
+    for start, stop in ((first_epoch, min(unfreeze_at, settings["epochs"])),
+                        (max(first_epoch, unfreeze_at), settings["epochs"])):
+        if start >= stop or time_limit.stopped:
+            continue
+        if start >= unfreeze_at and not all(layer.trainable for layer in core_layers(model)):
+            set_core_trainable(model, True)
+            recompile(model, components, settings)
+        history = keras.callbacks.CSVLogger(str(run.file(runs.HISTORY)), append=start > 0)
         model.fit(train_data.dataset(),
                   validation_data=None if val_data is None else val_data.dataset(),
-                  epochs=settings["epochs"], initial_epoch=first_epoch, callbacks=callbacks,
+                  epochs=stop, initial_epoch=start, callbacks=[*callbacks, history],
                   shuffle=False, verbose=verbose)
     if settings["keep"] == "best" and run.file(runs.BEST).is_file():
         model.load_weights(run.file(runs.BEST))
     runs.atomic_save_model(model, run.file(runs.MODEL))
     runs.write_json(run.file(runs.METRICS),
-                    summarize(model, val_data, prepared.stats, run, clock))
+                    summarize(model, components.head, val_data, prepared.stats, run, clock))
     return run
 
 
-def summarize(model, val_data, data_stats: dict, run: Run, clock: TrainingClock) -> dict:
-    """The run's figures: exact validation loss of the final model, history, throughput."""
+def summarize(model, head, val_data, data_stats: dict, run: Run, clock: TrainingClock) -> dict:
+    """The run's figures: validation figures of the final model, history, throughput."""
     metrics = {"data": {k: v for k, v in data_stats.items() if k != "cache"},
                "epochs_done": run.progress()["epochs_done"],
                "training_minutes": round(clock.seconds / 60, 3)}
@@ -221,8 +272,5 @@ def summarize(model, val_data, data_stats: dict, run: Run, clock: TrainingClock)
     if val_data is not None:
         reset_states(model)
         results = model.evaluate(val_data.dataset(), return_dict=True, verbose=0)
-        nats = math.log(results["perplexity"])
-        metrics["validation"] = {"nats_per_token": round(nats, 5),
-                                 "bits_per_token": round(nats / math.log(2), 5),
-                                 "perplexity": round(results["perplexity"], 4)}
+        metrics["validation"] = head.summarize(results)
     return metrics

@@ -1,12 +1,25 @@
-"""Built-in heads: the next-token generator."""
+"""Built-in heads: the next-token generator, the author classifier and per-author language models."""
+
+from typing import Literal
 
 import keras
 import keras_nlp
 
 from toolkit.heads import Head
 from toolkit.hookspecs import hookimpl
+from toolkit.layers import AuthorSoftmax, MaskedPooling
 from toolkit.params import Fraction
 from toolkit.vocab import PAD
+
+
+def token_loss():
+    # The weighted mean over real tokens: padding adds nothing to the loss or its scale.
+    return keras.losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight")
+
+
+def perplexity():
+    # Exact per-token perplexity: sums over unpadded, weighted tokens across batches.
+    return keras_nlp.metrics.Perplexity(mask_token_id=PAD, name="perplexity")
 
 
 class GeneratorHead(Head):
@@ -15,20 +28,85 @@ class GeneratorHead(Head):
     def __init__(self, dropout: Fraction = 0.0):
         self.dropout = dropout
 
-    def build(self, features, vocab_size: int):
+    def build(self, features, context):
         if self.dropout:
             features = keras.layers.Dropout(self.dropout, name="head_dropout")(features)
-        dense = keras.layers.Dense(vocab_size, activation="softmax", dtype="float32")
+        dense = keras.layers.Dense(context.vocab_size, activation="softmax", dtype="float32")
         return keras.layers.TimeDistributed(dense, name="head_generator")(features)
+
+    def loss(self):
+        return token_loss()
+
+    def metrics(self):
+        return [perplexity()]
+
+
+class ClassifierHead(Head):
+    """Author classification: the core's outputs pooled over time, dropout, softmax over authors.
+
+    ``pooling`` is ``"last"`` (the output at the last real token), ``"mean"`` or
+    ``"max"`` over the real tokens (padding is masked), or ``"concat"`` of the three.
+    """
+
+    target = "label"
+    monitor = "val_loss"
+
+    def __init__(self, pooling: Literal["last", "mean", "max", "concat"] = "mean",
+                 dropout: Fraction = 0.2):
+        self.pooling, self.dropout = pooling, dropout
+
+    def build(self, features, context):
+        if len(context.labels) < 2:
+            raise ValueError(f"the classifier needs at least 2 authors in the training "
+                             f"split, found {len(context.labels)}: {context.labels}")
+        pooled = MaskedPooling(self.pooling, name="head_pooling")(features)
+        if self.dropout:
+            pooled = keras.layers.Dropout(self.dropout, name="head_dropout")(pooled)
+        return keras.layers.Dense(len(context.labels), activation="softmax", dtype="float32",
+                                  name="head_classifier")(pooled)
 
     def loss(self):
         return keras.losses.SparseCategoricalCrossentropy()
 
     def metrics(self):
-        # Exact per-token perplexity: sums over unpadded, weighted tokens across batches.
-        return [keras_nlp.metrics.Perplexity(mask_token_id=PAD, name="perplexity")]
+        return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
+    def summarize(self, results):
+        return {"loss": round(results["loss"], 5), "accuracy": round(results["accuracy"], 5)}
+
+
+class AuthorLMsHead(Head):
+    """One next-token language model per author on the shared core (Bagnall, PAN 2015).
+
+    Each passage trains its own author's softmax; a text is attributed to the
+    author whose model predicts it best (lowest cross-entropy per token).
+    """
+
+    target = "next-token-by-label"
+
+    def __init__(self, dropout: Fraction = 0.0):
+        self.dropout = dropout
+
+    def inputs(self, batch_size):
+        return {"author": keras.Input(batch_shape=(batch_size,), dtype="int32", name="author")}
+
+    def build(self, features, context):
+        if not context.labels:
+            raise ValueError("author-lms needs labelled documents (one head per author)")
+        if self.dropout:
+            features = keras.layers.Dropout(self.dropout, name="head_dropout")(features)
+        return AuthorSoftmax(len(context.labels), context.vocab_size, dtype="float32",
+                             name="head_author_lms")([features, context.inputs["author"]])
+
+    def loss(self):
+        return token_loss()
+
+    def metrics(self):
+        return [perplexity()]
 
 
 @hookimpl
 def register_heads(register):
     register("generator", GeneratorHead)
+    register("classifier", ClassifierHead)
+    register("author-lms", AuthorLMsHead)

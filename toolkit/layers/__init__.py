@@ -1,6 +1,8 @@
 """Keras layers the toolkit provides (registered as serializable for ``.keras`` files)."""
 
+from toolkit.layers.author_softmax import AuthorSoftmax
+from toolkit.layers.masked_pooling import MaskedPooling
 from toolkit.layers.one_hot_encoding import OneHotEncoding
 from toolkit.layers.scaled_id import ScaledId
 
-__all__ = ["OneHotEncoding", "ScaledId"]
+__all__ = ["AuthorSoftmax", "MaskedPooling", "OneHotEncoding", "ScaledId"]

@@ -1,0 +1,355 @@
+"""Attribution: passages, masking, sample weights, splits, heads, init_from, attribute, evaluate."""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from corpora import Document
+from toolkit import config as config_module
+from toolkit.cli import main
+from toolkit.errors import ConfigError, ToolkitError
+from toolkit.model import build_model, core_layers
+from toolkit.plugins import registry
+
+# Two "authors" over the same four characters, told apart only by the order of
+# letters: one writes a -> b -> c -> a, the other a -> c -> b -> a.
+CHAINS = {"forward": {"a": "b", "b": "c", "c": "a"}, "backward": {"a": "c", "c": "b", "b": "a"}}
+
+
+def chain_text(author: str, n: int, seed: int) -> str:
+    rng = np.random.default_rng(seed)
+    out, letter = [], "a"
+    for _ in range(n):
+        out.append(letter)
+        if rng.random() < 0.15:
+            letter = " " if letter != " " else "a"
+        else:
+            letter = CHAINS[author].get(letter, "a")
+    return "".join(out)
+
+
+@pytest.fixture(scope="module")
+def corpus_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "authors.jsonl"
+    lines = [json.dumps({"text": chain_text(author, 2500, seed), "label": author,
+                         "name": f"{author}-{seed}"})
+             for author in CHAINS for seed in (1, 2)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_config(path, corpus_file, head: str, sequences: str = "", core: str = "",
+                 epochs: int = 4) -> str:
+    path.write_text(f"""
+[corpus]
+use = "jsonl"
+path = "{corpus_file}"
+name_field = "name"
+
+[[preprocess]]
+use = "chars"
+
+[encoder]
+use = "embedding"
+dim = 8
+
+[sequences]
+use = "passages"
+length = 40
+batch_size = 16
+{sequences}
+
+[core]
+use = "lstm"
+units = 16
+{core}
+
+[head]
+use = "{head}"
+
+[train]
+epochs = {epochs}
+learning_rate = 0.01
+""")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def trained_runs(tmp_path_factory, corpus_file):
+    from toolkit.train import train
+
+    root = tmp_path_factory.mktemp("runs")
+    runs = {}
+    for head in ("classifier", "author-lms"):
+        config = write_config(root / f"{head}.toml", corpus_file, head)
+        runs[head] = train(config, root / head, verbose=0).path
+    return runs
+
+
+def components_for(tmp_path, corpus_file, head, **kwargs):
+    resolved = config_module.load(write_config(tmp_path / "c.toml", corpus_file, head, **kwargs),
+                                  registry())
+    return config_module.build_components(resolved, registry()), resolved
+
+
+# --- masking and sample weights -------------------------------------------------------
+
+@pytest.mark.parametrize("pooling", ["last", "mean", "max", "concat"])
+def test_more_padding_changes_no_prediction(tmp_path, corpus_file, pooling):
+    components, _ = components_for(tmp_path, corpus_file, "classifier")
+    components.head.pooling = pooling
+    model = build_model(components, 6, None, stateful=False, labels=["a", "b"])
+    passages = np.array([[2, 3, 4, 5, 2, 3, 0, 0], [5, 4, 3, 0, 0, 0, 0, 0]], np.int32)
+    padded_more = np.pad(passages, ((0, 0), (0, 12)))
+    short = model.predict(passages, verbose=0)
+    long = model.predict(padded_more, verbose=0)
+    np.testing.assert_allclose(short, long, atol=1e-6)
+
+
+def test_more_padding_changes_no_loss_of_the_author_lms(tmp_path, corpus_file):
+    components, _ = components_for(tmp_path, corpus_file, "author-lms")
+    model = build_model(components, 6, None, stateful=False, labels=["a", "b"])
+    model.compile(loss=components.head.loss())
+    ids = np.array([[2, 3, 4, 5, 2, 3, 0, 0], [5, 4, 3, 0, 0, 0, 0, 0]], np.int32)
+    authors = np.array([0, 1], np.int32)
+
+    def loss(ids):
+        x, y = ids[:, :-1], ids[:, 1:]
+        w = (y != 0).astype("float32")
+        pred = model({"tokens": x, "author": authors})
+        return float(tf.reduce_sum(model.loss(y, pred, sample_weight=w)))
+
+    assert loss(ids) == pytest.approx(loss(np.pad(ids, ((0, 0), (0, 9)))), abs=1e-6)
+
+
+def test_a_zero_sample_weight_removes_the_passage_gradient(tmp_path, corpus_file):
+    components, _ = components_for(tmp_path, corpus_file, "classifier")
+    model = build_model(components, 6, None, stateful=False, labels=["a", "b"])
+    model.compile(loss=components.head.loss())
+    first = np.array([[2, 3, 4, 5, 2, 3]], np.int32)
+
+    def gradients(second, weights):
+        x = np.concatenate([first, second])
+        with tf.GradientTape() as tape:
+            pred = model(x, training=False)
+            loss = model.compute_loss(x=x, y=np.array([0, 1]), y_pred=pred,
+                                      sample_weight=np.array(weights, np.float32))
+        return [tf.convert_to_tensor(g).numpy()
+                for g in tape.gradient(loss, model.trainable_variables)]
+
+    zeroed_a = gradients(np.array([[5, 5, 4, 4, 3, 3]]), [1.0, 0.0])
+    zeroed_b = gradients(np.array([[4, 2, 2, 2, 5, 0]]), [1.0, 0.0])
+    for a, b in zip(zeroed_a, zeroed_b):
+        np.testing.assert_allclose(a, b, atol=1e-7)
+    counted_a = gradients(np.array([[5, 5, 4, 4, 3, 3]]), [1.0, 1.0])
+    counted_b = gradients(np.array([[4, 2, 2, 2, 5, 0]]), [1.0, 1.0])
+    assert any(not np.allclose(a, b) for a, b in zip(counted_a, counted_b))
+
+
+def test_balanced_class_weights_make_each_author_weigh_the_same(tmp_path, corpus_file):
+    from toolkit.data import Split
+
+    components, _ = components_for(tmp_path, corpus_file, "classifier")
+    builder = components.sequences
+    split = Split([np.ones(40, np.int32)] * 4, ["long", "long", "long", "short"], ["x"] * 4)
+    passages = builder.data(split, ["long", "short"], training=True)
+    weights = dict(zip(passages.labels.tolist(), passages.weights.tolist()))
+    # n / (authors * passages of the author): 4 / (2 * 3) and 4 / (2 * 1)
+    assert weights == pytest.approx({0: 4 / 6, 1: 2.0})
+    assert passages.weights[passages.labels == 0].sum() == pytest.approx(
+        passages.weights[passages.labels == 1].sum())
+    assert builder.data(split, ["long", "short"]).weights.tolist() == [1.0] * 4
+
+
+# --- splits ---------------------------------------------------------------------------
+
+def documents():
+    return [Document("", f"{label}-{i}", label) for label in ("x", "y") for i in range(3)]
+
+
+def positions(plan, name, names):
+    return {(names[s.document], t) for s in plan[name] for t in range(s.start, s.stop)}
+
+
+@pytest.mark.parametrize("by", ["region", "passage", "document"])
+def test_no_token_is_in_two_splits_and_the_split_is_reproducible(tmp_path, corpus_file, by):
+    components, _ = components_for(tmp_path, corpus_file, "classifier",
+                                   sequences=f'split = {{ by = "{by}", gap = 5 }}')
+    builder = components.sequences
+    docs = documents()
+    lengths = [1000, 700, 1300, 900, 1100, 800]
+    plan = builder.plan_split(docs, lengths, 0.1, seed=3)
+    names = [d.name for d in docs]
+    train, val, test = (positions(plan, n, names) for n in ("train", "validation", "test"))
+    assert train and val and test
+    assert not (train & val) and not (train & test) and not (val & test)
+    assert all(s.stop - s.start <= 40 for segments in plan.values() for s in segments)
+    assert plan == builder.plan_split(docs, lengths, 0.1, seed=3)
+    if by == "document":
+        held_out = {names[s.document] for s in plan["test"]}
+        seen = {names[s.document] for s in plan["train"] + plan["validation"]}
+        assert len(held_out) == 2 and not held_out & seen
+        assert {docs[names.index(n)].label for n in held_out} == {"x", "y"}
+    if by == "region":
+        for name in names:  # train, then validation, then test, with the gap between
+            t = max(p for d, p in train if d == name)
+            v = [p for d, p in val if d == name]
+            assert t + 5 < min(v) and max(v) + 5 < min(p for d, p in test if d == name)
+
+
+def test_a_different_seed_deals_passages_differently(tmp_path, corpus_file):
+    components, _ = components_for(tmp_path, corpus_file, "classifier",
+                                   sequences='split = { by = "passage" }')
+    builder = components.sequences
+    lengths = [1000, 700, 1300, 900, 1100, 800]
+    assert builder.plan_split(documents(), lengths, 0.1, 1) != \
+        builder.plan_split(documents(), lengths, 0.1, 2)
+
+
+def test_document_split_needs_two_documents_per_author(tmp_path, corpus_file):
+    components, _ = components_for(tmp_path, corpus_file, "classifier",
+                                   sequences='split = { by = "document" }')
+    docs = documents() + [Document("", "lonely", "z")]
+    with pytest.raises(ConfigError, match=r"sequences\.split\.by.*z have only one"):
+        components.sequences.plan_split(docs, [500] * 7, 0.1, 1)
+
+
+def test_unlabelled_documents_are_refused_for_attribution(tmp_path, corpus_file):
+    components, _ = components_for(tmp_path, corpus_file, "classifier")
+    with pytest.raises(ConfigError, match="needs a label"):
+        components.sequences.plan_split([Document("abc" * 100, "plain")], [300], 0.1, 1)
+
+
+def test_a_classifier_head_on_streams_names_the_fix(tmp_path, corpus_file):
+    path = write_config(tmp_path / "c.toml", corpus_file, "classifier")
+    text = open(path).read().replace('use = "passages"\nlength = 40', 'use = "stream"\nlength = 40')
+    (tmp_path / "stream.toml").write_text(text)
+    with pytest.raises(ConfigError, match=r'head\.use.*sequences\.use = "passages"'):
+        config_module.build_components(config_module.load(tmp_path / "stream.toml",
+                                                          registry()), registry())
+
+
+def test_a_bad_split_key_names_its_path(tmp_path, corpus_file):
+    path = write_config(tmp_path / "c.toml", corpus_file, "classifier",
+                        sequences='split = { by = "chapter" }')
+    with pytest.raises(ConfigError, match=r"sequences\.split\.by.*received \"chapter\""):
+        config_module.load(path, registry())
+
+
+# --- training, attribute, evaluate ----------------------------------------------------
+
+def test_runs_store_their_labels_and_split(trained_runs):
+    run = trained_runs["classifier"]
+    assert json.loads((run / "labels.json").read_text()) == {"labels": ["backward", "forward"]}
+    split = json.loads((run / "split.json").read_text())
+    assert set(split) == {"train", "validation", "test"}
+    assert not set(split["train"]) & set(split["test"])
+
+
+def test_author_lms_attribute_new_text_to_its_author(trained_runs, tmp_path, capsys):
+    files = []
+    for author in CHAINS:
+        path = tmp_path / f"{author}.txt"
+        path.write_text(chain_text(author, 300, seed=99))
+        files.append(str(path))
+    assert main(["attribute", str(trained_runs["author-lms"]), *files, "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["ranking"][0]["author"] for r in results] == list(CHAINS)
+    assert all(r["passages"] == 8 for r in results)  # 300 characters in passages of 40
+    assert all(sum(a["probability"] for a in r["ranking"]) == pytest.approx(1) for r in results)
+
+
+def test_attribute_reads_standard_input(trained_runs, monkeypatch, capsys):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(chain_text("backward", 200, seed=7)))
+    assert main(["attribute", str(trained_runs["classifier"])]) == 0
+    assert capsys.readouterr().out.startswith("<stdin>: backward")
+
+
+@pytest.mark.parametrize("content, message", [
+    ("", "is empty"),
+    ("   \n", "is empty"),
+    (b"\xff\xfe\x00bad", "not UTF-8"),
+    (None, "file not found"),
+])
+def test_attribute_refuses_unusable_files(trained_runs, tmp_path, capsys, content, message):
+    path = tmp_path / "input.txt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        path.write_text(content)
+    assert main(["attribute", str(trained_runs["classifier"]), str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and str(path) in err and "Traceback" not in err
+
+
+def test_attribute_refuses_a_generator_run(tmp_path, tiny_config, capsys):
+    from toolkit.train import train
+
+    run = train(tiny_config, tmp_path / "gen", verbose=0)
+    (tmp_path / "t.txt").write_text("To be")
+    assert main(["attribute", str(run.path), str(tmp_path / "t.txt")]) == 2
+    assert "cannot attribute" in capsys.readouterr().err
+    assert main(["evaluate", str(run.path)]) == 0  # a generator run reports perplexity
+    assert "bits/token" in capsys.readouterr().out
+
+
+def test_evaluate_reports_the_lstm_beside_the_baseline(trained_runs, capsys):
+    run = trained_runs["author-lms"]
+    assert main(["evaluate", str(run)]) == 0
+    out = capsys.readouterr().out
+    assert "baseline (char n-grams)" in out and "confusion matrix" in out
+    report = json.loads((run / "evaluation.json").read_text())
+    assert report["split"] == "test"
+    assert report["lstm"]["accuracy"] >= 0.9
+    assert sum(map(sum, report["lstm"]["confusion"])) == report["passages"]
+    assert (run / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+
+
+# --- one core, several heads ----------------------------------------------------------
+
+def test_init_from_copies_exactly_the_core_and_freeze_keeps_it(trained_runs, tmp_path,
+                                                                corpus_file):
+    from toolkit.runs import Run
+    from toolkit.train import train
+
+    source = Run(trained_runs["author-lms"]).load_model()
+    config = write_config(tmp_path / "ft.toml", corpus_file, "classifier", epochs=1,
+                          core=f'init_from = "{trained_runs["author-lms"]}"\nfreeze = true')
+    run = train(config, tmp_path / "ft", verbose=0)
+    tuned = run.load_model()
+    copied = core_layers(tuned)
+    assert [layer.name for layer in copied] == ["encoder", "core_lstm_0"]
+    for layer in copied:
+        for a, b in zip(layer.get_weights(), source.get_layer(layer.name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    assert run.vocab().tokens == Run(trained_runs["author-lms"]).vocab().tokens
+
+
+def test_unfreeze_after_trains_the_core_from_that_epoch(trained_runs, tmp_path, corpus_file):
+    from toolkit.runs import Run
+    from toolkit.train import train
+
+    source = Run(trained_runs["classifier"]).load_model()
+    config = write_config(tmp_path / "ft.toml", corpus_file, "author-lms", epochs=2,
+                          core=f'init_from = "{trained_runs["classifier"]}"\nfreeze = true\n'
+                               f'unfreeze_after = 1')
+    run = train(config, tmp_path / "ft", verbose=0, overrides=["train.keep=last"])
+    history = (run.path / "history.csv").read_text().splitlines()
+    assert len(history) == 3  # header and both epochs, across the two fit phases
+    tuned = run.load_model()
+    assert all(layer.trainable for layer in core_layers(tuned))
+    lstm = tuned.get_layer("core_lstm_0").get_weights()[0]
+    assert not np.array_equal(lstm, source.get_layer("core_lstm_0").get_weights()[0])
+
+
+def test_init_from_with_other_core_settings_is_refused(trained_runs, tmp_path, corpus_file):
+    from toolkit.train import train
+
+    config = write_config(tmp_path / "ft.toml", corpus_file, "classifier",
+                          core=f'init_from = "{trained_runs["classifier"]}"')
+    with pytest.raises(ToolkitError, match="core_lstm_0.*same encoder and core settings"):
+        train(config, tmp_path / "ft", verbose=0, overrides=["core.units=32"])

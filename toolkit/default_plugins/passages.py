@@ -1,0 +1,248 @@
+"""Built-in sequence builder for attribution: labelled passages, padded, masked and weighted."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+import numpy as np
+import tensorflow as tf
+
+from toolkit.data import Segment, Split
+from toolkit.errors import ConfigError
+from toolkit.hookspecs import hookimpl
+from toolkit.params import Fraction, NonNegativeInt, PositiveInt, Table
+from toolkit.sequences import EpochData, SequenceBuilder
+from toolkit.vocab import PAD
+
+TARGETS = ("next-token", "label", "next-token-by-label")
+
+
+def split_settings(by: Literal["region", "passage", "document"] = "region",
+                   test: Fraction = 0.2, gap: NonNegativeInt | None = None):
+    """How passages are split (``train.validation_fraction`` is the validation share).
+
+    ``by = "region"``: every document is cut into contiguous regions, train first,
+    then validation, then the last ``test`` fraction, with ``gap`` tokens (default:
+    one passage) dropped between regions. ``"passage"``: passages are dealt to the
+    splits at random, stratified by author. ``"document"``: one whole document per
+    author is the test set (cross-work attribution); validation is the tail of
+    the remaining documents."""
+
+
+SplitTable = Annotated[dict, Table(split_settings)]
+
+
+@dataclass
+class Passages:
+    """Passages as a padded id matrix with label indices and per-passage weights."""
+
+    ids: np.ndarray        # (passages, length), right-padded with 0
+    labels: np.ndarray     # (passages,) index into the run's label list
+    weights: np.ndarray    # (passages,) sample weight of each passage
+    sources: list[str]
+
+    @classmethod
+    def from_split(cls, split: Split, length: int, labels: list[str],
+                   weights: dict[str, float] | None = None) -> "Passages":
+        index = {label: i for i, label in enumerate(labels)}
+        ids = np.zeros((len(split), length), np.int32)
+        for row, passage in enumerate(split.ids):
+            ids[row, :len(passage)] = passage[:length]
+        label_ids = np.array([index.get(label, -1) for label in split.labels], np.int32)
+        if labels and (label_ids < 0).any():
+            unknown = sorted({l for l, i in zip(split.labels, label_ids) if i < 0}, key=str)
+            raise ConfigError("corpus", f"labels {unknown} appear outside the training split; "
+                                        f"every author needs training text")
+        w = np.array([(weights or {}).get(label, 1.0) for label in split.labels], np.float32)
+        return cls(ids, label_ids, w, list(split.sources))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def balanced_weights(labels: list[str]) -> dict[str, float]:
+    """scikit-learn's "balanced" class weights: n_samples / (n_classes * n_samples_of_class)."""
+    counts = Counter(labels)
+    return {label: len(labels) / (len(counts) * n) for label, n in counts.items()}
+
+
+class PassageData(EpochData):
+    """Batches of passages, shuffled anew each epoch when a seed is given.
+
+    The targets depend on the head: the passage's author (``"label"``), the next
+    token at every position (``"next-token"``), or the next token together with
+    the author as a second input (``"next-token-by-label"``).
+    """
+
+    def __init__(self, passages: Passages, batch_size: int, target: str, seed=None,
+                 first_epoch: int = 0):
+        super().__init__(first_epoch)
+        self.passages, self.batch_size, self.target, self.seed = passages, batch_size, target, seed
+        self.length = passages.ids.shape[1]
+        self.order = self.shuffled()
+
+    def shuffled(self):
+        rows = np.arange(len(self.passages))
+        if self.seed is None:
+            return rows
+        return np.random.default_rng([self.seed, self.epoch]).permutation(rows)
+
+    def set_epoch(self, epoch):
+        super().set_epoch(epoch)
+        self.order = self.shuffled()
+
+    def __len__(self):
+        return math.ceil(len(self.passages) / self.batch_size)
+
+    def __getitem__(self, k):
+        rows = self.order[k * self.batch_size:(k + 1) * self.batch_size]
+        ids, weights = self.passages.ids[rows], self.passages.weights[rows]
+        if self.target == "label":
+            return ids, self.passages.labels[rows], weights
+        x, y = ids[:, :-1], ids[:, 1:]
+        w = (y != PAD) * weights[:, None]
+        if self.target == "next-token":
+            return x, y, w.astype(np.float32)
+        return {"tokens": x, "author": self.passages.labels[rows]}, y, w.astype(np.float32)
+
+    def dataset(self) -> tf.data.Dataset:
+        n = self.length if self.target == "label" else self.length - 1
+        tokens = tf.TensorSpec((None, n), tf.int32)
+        if self.target == "label":
+            signature = (tokens, tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.float32))
+        else:
+            x = tokens if self.target == "next-token" else {
+                "tokens": tokens, "author": tf.TensorSpec((None,), tf.int32)}
+            signature = (x, tf.TensorSpec((None, n), tf.int32), tf.TensorSpec((None, n), tf.float32))
+        dataset = tf.data.Dataset.from_generator(
+            lambda: (self[k] for k in range(len(self))), output_signature=signature)
+        return dataset.apply(tf.data.experimental.assert_cardinality(len(self)))
+
+
+class PassageBuilder(SequenceBuilder):
+    """Labelled passages of up to ``length`` tokens for attribution, state reset for each.
+
+    Documents are cut into passages of ``length`` tokens (a shorter last piece is
+    kept if it has at least ``min_length``, default half a passage), right-padded
+    with id 0, which the encoder masks. ``class_weight = "balanced"`` weights each
+    training passage by n / (authors x passages of its author), so a long book
+    does not outvote a short one. The split (``[sequences.split]``) never puts one
+    token in two splits and is reproducible from ``train.seed``.
+    """
+
+    stateful = False
+
+    def __init__(self, batch_size: PositiveInt = 32, length: PositiveInt = 100,
+                 min_length: PositiveInt | None = None,
+                 class_weight: Literal["balanced", "none"] = "balanced",
+                 split: SplitTable = None):
+        self.batch_size, self.length = batch_size, length
+        self.min_length = min_length or max(1, length // 2)
+        if self.min_length > length:
+            raise ValueError(f"min_length = {min_length} is longer than length = {length}")
+        self.class_weight = class_weight
+        split = split or {}
+        self.split_by = split.get("by", "region")
+        self.test_fraction = split.get("test", 0.2)
+        self.gap = length if split.get("gap") is None else split["gap"]
+        self.target = "label"
+
+    def accept_head(self, head) -> None:
+        if head.target not in TARGETS:
+            raise ValueError(f"passages cannot give {head.target!r} targets; they give "
+                             f"{', '.join(TARGETS)}")
+        self.target = head.target
+
+    def cut(self, document: int, start: int, stop: int) -> list[Segment]:
+        """Passages of ``length`` tokens from ``start`` to ``stop`` (a short tail is dropped)."""
+        return [Segment(document, a, min(a + self.length, stop))
+                for a in range(start, stop, self.length)
+                if min(a + self.length, stop) - a >= self.min_length]
+
+    def plan_split(self, documents, lengths, validation_fraction, seed):
+        if self.target != "next-token":
+            unlabelled = [d.name for d in documents if d.label is None]
+            if unlabelled:
+                raise ConfigError("corpus", f"attribution needs a label (author) for every "
+                                            f"document; {len(unlabelled)} have none, e.g. "
+                                            f"{unlabelled[0]!r}. Give the corpus labels "
+                                            f"(directory: label_from = \"folder\"; nltk: "
+                                            f"label = \"prefix\")")
+        if validation_fraction + self.test_fraction >= 1:
+            raise ConfigError("sequences.split.test",
+                              f"train.validation_fraction ({validation_fraction}) + test "
+                              f"({self.test_fraction}) leave nothing to train on; keep "
+                              f"their sum below 1")
+        plan = {"train": [], "validation": [], "test": []}
+        rng = np.random.default_rng(seed)
+        if self.split_by == "region":
+            for d, n in enumerate(lengths):
+                self.regions(plan, d, n, validation_fraction, self.test_fraction)
+        elif self.split_by == "passage":
+            by_label = defaultdict(list)
+            for d, n in enumerate(lengths):
+                by_label[documents[d].label].extend(self.cut(d, 0, n))
+            for label in sorted(by_label, key=str):
+                passages = [by_label[label][i] for i in rng.permutation(len(by_label[label]))]
+                n_test = int(round(len(passages) * self.test_fraction))
+                n_val = int(round(len(passages) * validation_fraction))
+                plan["test"] += passages[:n_test]
+                plan["validation"] += passages[n_test:n_test + n_val]
+                plan["train"] += passages[n_test + n_val:]
+        else:
+            self.hold_out_documents(plan, documents, lengths, validation_fraction, rng)
+        for segments in plan.values():
+            segments.sort(key=lambda s: (s.document, s.start))
+        if not plan["train"]:
+            raise ConfigError("sequences.length", f"no training passage of at least "
+                                                  f"{self.min_length} tokens; lower length "
+                                                  f"or min_length")
+        return plan
+
+    def regions(self, plan, d, n, validation_fraction, test_fraction, start=0):
+        """Contiguous train, validation and test regions of document ``d`` with gaps between."""
+        span = n - start
+        train_end = start + int(span * (1 - validation_fraction - test_fraction))
+        val_end = start + int(span * (1 - test_fraction))
+        plan["train"] += self.cut(d, start, train_end)
+        if validation_fraction:
+            plan["validation"] += self.cut(d, train_end + self.gap, val_end)
+        if test_fraction:
+            plan["test"] += self.cut(d, val_end + self.gap, n)
+
+    def hold_out_documents(self, plan, documents, lengths, validation_fraction, rng):
+        by_label = defaultdict(list)
+        for d, document in enumerate(documents):
+            by_label[document.label].append(d)
+        single = sorted(label for label, docs in by_label.items() if len(docs) < 2)
+        if single:
+            raise ConfigError("sequences.split.by",
+                              f"\"document\" holds out a whole document per author, but "
+                              f"{', '.join(single)} have only one; leave them out of the "
+                              f"corpus or use split.by = \"region\"")
+        for label in sorted(by_label):
+            docs = [by_label[label][i] for i in rng.permutation(len(by_label[label]))]
+            plan["test"] += self.cut(docs[0], 0, lengths[docs[0]])
+            for d in docs[1:]:
+                self.regions(plan, d, lengths[d], validation_fraction, 0.0)
+
+    def data(self, split, labels=(), training=False):
+        """Padded passages with label indices; training passages carry the class weights."""
+        weights = None
+        if training and self.class_weight == "balanced" and self.target != "next-token":
+            weights = balanced_weights(split.labels)
+        return Passages.from_split(split, self.length, list(labels), weights)
+
+    def training(self, passages: Passages, seed, first_epoch=0):
+        return PassageData(passages, self.batch_size, self.target, seed, first_epoch)
+
+    def validation(self, passages: Passages):
+        return PassageData(passages, self.batch_size, self.target)
+
+
+@hookimpl
+def register_sequence_builders(register):
+    register("passages", PassageBuilder)
