@@ -5,7 +5,8 @@ budgets), then runs ``toolkit evaluate`` on its test split, which also trains th
 character 2-4-gram tf-idf + logistic-regression baseline on exactly the same
 training passages. Writes ``OUT/attribution.json`` and prints a Markdown table.
 
-Variants: ``region`` splits every book 70 / 10 / 20 (train / validation / test);
+The ``words`` variants use configs/gutenberg-authors-words.toml (a word-level
+classifier). Variants: ``region`` splits every book 70 / 10 / 20 (train / validation / test);
 ``document`` holds out one whole book of each of Austen, Chesterton and Shakespeare
 (the authors with several books). The finetune variant first trains
 configs/gutenberg-pretrain-char.toml, whose training text is the same first 70 %
@@ -34,6 +35,8 @@ VARIANTS = {
     "finetune-region": ("configs/gutenberg-authors-finetune.toml", ["core.init_from={pretrain}"]),
     "char-document": ("configs/gutenberg-authors-char.toml", DOCUMENT_SPLIT),
     "lms-document": ("configs/gutenberg-authors-lms.toml", DOCUMENT_SPLIT),
+    "words-region": ("configs/gutenberg-authors-words.toml", []),
+    "words-document": ("configs/gutenberg-authors-words.toml", DOCUMENT_SPLIT),
 }
 
 

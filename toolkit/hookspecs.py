@@ -53,8 +53,9 @@ def register_sequence_builders(register):
 
     A factory returns a :class:`toolkit.sequences.SequenceBuilder`: it knows its
     ``batch_size``, its window ``length`` and whether it needs a ``stateful`` core,
-    makes training and validation data of ``(inputs, targets, sample_weights)``
-    batches, and gives the callbacks that keep the recurrent state consistent.
+    plans the train / validation / test split of the documents, makes training and
+    validation data of ``(inputs, targets, sample_weights)`` batches, and gives the
+    callbacks that keep the recurrent state consistent.
     """
 
 
@@ -71,9 +72,10 @@ def register_cores(register):
 def register_heads(register):
     """Register output heads, called once when the registry is built.
 
-    A factory returns a :class:`toolkit.heads.Head`: ``build(features, vocab_size)``
-    returns the model's outputs, and ``loss()`` / ``metrics()`` are passed to
-    ``Model.compile``.
+    A factory returns a :class:`toolkit.heads.Head`: ``build(features, context)``
+    returns the model's outputs (``context`` holds the vocabulary size, the authors
+    and the model's inputs), ``loss()`` / ``metrics()`` are passed to
+    ``Model.compile``, and ``target`` says which targets the sequence builder feeds.
     """
 
 
