@@ -108,20 +108,39 @@ def test_more_padding_changes_no_prediction(tmp_path, corpus_file, pooling):
     np.testing.assert_allclose(short, long, atol=1e-6)
 
 
-def test_more_padding_changes_no_loss_of_the_author_lms(tmp_path, corpus_file):
+@pytest.mark.parametrize("mode", ["last", "mean", "max", "concat"])
+def test_masked_pooling_ignores_padded_steps(mode):
+    from toolkit.layers import MaskedPooling
+
+    steps = np.array([[[1.0, -2.0], [3.0, -1.0], [100.0, 100.0], [-100.0, -100.0]]], "float32")
+    mask = np.array([[True, True, False, False]])
+    pooled = np.asarray(MaskedPooling(mode)(steps, mask=mask))[0]
+    expected = {"last": [3.0, -1.0], "mean": [2.0, -1.5], "max": [3.0, -1.0]}
+    parts = ["last", "mean", "max"] if mode == "concat" else [mode]
+    np.testing.assert_allclose(pooled, np.concatenate([expected[p] for p in parts]))
+
+
+def test_the_token_loss_is_the_weighted_mean_over_real_tokens(tmp_path, corpus_file):
     components, _ = components_for(tmp_path, corpus_file, "author-lms")
     model = build_model(components, 6, None, stateful=False, labels=["a", "b"])
     model.compile(loss=components.head.loss())
     ids = np.array([[2, 3, 4, 5, 2, 3, 0, 0], [5, 4, 3, 0, 0, 0, 0, 0]], np.int32)
     authors = np.array([0, 1], np.int32)
+    class_weight = np.array([0.5, 3.0], np.float32)
 
     def loss(ids):
         x, y = ids[:, :-1], ids[:, 1:]
-        w = (y != 0).astype("float32")
+        w = (y != 0) * class_weight[:, None]
         pred = model({"tokens": x, "author": authors})
-        return float(tf.reduce_sum(model.loss(y, pred, sample_weight=w)))
+        return float(model.compute_loss(x=x, y=y, y_pred=pred, sample_weight=w)), pred, y, w
 
-    assert loss(ids) == pytest.approx(loss(np.pad(ids, ((0, 0), (0, 9)))), abs=1e-6)
+    value, pred, y, w = loss(ids)
+    picked = np.take_along_axis(np.asarray(pred), y[:, :, None], axis=-1)[:, :, 0]
+    # Keras divides by the positions the output's mask keeps: the 6 + 3 real inputs.
+    x = ids[:, :-1]
+    by_hand = (w * -np.log(picked)).sum() / (x != 0).sum()
+    assert value == pytest.approx(by_hand, rel=1e-5)
+    assert loss(np.pad(ids, ((0, 0), (0, 9))))[0] == pytest.approx(value, rel=1e-6)
 
 
 def test_a_zero_sample_weight_removes_the_passage_gradient(tmp_path, corpus_file):
@@ -161,6 +180,29 @@ def test_balanced_class_weights_make_each_author_weigh_the_same(tmp_path, corpus
     assert passages.weights[passages.labels == 0].sum() == pytest.approx(
         passages.weights[passages.labels == 1].sum())
     assert builder.data(split, ["long", "short"]).weights.tolist() == [1.0] * 4
+
+
+@pytest.mark.parametrize("head", ["classifier", "author-lms"])
+def test_training_batches_carry_the_class_weights(tmp_path, corpus_file, head):
+    from toolkit.data import Split
+
+    components, _ = components_for(tmp_path, corpus_file, head)
+    builder = components.sequences
+    lengths = [40, 40, 40, 25]
+    split = Split([np.arange(2, 2 + n, dtype=np.int32) for n in lengths],
+                  ["long", "long", "long", "short"], ["x"] * 4)
+    data = builder.training(builder.data(split, ["long", "short"], training=True), seed=0)
+    x, y, w = data[0]
+    if head == "classifier":
+        assert sorted(y.tolist()) == [0, 0, 0, 1]
+        assert w.tolist() == pytest.approx([4 / 6 if label == 0 else 2.0 for label in y])
+    else:
+        authors = x["author"]
+        for row, author in enumerate(authors):
+            real = (y[row] != 0).sum()
+            assert real == (24 if author == 1 else 39)
+            assert w[row, :real].tolist() == pytest.approx([2.0 if author else 4 / 6] * real)
+            assert not w[row, real:].any()  # padding weighs nothing
 
 
 # --- splits ---------------------------------------------------------------------------
@@ -261,12 +303,13 @@ def test_author_lms_attribute_new_text_to_its_author(trained_runs, tmp_path, cap
     assert all(sum(a["probability"] for a in r["ranking"]) == pytest.approx(1) for r in results)
 
 
-def test_attribute_reads_standard_input(trained_runs, monkeypatch, capsys):
+@pytest.mark.parametrize("author", list(CHAINS))
+def test_attribute_reads_standard_input(trained_runs, monkeypatch, capsys, author):
     import io
 
-    monkeypatch.setattr("sys.stdin", io.StringIO(chain_text("backward", 200, seed=7)))
+    monkeypatch.setattr("sys.stdin", io.StringIO(chain_text(author, 200, seed=7)))
     assert main(["attribute", str(trained_runs["classifier"])]) == 0
-    assert capsys.readouterr().out.startswith("<stdin>: backward")
+    assert capsys.readouterr().out.startswith(f"<stdin>: {author}")
 
 
 @pytest.mark.parametrize("content, message", [
@@ -329,21 +372,36 @@ def test_init_from_copies_exactly_the_core_and_freeze_keeps_it(trained_runs, tmp
     assert run.vocab().tokens == Run(trained_runs["author-lms"]).vocab().tokens
 
 
-def test_unfreeze_after_trains_the_core_from_that_epoch(trained_runs, tmp_path, corpus_file):
+def test_unfreeze_after_trains_the_core_from_that_epoch_and_resumes(trained_runs, tmp_path,
+                                                                     corpus_file):
     from toolkit.runs import Run
     from toolkit.train import train
 
     source = Run(trained_runs["classifier"]).load_model()
-    config = write_config(tmp_path / "ft.toml", corpus_file, "author-lms", epochs=2,
+    config = write_config(tmp_path / "ft.toml", corpus_file, "author-lms", epochs=1,
                           core=f'init_from = "{trained_runs["classifier"]}"\nfreeze = true\n'
                                f'unfreeze_after = 1')
     run = train(config, tmp_path / "ft", verbose=0, overrides=["train.keep=last"])
-    history = (run.path / "history.csv").read_text().splitlines()
-    assert len(history) == 3  # header and both epochs, across the two fit phases
+    frozen = run.load_model()  # epoch 0 ran with the core frozen
+    np.testing.assert_array_equal(frozen.get_layer("core_lstm_0").get_weights()[0],
+                                  source.get_layer("core_lstm_0").get_weights()[0])
+    steps = int(frozen.optimizer.iterations)
+
+    run = train(None, tmp_path / "ft", ["train.epochs=2"], resume=True, verbose=0)
     tuned = run.load_model()
     assert all(layer.trainable for layer in core_layers(tuned))
-    lstm = tuned.get_layer("core_lstm_0").get_weights()[0]
-    assert not np.array_equal(lstm, source.get_layer("core_lstm_0").get_weights()[0])
+    assert not np.array_equal(tuned.get_layer("core_lstm_0").get_weights()[0],
+                              source.get_layer("core_lstm_0").get_weights()[0])
+    assert int(tuned.optimizer.iterations) == 2 * steps  # the step count survived the rebuild
+    history = (run.path / "history.csv").read_text().splitlines()
+    assert len(history) == 3  # header and both epochs, across the two fit phases
+
+
+def test_unfreeze_after_needs_freeze(tmp_path, corpus_file, trained_runs):
+    config = write_config(tmp_path / "ft.toml", corpus_file, "classifier",
+                          core=f'init_from = "{trained_runs["classifier"]}"\nunfreeze_after = 2')
+    with pytest.raises(ConfigError, match=r"core\.unfreeze_after.*freeze = true"):
+        config_module.load(config, registry())
 
 
 def test_init_from_with_other_core_settings_is_refused(trained_runs, tmp_path, corpus_file):

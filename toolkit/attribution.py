@@ -66,9 +66,13 @@ class Attributor:
                                f"text and cannot attribute it; train a classifier or "
                                f"author-lms run (see docs/attribution.md)")
         self.labels = run.labels()
+        if not self.labels:
+            raise ToolkitError(f"{run.path} has no labels.json: it is not a finished "
+                               f"attribution run; train it again")
         self.vocab = run.vocab()
         self.preprocessor = Preprocessor(self.components.stages)
         self.length = self.components.sequences.length
+        self.min_length = getattr(self.components.sequences, "min_length", 1)
         self.batch_size = self.components.sequences.batch_size
         self.model = run.load_model()
         if self.head.target == "next-token-by-label":
@@ -92,8 +96,13 @@ class Attributor:
         return np.concatenate(scores)
 
     def cut(self, ids: np.ndarray) -> np.ndarray:
-        """``ids`` as right-padded passages of the run's length (the last one may be short)."""
+        """``ids`` as right-padded passages of the run's length.
+
+        A last piece shorter than the run's ``min_length`` is dropped (training never
+        saw one), unless it is the whole text."""
         count = max(1, -(-len(ids) // self.length))
+        if count > 1 and len(ids) - (count - 1) * self.length < self.min_length:
+            count -= 1
         passages = np.zeros((count, self.length), np.int32)
         for i in range(count):
             piece = ids[i * self.length:(i + 1) * self.length]

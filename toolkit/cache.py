@@ -4,8 +4,9 @@ The key is a SHA-256 of the corpus, preprocessing, vocabulary and sequence setti
 the validation fraction and seed (they decide the split), the versions of the libraries and plugin packages that tokenize, and the
 full text, name and label of every document, so a change to any of them misses the
 cache. Entries live under ``$TOOLKIT_CACHE`` (default
-``~/.cache/lstm-text-toolkit``) as one ``.npy`` file per split (memory-mapped when read) and
-a JSON index of its segments.
+``~/.cache/lstm-text-toolkit``) as one ``.npy`` file per split and a JSON index of its
+segments; the ids are memory-mapped when read and copied once into memory when a
+split's segments are joined.
 """
 
 from __future__ import annotations

@@ -74,6 +74,8 @@ def cmd_attribute(args) -> int:
 
     from toolkit.attribution import attribute_files
 
+    if args.top < 1:
+        raise ToolkitError(f"--top: expected a positive number of authors, received {args.top}")
     results = attribute_files(args.run, args.files or ["-"])
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2, ensure_ascii=False))

@@ -193,9 +193,14 @@ def resolve_component(section: str, value: Any, registry: Registry,
         loading = params.validate(core_loading_settings,
                                   {k: table.pop(k) for k in CORE_LOADING_KEYS if k in table},
                                   path, source)
-        if loading.get("init_from") is None and (loading["freeze"] or loading["unfreeze_after"]):
-            raise ConfigError("core.freeze", "freezes weights loaded with core.init_from; "
-                                             "set init_from to a trained run", source)
+        for key in ("freeze", "unfreeze_after"):
+            if loading.get("init_from") is None and loading[key]:
+                raise ConfigError(f"core.{key}", "applies to weights loaded with "
+                                                 "core.init_from; set init_from to a trained "
+                                                 "run", source)
+        if loading["unfreeze_after"] and not loading["freeze"]:
+            raise ConfigError("core.unfreeze_after", "unfreezes a frozen core; set "
+                                                     "core.freeze = true too", source)
     name = table.pop("use", default)
     if not isinstance(name, str):
         raise ConfigError(f"{path}.use", f"expected the name of a {family_name}, "

@@ -89,8 +89,9 @@ def tail_split(lengths: list[int], validation_fraction: float) -> dict[str, list
 
 def cache_settings(resolved: dict) -> dict:
     """The parts of a resolved config that decide the token ids and the split (the cache key)."""
-    return {**{section: resolved[section] for section in ("corpus", "preprocess", "vocab",
-                                                           "sequences")},
+    sequences = {k: v for k, v in resolved["sequences"].items() if k != "batch_size"}
+    return {**{section: resolved[section] for section in ("corpus", "preprocess", "vocab")},
+            "sequences": sequences, "head": resolved["head"]["use"],
             "validation_fraction": resolved["train"]["validation_fraction"],
             "seed": resolved["train"]["seed"]}
 

@@ -85,7 +85,11 @@ def ngram_baseline(train_texts, train_labels, test_texts, test_labels, labels,
         TfidfVectorizer(analyzer="char", ngram_range=(2, 4), sublinear_tf=True, min_df=2,
                         max_features=200_000),
         LogisticRegression(C=10.0, max_iter=2000, class_weight=class_weight))
-    model.fit(train_texts, train_labels)
+    try:
+        model.fit(train_texts, train_labels)
+    except ValueError as err:
+        raise ToolkitError(f"the n-gram baseline cannot be trained on this training split "
+                           f"({err}); use --no-baseline") from None
     seconds = time.perf_counter() - start
     report = classification_report(np.asarray(test_labels), model.predict(test_texts), labels)
     return {"name": "char 2-4-gram tf-idf + logistic regression",

@@ -122,12 +122,15 @@ def best_validation(path: Path, monitor: str) -> float | None:
     return min(values) if values else None
 
 
-def source_run(resolved: dict) -> Run | None:
+def source_run(resolved: dict, run: Run) -> Run | None:
     """The run named by ``core.init_from``, checked to tokenize text as this config does."""
     init_from = resolved["core"].get("init_from")
     if init_from is None:
         return None
     source = Run(init_from)
+    if source.path.resolve() == run.path.resolve():
+        raise ToolkitError(f"core.init_from = {init_from!r} is the run being written; "
+                           f"start the new run in another --run-dir")
     try:
         source.require()
     except ToolkitError as err:
@@ -179,10 +182,11 @@ def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (
                                f"--overwrite to replace it, or choose another --run-dir")
     settings = resolved["train"]
     components = config_module.build_components(resolved, reg, source=config_path)
-    source = None if resume else source_run(resolved)
+    fresh = not (resume and run.file(runs.CHECKPOINT).is_file())
+    source = source_run(resolved, run) if fresh else None
     preprocessor = Preprocessor(components.stages)
     builder = components.sequences
-    known_vocab = run.vocab() if resume else source.vocab() if source else None
+    known_vocab = source.vocab() if source else run.vocab() if resume else None
     prepared = prepare(components.corpus, preprocessor, resolved["vocab"], builder,
                        settings["validation_fraction"], settings["seed"], known_vocab,
                        cache_settings(resolved) if settings["cache"] else None)
@@ -208,7 +212,8 @@ def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (
             runs.write_json(run.file(runs.LABELS), {"labels": labels})
 
     core = resolved["core"]
-    if resume and run.file(runs.CHECKPOINT).is_file():
+    source_model = source.load_model() if source is not None else None
+    if not fresh:
         model = keras.saving.load_model(run.file(runs.CHECKPOINT))
         # The checkpoint's own step count says how many epochs it holds, even if the
         # process died between writing it and writing progress.json.
@@ -218,8 +223,8 @@ def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (
         keras.utils.set_random_seed(settings["seed"])
         model = build_model(components, len(prepared.vocab), builder.batch_size,
                             builder.stateful, labels)
-        if source is not None:
-            copy_core(source.load_model(), model, where=f"core.init_from = {core['init_from']!r}")
+        if source_model is not None:
+            copy_core(source_model, model, where=f"core.init_from = {core['init_from']!r}")
             set_core_trainable(model, not core["freeze"])
         compile_model(model, components, settings)
         first_epoch = 0

@@ -13,8 +13,10 @@ from toolkit.vocab import PAD
 
 
 def token_loss():
-    # The weighted mean over real tokens: padding adds nothing to the loss or its scale.
-    return keras.losses.SparseCategoricalCrossentropy(reduction="mean_with_sample_weight")
+    # The output carries the encoder's mask, so Keras sums the weighted losses of real
+    # tokens and divides by their number: padding changes neither the loss nor its scale,
+    # and class weights keep their effect within a batch.
+    return keras.losses.SparseCategoricalCrossentropy()
 
 
 def perplexity():

@@ -163,7 +163,7 @@ class PassageBuilder(SequenceBuilder):
                 if min(a + self.length, stop) - a >= self.min_length]
 
     def plan_split(self, documents, lengths, validation_fraction, seed):
-        if self.target != "next-token":
+        if self.target != "next-token" or self.split_by == "document":
             unlabelled = [d.name for d in documents if d.label is None]
             if unlabelled:
                 raise ConfigError("corpus", f"attribution needs a label (author) for every "
@@ -171,7 +171,7 @@ class PassageBuilder(SequenceBuilder):
                                             f"{unlabelled[0]!r}. Give the corpus labels "
                                             f"(directory: label_from = \"folder\"; nltk: "
                                             f"label = \"prefix\")")
-        if validation_fraction + self.test_fraction >= 1:
+        if self.split_by != "document" and validation_fraction + self.test_fraction >= 1:
             raise ConfigError("sequences.split.test",
                               f"train.validation_fraction ({validation_fraction}) + test "
                               f"({self.test_fraction}) leave nothing to train on; keep "
