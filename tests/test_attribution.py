@@ -221,14 +221,14 @@ def test_no_token_is_in_two_splits_and_the_split_is_reproducible(tmp_path, corpu
                                    sequences=f'split = {{ by = "{by}", gap = 5 }}')
     builder = components.sequences
     docs = documents()
-    lengths = [1000, 700, 1300, 900, 1100, 800]
-    plan = builder.plan_split(docs, lengths, 0.1, seed=3)
+    tokens = [["x"] * n for n in (1000, 700, 1300, 900, 1100, 800)]
+    plan = builder.plan_split(docs, tokens, 0.1, seed=3)
     names = [d.name for d in docs]
     train, val, test = (positions(plan, n, names) for n in ("train", "validation", "test"))
     assert train and val and test
     assert not (train & val) and not (train & test) and not (val & test)
     assert all(s.stop - s.start <= 40 for segments in plan.values() for s in segments)
-    assert plan == builder.plan_split(docs, lengths, 0.1, seed=3)
+    assert plan == builder.plan_split(docs, tokens, 0.1, seed=3)
     if by == "document":
         held_out = {names[s.document] for s in plan["test"]}
         seen = {names[s.document] for s in plan["train"] + plan["validation"]}
@@ -241,13 +241,39 @@ def test_no_token_is_in_two_splits_and_the_split_is_reproducible(tmp_path, corpu
             assert t + 5 < min(v) and max(v) + 5 < min(p for d, p in test if d == name)
 
 
+@pytest.mark.parametrize("newline", [["\n"], ["\n", "\n"]], ids=["words", "characters"])
+def test_paragraph_passages_end_at_paragraph_breaks(tmp_path, corpus_file, newline):
+    from toolkit.default_plugins.passages import paragraph_ends
+
+    components, _ = components_for(tmp_path, corpus_file, "classifier",
+                                   sequences='cut = "paragraphs"\nmin_length = 5\n'
+                                             'split = { test = 0.0 }')
+    builder = components.sequences
+    tokens = []
+    for size in (12, 15, 10, 95, 8, 30, 3):  # paragraphs of these many tokens
+        tokens += ["w"] * size + newline
+    plan = builder.plan_split([Document("", "d", "x")], [tokens], 0.0, 1)
+    passages = [(s.start, s.stop) for s in plan["train"]]
+    ends = paragraph_ends(tokens)
+    assert len(ends) == 7 and all(tokens[e - 1] == "\n" for e in ends)
+    assert all(b - a <= 40 for a, b in passages)
+    first = 3 if len(newline) == 1 else 2  # 13 + 16 + 11 tokens fit in 40; 14 + 17 + 12 do not
+    assert passages[0] == (0, ends[first - 1])
+    for a, b in passages:  # a passage ends at a paragraph break unless one paragraph is too long
+        assert b in ends or b - a == 40 or b == len(tokens)
+    for (_, b), (a, _) in zip(passages, passages[1:]):
+        assert 0 <= a - b < 5  # next to each other, or a piece under min_length between
+    covered = sum(b - a for a, b in passages)
+    assert covered >= len(tokens) - 2 * 5  # only pieces under min_length are dropped
+
+
 def test_a_different_seed_deals_passages_differently(tmp_path, corpus_file):
     components, _ = components_for(tmp_path, corpus_file, "classifier",
                                    sequences='split = { by = "passage" }')
     builder = components.sequences
-    lengths = [1000, 700, 1300, 900, 1100, 800]
-    assert builder.plan_split(documents(), lengths, 0.1, 1) != \
-        builder.plan_split(documents(), lengths, 0.1, 2)
+    tokens = [["x"] * n for n in (1000, 700, 1300, 900, 1100, 800)]
+    assert builder.plan_split(documents(), tokens, 0.1, 1) != \
+        builder.plan_split(documents(), tokens, 0.1, 2)
 
 
 def test_document_split_needs_two_documents_per_author(tmp_path, corpus_file):
@@ -255,13 +281,14 @@ def test_document_split_needs_two_documents_per_author(tmp_path, corpus_file):
                                    sequences='split = { by = "document" }')
     docs = documents() + [Document("", "lonely", "z")]
     with pytest.raises(ConfigError, match=r"sequences\.split\.by.*z have only one"):
-        components.sequences.plan_split(docs, [500] * 7, 0.1, 1)
+        components.sequences.plan_split(docs, [["x"] * 500] * 7, 0.1, 1)
 
 
 def test_unlabelled_documents_are_refused_for_attribution(tmp_path, corpus_file):
     components, _ = components_for(tmp_path, corpus_file, "classifier")
     with pytest.raises(ConfigError, match="needs a label"):
-        components.sequences.plan_split([Document("abc" * 100, "plain")], [300], 0.1, 1)
+        components.sequences.plan_split([Document("abc" * 100, "plain")], [["a"] * 300], 0.1,
+                                        1)
 
 
 def test_a_classifier_head_on_streams_names_the_fix(tmp_path, corpus_file):

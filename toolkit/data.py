@@ -114,7 +114,7 @@ def prepare(corpus, preprocessor: Preprocessor, vocab_settings: dict, builder,
             return Prepared(splits, cached_vocab, {**stats, "cache": "hit"})
 
     tokens = [preprocessor(document.text) for document in documents]
-    plan = builder.plan_split(documents, [len(t) for t in tokens], validation_fraction, seed)
+    plan = builder.plan_split(documents, tokens, validation_fraction, seed)
     train_tokens = list(chain.from_iterable(tokens[s.document][s.start:s.stop]
                                             for s in plan["train"]))
     if not train_tokens:

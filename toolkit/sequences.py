@@ -73,12 +73,13 @@ class SequenceBuilder:
     batch_size: int
     length: int
 
-    def plan_split(self, documents, lengths: list[int], validation_fraction: float,
+    def plan_split(self, documents, tokens: list[list[str]], validation_fraction: float,
                    seed: int) -> dict:
-        """Segments of each split: ``{"train": [Segment, ...], "validation": [...], ...}``."""
+        """Segments of each split: ``{"train": [Segment, ...], "validation": [...], ...}``,
+        given every document and its tokens."""
         from toolkit.data import tail_split
 
-        return tail_split(lengths, validation_fraction)
+        return tail_split([len(t) for t in tokens], validation_fraction)
 
     def accept_head(self, head) -> None:
         """Check that this builder can feed ``head`` (streams and windows feed next tokens)."""

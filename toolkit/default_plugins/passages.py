@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -122,12 +123,25 @@ class PassageData(EpochData):
         return dataset.apply(tf.data.experimental.assert_cardinality(len(self)))
 
 
+def paragraph_ends(tokens: list[str]) -> list[int]:
+    """Positions just after each paragraph break, in order.
+
+    A break is two ``"\n"`` tokens in a row (a blank line in a character stream) or,
+    in a stream that never has two in a row (NLTK words mark each paragraph with one
+    ``"\n"`` token), a single ``"\n"``.
+    """
+    newlines = [i for i, token in enumerate(tokens) if token == "\n"]
+    doubled = {i for i in newlines if i > 0 and tokens[i - 1] == "\n"}
+    return [i + 1 for i in (sorted(doubled) if doubled else newlines)]
+
+
 class PassageBuilder(SequenceBuilder):
     """Labelled passages of up to ``length`` tokens for attribution, state reset for each.
 
-    Documents are cut into passages of ``length`` tokens (a shorter last piece is
-    kept if it has at least ``min_length``, default half a passage), right-padded
-    with id 0, which the encoder masks. ``class_weight = "balanced"`` weights each
+    Documents are cut into passages of ``length`` tokens, or with ``cut =
+    "paragraphs"`` into runs of whole paragraphs of up to ``length`` tokens (a longer
+    paragraph is cut in pieces). A passage shorter than ``min_length`` (default half
+    a passage) is dropped. Passages are right-padded with id 0, which the encoder masks. ``class_weight = "balanced"`` weights each
     training passage by n / (authors x passages of its author), so a long book
     does not outvote a short one. The split (``[sequences.split]``) never puts one
     token in two splits and is reproducible from ``train.seed``.
@@ -137,13 +151,15 @@ class PassageBuilder(SequenceBuilder):
 
     def __init__(self, batch_size: PositiveInt = 32, length: PositiveInt = 100,
                  min_length: PositiveInt | None = None,
+                 cut: Literal["tokens", "paragraphs"] = "tokens",
                  class_weight: Literal["balanced", "none"] = "balanced",
                  split: SplitTable = None):
         self.batch_size, self.length = batch_size, length
         self.min_length = min_length or max(1, length // 2)
         if self.min_length > length:
             raise ValueError(f"min_length = {min_length} is longer than length = {length}")
-        self.class_weight = class_weight
+        self.class_weight, self.cut_by = class_weight, cut
+        self.paragraphs: dict[int, list[int]] = {}
         split = split or {}
         self.split_by = split.get("by", "region")
         self.test_fraction = split.get("test", 0.2)
@@ -157,12 +173,30 @@ class PassageBuilder(SequenceBuilder):
         self.target = head.target
 
     def cut(self, document: int, start: int, stop: int) -> list[Segment]:
-        """Passages of ``length`` tokens from ``start`` to ``stop`` (a short tail is dropped)."""
-        return [Segment(document, a, min(a + self.length, stop))
-                for a in range(start, stop, self.length)
-                if min(a + self.length, stop) - a >= self.min_length]
+        """Passages from ``start`` to ``stop``; pieces under ``min_length`` are dropped."""
+        if self.cut_by == "tokens":
+            pieces = [(a, min(a + self.length, stop)) for a in range(start, stop, self.length)]
+        else:
+            ends = self.paragraphs[document]
+            inside = ends[bisect.bisect_right(ends, start):bisect.bisect_left(ends, stop)]
+            pieces, a, previous = [], start, start
+            for end in [*inside, stop]:  # grow the passage paragraph by paragraph
+                if end - a > self.length:
+                    if previous > a:
+                        pieces.append((a, previous))
+                        a = previous
+                    while end - a > self.length:
+                        pieces.append((a, a + self.length))
+                        a += self.length
+                previous = end
+            if stop > a:
+                pieces.append((a, stop))
+        return [Segment(document, a, b) for a, b in pieces if b - a >= self.min_length]
 
-    def plan_split(self, documents, lengths, validation_fraction, seed):
+    def plan_split(self, documents, tokens, validation_fraction, seed):
+        lengths = [len(t) for t in tokens]
+        if self.cut_by == "paragraphs":
+            self.paragraphs = {d: paragraph_ends(t) for d, t in enumerate(tokens)}
         if self.target != "next-token" or self.split_by == "document":
             unlabelled = [d.name for d in documents if d.label is None]
             if unlabelled:
