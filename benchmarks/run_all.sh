@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Every figure in docs/benchmarks.md, one after the other (about 85 minutes on 2 cores).
+# Every figure in docs/benchmarks.md, one after the other (about 3 hours on 2 cores).
 # Run on an otherwise idle machine: the figures are wall-clock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,3 +14,6 @@ python benchmarks/preprocess_speed.py | tee "$out/preprocess_speed.json"
 python -m toolkit.cli train configs/austen-words.toml --run-dir "$out/austen-words" --overwrite
 python -m toolkit.cli generate "$out/austen-words" --seed 1 > "$out/austen-words.txt"
 python -m toolkit.cli generate "$out/stream" --seed 1 > "$out/shakespeare-char.txt"
+# Attribution on the Gutenberg selection (about 90 minutes more): three LSTM configs and a
+# word-level one against the character n-gram baseline, region and document splits.
+python benchmarks/attribution.py --out "$out" | tee "$out/attribution.md"

@@ -431,6 +431,26 @@ def test_unfreeze_after_needs_freeze(tmp_path, corpus_file, trained_runs):
         config_module.load(config, registry())
 
 
+def test_a_stateful_generator_core_loads_under_a_classifier(tmp_path, corpus_file):
+    from toolkit.runs import Run
+    from toolkit.train import train
+
+    generator = write_config(tmp_path / "lm.toml", corpus_file, "generator", epochs=1)
+    text = open(generator).read().replace('use = "passages"', 'use = "stream"')
+    (tmp_path / "lm.toml").write_text(text)
+    source = train(str(tmp_path / "lm.toml"), tmp_path / "lm", verbose=0)
+    assert source.config()["sequences"]["use"] == "stream"
+    config = write_config(tmp_path / "cls.toml", corpus_file, "classifier", epochs=1,
+                          core=f'init_from = "{source.path}"\nfreeze = true')
+    run = train(config, tmp_path / "cls", verbose=0)
+    stateful, stateless = Run(source.path).load_model(), run.load_model()
+    assert stateful.get_layer("core_lstm_0").stateful
+    assert not stateless.get_layer("core_lstm_0").stateful
+    for a, b in zip(stateful.get_layer("core_lstm_0").get_weights(),
+                    stateless.get_layer("core_lstm_0").get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_init_from_with_other_core_settings_is_refused(trained_runs, tmp_path, corpus_file):
     from toolkit.train import train
 
