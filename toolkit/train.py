@@ -190,7 +190,8 @@ def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (
     prepared = prepare(components.corpus, preprocessor, resolved["vocab"], builder,
                        settings["validation_fraction"], settings["seed"], known_vocab,
                        cache_settings(resolved) if settings["cache"] else None)
-    labels = run.labels() if resume else prepared.labels
+    labels = [] if components.head.target == "next-token" else (
+        run.labels() if resume else prepared.labels)
     progress = run.progress() if resume else {"training_seconds": 0.0}
     splits = prepared.splits
     train_data = builder.training(builder.data(splits["train"], labels, training=True),
