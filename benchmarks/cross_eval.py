@@ -16,12 +16,11 @@ import math
 import sys
 
 from toolkit import config as config_module
-from toolkit.data import cache_settings, prepare
+from toolkit.data import prepare_config
 from toolkit.default_plugins.heads import GeneratorHead
 from toolkit.default_plugins.sequences import StreamBuilder, WindowBuilder
 from toolkit.model import build_model
 from toolkit.plugins import registry
-from toolkit.preprocess import Preprocessor
 from toolkit.runs import Run
 from toolkit.state import reset_states
 
@@ -33,9 +32,7 @@ def evaluate(run_dir: str) -> dict:
     run = Run(run_dir).require()
     resolved = run.config()
     components = config_module.build_components(resolved, registry())
-    prepared = prepare(components.corpus, Preprocessor(components.stages), resolved["vocab"],
-                       components.sequences, resolved["train"]["validation_fraction"],
-                       resolved["train"]["seed"], run.vocab(), cache_settings(resolved))
+    prepared = prepare_config(components, resolved, run.vocab())
     trained = run.load_model()
     results = {}
     for name, builder in PROTOCOLS.items():

@@ -55,11 +55,11 @@ def softmax_rows(scores: np.ndarray) -> np.ndarray:
 class Attributor:
     """A trained attribution run, ready to score passages and texts."""
 
-    def __init__(self, run: Run):
+    def __init__(self, run: Run, resolved: dict | None = None, components=None):
         self.run = run.require()
-        resolved = run.config()
-        self.components = config_module.build_components(resolved, registry(),
-                                                         source=str(run.file("config.toml")))
+        resolved = resolved or run.config()
+        self.components = components or config_module.build_components(
+            resolved, registry(), source=str(run.file("config.toml")))
         self.head = self.components.head
         if self.head.target == "next-token":
             raise ToolkitError(f"{run.path} is a {resolved['head']['use']!r} run: it generates "
@@ -76,10 +76,9 @@ class Attributor:
         self.batch_size = self.components.sequences.batch_size
         self.model = run.load_model()
         if self.head.target == "next-token-by-label":
-            lms = self.model.get_layer("head_author_lms")
-            features = self.model.get_layer("head_author_lms").input[0]
-            self.features = keras.Model(self.model.get_layer("tokens").output, features)
-            self.lms = lms
+            self.lms = self.model.get_layer("head_author_lms")
+            self.features = keras.Model(self.model.get_layer("tokens").output,
+                                        self.lms.input[0])
 
     def passage_scores(self, passages: np.ndarray) -> np.ndarray:
         """Log-scores ``(passages, authors)`` for a matrix of right-padded passages of ids."""

@@ -18,9 +18,6 @@ from toolkit.errors import ToolkitError
 from toolkit.preprocess import Preprocessor
 from toolkit.vocab import OOV, Vocabulary, WordPieceVocabulary
 
-SPLITS = ("train", "validation", "test")
-
-
 @dataclass(frozen=True)
 class Segment:
     """Tokens ``start:stop`` of document number ``document`` (a passage, a region, a tail)."""
@@ -94,6 +91,14 @@ def cache_settings(resolved: dict) -> dict:
             "sequences": sequences, "head": resolved["head"]["use"],
             "validation_fraction": resolved["train"]["validation_fraction"],
             "seed": resolved["train"]["seed"]}
+
+
+def prepare_config(components, resolved: dict, vocab: Vocabulary | None = None) -> Prepared:
+    """:func:`prepare` with everything taken from a resolved config and its components."""
+    settings = resolved["train"]
+    return prepare(components.corpus, Preprocessor(components.stages), resolved["vocab"],
+                   components.sequences, settings["validation_fraction"], settings["seed"],
+                   vocab, cache_settings(resolved) if settings["cache"] else None)
 
 
 def prepare(corpus, preprocessor: Preprocessor, vocab_settings: dict, builder,

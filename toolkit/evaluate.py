@@ -11,7 +11,6 @@ perplexity on held-out text. The data are prepared again from the run's config
 from __future__ import annotations
 
 import json
-import math
 import time
 
 import numpy as np
@@ -19,20 +18,16 @@ import numpy as np
 from toolkit import config as config_module
 from toolkit import runs
 from toolkit.attribution import Attributor
-from toolkit.data import cache_settings, prepare
+from toolkit.data import prepare_config
 from toolkit.errors import ToolkitError
 from toolkit.plugins import registry
-from toolkit.preprocess import Preprocessor
 from toolkit.runs import Run
 from toolkit.state import reset_states
 
 
 def prepared_data(run: Run, components, resolved):
     """The run's splits, rebuilt from its config and vocabulary and checked against split.json."""
-    settings = resolved["train"]
-    prepared = prepare(components.corpus, Preprocessor(components.stages), resolved["vocab"],
-                       components.sequences, settings["validation_fraction"], settings["seed"],
-                       run.vocab(), cache_settings(resolved) if settings["cache"] else None)
+    prepared = prepare_config(components, resolved, run.vocab())
     stored = run.file(runs.SPLIT)
     if stored.is_file():
         recorded = json.loads(stored.read_text())
@@ -150,7 +145,7 @@ def evaluate(run_dir, split: str | None = None, baseline: bool = True) -> dict:
     if components.head.target == "next-token":
         report = language_model_report(run, components, prepared, split)
     else:
-        report = attribution_report(run, components, prepared, split, baseline)
+        report = attribution_report(run, resolved, components, prepared, split, baseline)
     runs.write_json(run.file(runs.EVALUATION), report)
     return report
 
@@ -161,22 +156,20 @@ def language_model_report(run, components, prepared, split) -> dict:
     model = run.load_model()
     reset_states(model)
     results = model.evaluate(data.dataset(), return_dict=True, verbose=0)
-    nats = math.log(results["perplexity"])
     return {"run": str(run.path), "split": split, "kind": "language model",
             "tokens": prepared.splits[split].num_tokens,
-            "nats_per_token": round(nats, 5), "bits_per_token": round(nats / math.log(2), 5),
-            "perplexity": round(results["perplexity"], 4)}
+            **components.head.summarize(results)}
 
 
-def attribution_report(run, components, prepared, split, baseline) -> dict:
+def attribution_report(run, resolved, components, prepared, split, baseline) -> dict:
     builder = components.sequences
-    attributor = Attributor(run)
+    attributor = Attributor(run, resolved, components)
     labels = attributor.labels
     passages = builder.data(prepared.splits[split], labels)
     start = time.perf_counter()
     scores = attributor.passage_scores(passages.ids)
     report = {"run": str(run.path), "split": split, "kind": "attribution",
-              "head": run.config()["head"]["use"], "split_by": builder.split_by,
+              "head": resolved["head"]["use"], "split_by": builder.split_by,
               "passages": len(passages), "labels": labels,
               "training_minutes": run.metrics().get("training_minutes")
               if run.file(runs.METRICS).is_file() else None,

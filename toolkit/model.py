@@ -45,13 +45,12 @@ def core_layers(model: keras.Model) -> list[keras.layers.Layer]:
             if layer.name == ENCODER or layer.name.startswith(CORE_PREFIX)]
 
 
-def copy_core(source: keras.Model, target: keras.Model, where: str = "the source run") -> int:
+def copy_core(source: keras.Model, target: keras.Model, where: str = "the source run") -> None:
     """Copy the encoder and core weights of ``source`` into ``target``, layer by name.
 
-    Returns the number of weight arrays copied; a missing layer or a shape that
-    differs (another ``core.units``, ``encoder.dim`` or vocabulary) is an error.
+    A missing layer or a shape that differs (another ``core.units``, ``encoder.dim``
+    or vocabulary) is an error.
     """
-    copied = 0
     for layer in core_layers(target):
         try:
             origin = source.get_layer(layer.name)
@@ -66,8 +65,6 @@ def copy_core(source: keras.Model, target: keras.Model, where: str = "the source
                                f"{expected} here; use the same encoder and core settings "
                                f"(and vocabulary) as {where}")
         layer.set_weights(weights)
-        copied += len(weights)
-    return copied
 
 
 def set_core_trainable(model: keras.Model, trainable: bool) -> None:

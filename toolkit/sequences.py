@@ -31,16 +31,20 @@ class EpochData:
     def __getitem__(self, k):
         raise NotImplementedError
 
+    def signature(self) -> tuple:
+        """``tf.TensorSpec``s of ``(inputs, targets, sample_weights)`` (by default all
+        ``(batch_rows, length)``)."""
+        shape = (self.batch_rows, self.length)
+        return (tf.TensorSpec(shape, tf.int32), tf.TensorSpec(shape, tf.int32),
+                tf.TensorSpec(shape, tf.float32))
+
     def dataset(self) -> tf.data.Dataset:
         """A ``tf.data.Dataset`` over one epoch, read afresh each time ``fit`` iterates it.
 
         Shapes are static where the batch size is fixed: a stateful model needs it.
         """
-        shape = (self.batch_rows, self.length)
-        signature = (tf.TensorSpec(shape, tf.int32), tf.TensorSpec(shape, tf.int32),
-                     tf.TensorSpec(shape, tf.float32))
         dataset = tf.data.Dataset.from_generator(
-            lambda: (self[k] for k in range(len(self))), output_signature=signature)
+            lambda: (self[k] for k in range(len(self))), output_signature=self.signature())
         return dataset.apply(tf.data.experimental.assert_cardinality(len(self)))
 
 

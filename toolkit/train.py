@@ -11,12 +11,11 @@ import keras
 
 from toolkit import config as config_module
 from toolkit import runs
-from toolkit.data import cache_settings, prepare
+from toolkit.data import prepare_config
 from toolkit.errors import ToolkitError
 from toolkit.model import (build_model, compile_model, copy_core, core_layers,
                            set_core_trainable)
 from toolkit.plugins import registry
-from toolkit.preprocess import Preprocessor
 from toolkit.runs import Run
 from toolkit.state import reset_states
 
@@ -184,12 +183,9 @@ def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (
     components = config_module.build_components(resolved, reg, source=config_path)
     fresh = not (resume and run.file(runs.CHECKPOINT).is_file())
     source = source_run(resolved, run) if fresh else None
-    preprocessor = Preprocessor(components.stages)
     builder = components.sequences
     known_vocab = source.vocab() if source else run.vocab() if resume else None
-    prepared = prepare(components.corpus, preprocessor, resolved["vocab"], builder,
-                       settings["validation_fraction"], settings["seed"], known_vocab,
-                       cache_settings(resolved) if settings["cache"] else None)
+    prepared = prepare_config(components, resolved, known_vocab)
     labels = [] if components.head.target == "next-token" else (
         run.labels() if resume else prepared.labels)
     progress = run.progress() if resume else {"training_seconds": 0.0}

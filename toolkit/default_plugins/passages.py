@@ -109,18 +109,15 @@ class PassageData(EpochData):
             return x, y, w.astype(np.float32)
         return {"tokens": x, "author": self.passages.labels[rows]}, y, w.astype(np.float32)
 
-    def dataset(self) -> tf.data.Dataset:
-        n = self.length if self.target == "label" else self.length - 1
-        tokens = tf.TensorSpec((None, n), tf.int32)
+    def signature(self):
+        per_row = tf.TensorSpec((None,), tf.int32)
         if self.target == "label":
-            signature = (tokens, tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.float32))
-        else:
-            x = tokens if self.target == "next-token" else {
-                "tokens": tokens, "author": tf.TensorSpec((None,), tf.int32)}
-            signature = (x, tf.TensorSpec((None, n), tf.int32), tf.TensorSpec((None, n), tf.float32))
-        dataset = tf.data.Dataset.from_generator(
-            lambda: (self[k] for k in range(len(self))), output_signature=signature)
-        return dataset.apply(tf.data.experimental.assert_cardinality(len(self)))
+            tokens = tf.TensorSpec((None, self.length), tf.int32)
+            return tokens, per_row, tf.TensorSpec((None,), tf.float32)
+        n = self.length - 1
+        tokens = tf.TensorSpec((None, n), tf.int32)
+        x = tokens if self.target == "next-token" else {"tokens": tokens, "author": per_row}
+        return x, tf.TensorSpec((None, n), tf.int32), tf.TensorSpec((None, n), tf.float32)
 
 
 def paragraph_ends(tokens: list[str]) -> list[int]:
