@@ -33,7 +33,7 @@ VARIANTS = {  # in the order they run: the region figures first
     "lms-region": ("configs/gutenberg-authors-lms.toml", []),
     "char-region": ("configs/gutenberg-authors-char.toml", []),
     "pretrain": ("configs/gutenberg-pretrain-char.toml", []),
-    "finetune-region": ("configs/gutenberg-authors-finetune.toml", ["core.init_from={pretrain}"]),
+    "finetune-region": ("configs/gutenberg-authors-finetune.toml", ["init.run={pretrain}"]),
     "words-document": ("configs/gutenberg-authors-words.toml", DOCUMENT_SPLIT),
     "lms-document": ("configs/gutenberg-authors-lms.toml", DOCUMENT_SPLIT),
     "char-document": ("configs/gutenberg-authors-char.toml", DOCUMENT_SPLIT),

@@ -15,12 +15,10 @@ import json
 import math
 import sys
 
-from toolkit import config as config_module
 from toolkit.data import prepare_config
 from toolkit.default_plugins.heads import GeneratorHead
 from toolkit.default_plugins.sequences import StreamBuilder, WindowBuilder
 from toolkit.model import build_model
-from toolkit.plugins import registry
 from toolkit.runs import Run
 from toolkit.state import reset_states
 
@@ -29,11 +27,10 @@ PROTOCOLS = {"stream": StreamBuilder(batch_size=64, length=100),
 
 
 def evaluate(run_dir: str) -> dict:
-    run = Run(run_dir).require()
-    resolved = run.config()
-    components = config_module.build_components(resolved, registry())
-    prepared = prepare_config(components, resolved, run.vocab())
-    trained = run.load_model()
+    run = Run.open(run_dir)
+    components = run.components
+    prepared = prepare_config(components, run.config, run.vocab)
+    trained = run.model
     results = {}
     for name, builder in PROTOCOLS.items():
         model = build_model(components, len(prepared.vocab), builder.batch_size,

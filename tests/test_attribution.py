@@ -1,4 +1,4 @@
-"""Attribution: passages, masking, sample weights, splits, heads, init_from, attribute, evaluate."""
+"""Attribution: passages, masking, sample weights, splits, heads, [init], attribute, evaluate."""
 
 import json
 
@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from corpora import Document
+from toolkit.hookspecs import Document
 from toolkit import config as config_module
 from toolkit.cli import main
 from toolkit.errors import ConfigError, ToolkitError
-from toolkit.model import build_model, core_layers
+from toolkit.model import build_model, layers_of
 from toolkit.plugins import registry
 
 # Two "authors" over the same four characters, told apart only by the order of
@@ -41,7 +41,7 @@ def corpus_file(tmp_path_factory):
 
 
 def write_config(path, corpus_file, head: str, sequences: str = "", core: str = "",
-                 epochs: int = 4) -> str:
+                 epochs: int = 4, init: str = "") -> str:
     path.write_text(f"""
 [corpus]
 use = "jsonl"
@@ -68,6 +68,9 @@ units = 16
 
 [head]
 use = "{head}"
+
+[init]
+{init}
 
 [train]
 epochs = {epochs}
@@ -168,7 +171,7 @@ def test_a_zero_sample_weight_removes_the_passage_gradient(tmp_path, corpus_file
 
 
 def test_balanced_class_weights_make_each_author_weigh_the_same(tmp_path, corpus_file):
-    from toolkit.data import Split
+    from toolkit.splits import Split
 
     components, _ = components_for(tmp_path, corpus_file, "classifier")
     builder = components.sequences
@@ -184,7 +187,7 @@ def test_balanced_class_weights_make_each_author_weigh_the_same(tmp_path, corpus
 
 @pytest.mark.parametrize("head", ["classifier", "author-lms"])
 def test_training_batches_carry_the_class_weights(tmp_path, corpus_file, head):
-    from toolkit.data import Split
+    from toolkit.splits import Split
 
     components, _ = components_for(tmp_path, corpus_file, head)
     builder = components.sequences
@@ -381,22 +384,60 @@ def test_evaluate_reports_the_lstm_beside_the_baseline(trained_runs, capsys):
 
 # --- one core, several heads ----------------------------------------------------------
 
-def test_init_from_copies_exactly_the_core_and_freeze_keeps_it(trained_runs, tmp_path,
-                                                                corpus_file):
+def test_init_copies_exactly_the_encoder_and_core_and_freeze_keeps_them(trained_runs, tmp_path,
+                                                                         corpus_file):
     from toolkit.runs import Run
     from toolkit.train import train
 
     source = Run(trained_runs["author-lms"]).load_model()
     config = write_config(tmp_path / "ft.toml", corpus_file, "classifier", epochs=1,
-                          core=f'init_from = "{trained_runs["author-lms"]}"\nfreeze = true')
+                          init=f'run = "{trained_runs["author-lms"]}"\nfreeze = true')
     run = train(config, tmp_path / "ft", verbose=0)
     tuned = run.load_model()
-    copied = core_layers(tuned)
+    copied = layers_of(tuned)
     assert [layer.name for layer in copied] == ["encoder", "core_lstm_0"]
     for layer in copied:
         for a, b in zip(layer.get_weights(), source.get_layer(layer.name).get_weights()):
             np.testing.assert_array_equal(a, b)
-    assert run.vocab().tokens == Run(trained_runs["author-lms"]).vocab().tokens
+    assert run.vocab.tokens == Run(trained_runs["author-lms"]).vocab.tokens
+
+
+def test_init_copy_core_only_leaves_the_encoder_new_and_trainable(trained_runs, tmp_path,
+                                                                   corpus_file):
+    from toolkit.runs import Run
+    from toolkit.train import train
+
+    source = Run(trained_runs["author-lms"]).load_model()
+    config = write_config(tmp_path / "ft.toml", corpus_file, "classifier", epochs=1,
+                          init=f'run = "{trained_runs["author-lms"]}"\ncopy = ["core"]\n'
+                               f'freeze = true')
+    tuned = train(config, tmp_path / "ft", verbose=0).load_model()
+    for a, b in zip(tuned.get_layer("core_lstm_0").get_weights(),
+                    source.get_layer("core_lstm_0").get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(tuned.get_layer("encoder").get_weights()[0],
+                              source.get_layer("encoder").get_weights()[0])
+    assert tuned.get_layer("encoder").trainable and not tuned.get_layer("core_lstm_0").trainable
+
+
+def test_the_old_core_init_from_key_points_to_the_init_section(tmp_path, corpus_file):
+    config = write_config(tmp_path / "old.toml", corpus_file, "classifier",
+                          core='init_from = "runs/x"\nfreeze = true')
+    with pytest.raises(ConfigError, match=r"core\.freeze: weight initialisation has its own "
+                                          r"section now: write init\.freeze, init\.run under "
+                                          r"\[init\]"):
+        config_module.load(config, registry())
+
+
+@pytest.mark.parametrize("init, message", [
+    ('copy = []', r"init\.copy: copies nothing"),
+    ('copy = ["head"]', r"init\.copy: expected a list of"),
+    ('freeze = true', r"init\.freeze: applies to weights copied from another run"),
+])
+def test_init_settings_are_checked(tmp_path, corpus_file, init, message):
+    config = write_config(tmp_path / "bad.toml", corpus_file, "classifier", init=init)
+    with pytest.raises(ConfigError, match=message):
+        config_module.load(config, registry())
 
 
 def test_unfreeze_after_trains_the_core_from_that_epoch_and_resumes(trained_runs, tmp_path,
@@ -406,7 +447,7 @@ def test_unfreeze_after_trains_the_core_from_that_epoch_and_resumes(trained_runs
 
     source = Run(trained_runs["classifier"]).load_model()
     config = write_config(tmp_path / "ft.toml", corpus_file, "author-lms", epochs=1,
-                          core=f'init_from = "{trained_runs["classifier"]}"\nfreeze = true\n'
+                          init=f'run = "{trained_runs["classifier"]}"\nfreeze = true\n'
                                f'unfreeze_after = 1')
     run = train(config, tmp_path / "ft", verbose=0, overrides=["train.keep=last"])
     frozen = run.load_model()  # epoch 0 ran with the core frozen
@@ -416,7 +457,7 @@ def test_unfreeze_after_trains_the_core_from_that_epoch_and_resumes(trained_runs
 
     run = train(None, tmp_path / "ft", ["train.epochs=2"], resume=True, verbose=0)
     tuned = run.load_model()
-    assert all(layer.trainable for layer in core_layers(tuned))
+    assert all(layer.trainable for layer in layers_of(tuned))
     assert not np.array_equal(tuned.get_layer("core_lstm_0").get_weights()[0],
                               source.get_layer("core_lstm_0").get_weights()[0])
     assert int(tuned.optimizer.iterations) == 2 * steps  # the step count survived the rebuild
@@ -426,8 +467,8 @@ def test_unfreeze_after_trains_the_core_from_that_epoch_and_resumes(trained_runs
 
 def test_unfreeze_after_needs_freeze(tmp_path, corpus_file, trained_runs):
     config = write_config(tmp_path / "ft.toml", corpus_file, "classifier",
-                          core=f'init_from = "{trained_runs["classifier"]}"\nunfreeze_after = 2')
-    with pytest.raises(ConfigError, match=r"core\.unfreeze_after.*freeze = true"):
+                          init=f'run = "{trained_runs["classifier"]}"\nunfreeze_after = 2')
+    with pytest.raises(ConfigError, match=r"init\.unfreeze_after.*freeze = true"):
         config_module.load(config, registry())
 
 
@@ -439,9 +480,9 @@ def test_a_stateful_generator_core_loads_under_a_classifier(tmp_path, corpus_fil
     text = open(generator).read().replace('use = "passages"', 'use = "stream"')
     (tmp_path / "lm.toml").write_text(text)
     source = train(str(tmp_path / "lm.toml"), tmp_path / "lm", verbose=0)
-    assert source.config()["sequences"]["use"] == "stream"
+    assert source.config["sequences"]["use"] == "stream"
     config = write_config(tmp_path / "cls.toml", corpus_file, "classifier", epochs=1,
-                          core=f'init_from = "{source.path}"\nfreeze = true')
+                          init=f'run = "{source.path}"\nfreeze = true')
     run = train(config, tmp_path / "cls", verbose=0)
     stateful, stateless = Run(source.path).load_model(), run.load_model()
     assert stateful.get_layer("core_lstm_0").stateful
@@ -451,10 +492,10 @@ def test_a_stateful_generator_core_loads_under_a_classifier(tmp_path, corpus_fil
         np.testing.assert_array_equal(a, b)
 
 
-def test_init_from_with_other_core_settings_is_refused(trained_runs, tmp_path, corpus_file):
+def test_init_with_other_core_settings_is_refused(trained_runs, tmp_path, corpus_file):
     from toolkit.train import train
 
     config = write_config(tmp_path / "ft.toml", corpus_file, "classifier",
-                          core=f'init_from = "{trained_runs["classifier"]}"')
+                          init=f'run = "{trained_runs["classifier"]}"')
     with pytest.raises(ToolkitError, match="core_lstm_0.*same encoder and core settings"):
         train(config, tmp_path / "ft", verbose=0, overrides=["core.units=32"])

@@ -1,8 +1,10 @@
 """Corpus readers: labelled documents from files, folders, JSON Lines and CSV."""
 
+from pathlib import Path
+
 import pytest
 
-from corpora import CsvFile, JsonLines, TextDirectory
+from toolkit.default_plugins.corpora import CsvFile, JsonLines, TextDirectory
 from toolkit.errors import ToolkitError
 
 
@@ -40,3 +42,30 @@ def test_bad_records_name_the_file_and_line(tmp_path):
         list(JsonLines(str(jsonl)).documents())
     with pytest.raises(ToolkitError, match="corpus file not found"):
         list(CsvFile(str(tmp_path / "missing.csv")).documents())
+
+
+CARDS = sorted((Path(__file__).parents[1] / "corpora").glob("*.toml"))
+
+
+@pytest.mark.parametrize("card", CARDS, ids=lambda p: p.stem)
+def test_each_corpus_card_resolves_and_says_where_its_corpus_comes_from(card):
+    import tomllib
+
+    from toolkit.config import resolve_component
+    from toolkit.plugins import registry
+
+    data = tomllib.loads(card.read_text())
+    for key in ("name", "description", "source", "licence", "labels"):
+        assert data.get(key), f"{card.name}: {key} is missing"
+    resolve_component("corpus", data["corpus"], registry(), str(card))
+
+
+def test_the_tinyshakespeare_card_matches_the_reader():
+    import tomllib
+
+    from toolkit.default_plugins import corpora
+
+    card = tomllib.loads((Path(__file__).parents[1] / "corpora" / "tinyshakespeare.toml")
+                         .read_text())
+    assert (card["source"], card["sha256"]) == (corpora.URL, corpora.SHA256)
+    assert len(CARDS) >= 3

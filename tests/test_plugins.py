@@ -11,7 +11,8 @@ from toolkit.cli import main
 from toolkit.config import build_components, resolve
 from toolkit.errors import ToolkitError
 from toolkit.hookspecs import hookimpl
-from toolkit.preprocess import Preprocessor, Stage
+from toolkit.hookspecs import Stage
+from toolkit.preprocess import Preprocessor
 
 
 class Reverse(Stage):
@@ -86,8 +87,12 @@ def test_a_plugin_that_fails_to_import_is_named(monkeypatch):
     with pytest.raises(ToolkitError, match="plugin 'broken' .*broken-plugin.* failed to import: "
                                            "ImportError"):
         plugins.load_entry_point_plugins(manager)
+    assert manager.get_plugin("broken") is None
     monkeypatch.setenv("TOOLKIT_LOAD_PLUGINS", "")
-    plugins.load_entry_point_plugins(manager)  # not chosen: not loaded
+    plugins.load_entry_point_plugins(manager)  # not chosen: not even imported
+    monkeypatch.setenv("TOOLKIT_LOAD_PLUGINS", "other")
+    plugins.load_entry_point_plugins(manager)
+    assert manager.get_plugin("broken") is None
 
 
 def test_plugin_commands_are_added_to_the_cli(register_plugin, capsys):
@@ -111,7 +116,7 @@ class EveryFamilyPlugin:
 
     @hookimpl
     def register_corpora(self, register):
-        from corpora import InlineText
+        from toolkit.default_plugins.corpora import InlineText
 
         register("test-corpus", lambda repeat=20: InlineText("the cat sat on the mat. " * repeat))
 
@@ -213,3 +218,153 @@ def test_every_hook_is_documented_and_tested():
     finally:
         manager.unregister(plugin)
     assert {c.family for c in registered} == set(plugins.FAMILIES)
+
+
+# --- a head and a sequence builder the toolkit has never seen -------------------------
+
+def make_chunk_plugin():
+    import keras
+    import numpy as np
+
+    from toolkit.hookspecs import EpochData, Head, Passages, SequenceBuilder
+
+    class Chunks(EpochData):
+        def __init__(self, passages, batch_size):
+            super().__init__()
+            self.passages, self.batch_size = passages, batch_size
+            self.length = passages.ids.shape[1]
+
+        def __len__(self):
+            return -(-len(self.passages) // self.batch_size)
+
+        def __getitem__(self, k):
+            rows = slice(k * self.batch_size, (k + 1) * self.batch_size)
+            p = self.passages
+            return p.ids[rows], p.labels[rows], p.weights[rows]
+
+        def signature(self):
+            import tensorflow as tf
+
+            return (tf.TensorSpec((None, self.length), tf.int32),
+                    tf.TensorSpec((None,), tf.int32), tf.TensorSpec((None,), tf.float32))
+
+    class ChunkBuilder(SequenceBuilder):
+        """Every split segment cut into chunks of ``length`` tokens, one label each."""
+
+        def __init__(self, batch_size: int = 8, length: int = 12):
+            self.batch_size, self.length = batch_size, length
+
+        def accept_head(self, head):
+            if head.target != "label":
+                raise ValueError("chunks feed label targets only")
+
+        def cut(self, ids):
+            count = max(1, len(ids) // self.length)
+            out = np.zeros((count, self.length), np.int32)
+            for i in range(count):
+                piece = ids[i * self.length:(i + 1) * self.length]
+                out[i, :len(piece)] = piece
+            return out
+
+        def data(self, split, labels=(), training=False):
+            index = {label: i for i, label in enumerate(labels)}
+            rows, label_ids = [], []
+            for ids, label in zip(split.ids, split.labels):
+                chunks = self.cut(ids)
+                rows.append(chunks)
+                label_ids += [index[label]] * len(chunks)
+            ids = np.concatenate(rows)
+            return Passages(ids, np.array(label_ids, np.int32), np.ones(len(ids), np.float32))
+
+        def training(self, data, seed):
+            return Chunks(data, self.batch_size)
+
+        def validation(self, data):
+            return Chunks(data, self.batch_size)
+
+        def passages(self, ids):
+            return self.cut(ids)
+
+        def describe(self):
+            return {"chunks_of": self.length}
+
+    class AverageHead(Head):
+        """Authors from the average of the core's outputs (a test plugin's head)."""
+
+        target = "label"
+        labelled = True
+        generates = False
+        attributes = True
+        monitor = "val_loss"
+
+        def build(self, features, context):
+            pooled = keras.layers.GlobalAveragePooling1D(name="head_average")(features)
+            return keras.layers.Dense(len(context.labels), activation="softmax",
+                                      name="head_authors")(pooled)
+
+        def loss(self):
+            return keras.losses.SparseCategoricalCrossentropy()
+
+        def metrics(self):
+            return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
+
+        def describe(self, summary):
+            return f"average-head loss {summary['loss']:.3f}"
+
+        def score_passages(self, model, passages, batch_size):
+            return np.log(np.maximum(model.predict(passages, batch_size=batch_size,
+                                                   verbose=0), 1e-12))
+
+    class ChunkPlugin:
+        @hookimpl
+        def register_sequence_builders(self, register):
+            register("test-chunks", ChunkBuilder)
+
+        @hookimpl
+        def register_heads(self, register):
+            register("test-average", AverageHead)
+
+    return ChunkPlugin()
+
+
+def test_an_unseen_head_and_builder_train_attribute_and_evaluate(register_plugin, tmp_path,
+                                                                  capsys):
+    import json
+
+    register_plugin(make_chunk_plugin(), "test-chunks")
+    corpus = tmp_path / "authors.jsonl"
+    corpus.write_text("\n".join(json.dumps({"text": text * 30, "label": label})
+                                for label, text in (("abc", "abc abc cab "),
+                                                    ("xyz", "xyz zyx xxy "))) + "\n")
+    config = tmp_path / "chunks.toml"
+    config.write_text(f"""
+[corpus]
+use = "jsonl"
+path = "{corpus}"
+[sequences]
+use = "test-chunks"
+[encoder]
+dim = 4
+[core]
+units = 8
+[head]
+use = "test-average"
+[train]
+epochs = 2
+learning_rate = 0.02
+validation_fraction = 0.3
+""")
+    assert main(["train", str(config), "--run-dir", str(tmp_path / "run")]) == 0
+    assert "validation: average-head loss" in capsys.readouterr().out
+    sample = tmp_path / "sample.txt"
+    sample.write_text("xyz zyx xxy " * 4)
+    assert main(["attribute", str(tmp_path / "run"), str(sample), "--json"]) == 0
+    ranking = json.loads(capsys.readouterr().out)[0]
+    assert ranking["passages"] == 4 and {r["author"] for r in ranking["ranking"]} == {"abc", "xyz"}
+    assert main(["evaluate", str(tmp_path / "run"), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["kind"] == "attribution" and report["chunks_of"] == 12
+    assert report["split"] == "validation" and report["passages"] == 2 * 108 // 12
+    assert "baseline" in report and len(report["lstm"]["confusion"]) == 2
+    assert main(["generate", str(tmp_path / "run")]) == 2
+    assert "cannot attribute" not in capsys.readouterr().err

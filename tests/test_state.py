@@ -10,6 +10,7 @@ from toolkit.default_plugins.heads import GeneratorHead
 from toolkit.default_plugins.sequences import StreamBuilder
 from toolkit.model import build_model, compile_model
 from toolkit.state import get_states, reset_states
+from toolkit.train import FollowEpochs
 
 TRAIN = {"optimizer": "adam", "learning_rate": 0.01, "clipnorm": 1.0}
 
@@ -58,7 +59,7 @@ def fit_recorded(epochs=2, validation=True):
     val = builder.validation(ids[:120]) if validation else None
     recorder = StateRecorder()
     model.fit(train.dataset(), validation_data=val and val.dataset(), epochs=epochs,
-              callbacks=[*builder.callbacks(train), recorder], verbose=0, shuffle=False)
+              callbacks=[FollowEpochs(train), *builder.callbacks(train), recorder], verbose=0, shuffle=False)
     return dict(recorder.events), recorder.events
 
 

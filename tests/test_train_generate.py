@@ -66,9 +66,9 @@ def test_a_run_holds_config_vocab_model_history_and_metrics(trained_run):
 
 def test_the_twin_gives_the_training_models_distribution(trained_run):
     run = Run(trained_run.path)
-    components = build_components(run.config(), registry())
+    components = build_components(run.config, registry())
     trained = run.load_model()
-    vocab = run.vocab()
+    vocab = run.vocab
     context = vocab.encode(list("To be, or not to be"))
     reset_states(trained)  # the training model has batch size 4: same context in every row
     expected = np.asarray(trained(np.tile(context, (4, 1))))[:, -1]
@@ -92,7 +92,7 @@ def test_save_load_generate_round_trip(trained_run):
         "To be", length=40, temperature=0.7, seed=5)
     assert first == again, "same run, same seed: same text"
     assert len(first) == 2 and all(len(text) == 40 for text in first)
-    known = set(Run(trained_run.path).vocab().tokens[2:])
+    known = set(Run(trained_run.path).vocab.tokens[2:])
     assert all(set(text) <= known for text in first)
     top1 = generator.generate("To be", length=20, top_k=1, seed=1)
     assert top1[0] == top1[1], "top-k 1 is greedy: both samples agree"
@@ -132,7 +132,7 @@ def test_resume_continues_from_the_last_checkpoint(tiny_config, tmp_path):
     assert int(resumed.optimizer.iterations) == 2 * iterations, "optimizer state carried on"
     with (run_dir / "history.csv").open() as f:
         assert [r["epoch"] for r in csv.DictReader(f)] == ["0", "1"]
-    assert run.config()["train"]["epochs"] == 2
+    assert run.config["train"]["epochs"] == 2
 
 
 def test_missing_run_and_missing_corpus_are_clear(tmp_path, tiny_config, capsys):

@@ -18,14 +18,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import keras
 import numpy as np
-from keras import ops
 
-from toolkit import config as config_module
 from toolkit.errors import ToolkitError
-from toolkit.plugins import registry
-from toolkit.preprocess import Preprocessor
 from toolkit.runs import Run
 from toolkit.vocab import OOV, PAD
 
@@ -53,70 +48,39 @@ def softmax_rows(scores: np.ndarray) -> np.ndarray:
 
 
 class Attributor:
-    """A trained attribution run, ready to score passages and texts."""
+    """A trained attribution run, ready to score passages and texts.
 
-    def __init__(self, run: Run, resolved: dict | None = None, components=None):
-        self.run = run.require()
-        resolved = resolved or run.config()
-        self.components = components or config_module.build_components(
-            resolved, registry(), source=str(run.file("config.toml")))
-        self.head = self.components.head
-        if self.head.target == "next-token":
-            raise ToolkitError(f"{run.path} is a {resolved['head']['use']!r} run: it generates "
-                               f"text and cannot attribute it; train a classifier or "
-                               f"author-lms run (see docs/attribution.md)")
-        self.labels = run.labels()
-        if not self.labels:
+    The run's head scores passages (:meth:`Head.score_passages`) and its sequence
+    builder cuts a text into passages as training passages were cut."""
+
+    def __init__(self, run: Run):
+        self.run = run
+        self.head, self.builder = run.head, run.builder
+        if not self.head.attributes:
+            raise ToolkitError(f"{run.path} is a {run.config['head']['use']!r} run: it "
+                               f"generates text and cannot attribute it; train a classifier "
+                               f"or author-lms run (see docs/attribution.md)")
+        if not run.labels:
             raise ToolkitError(f"{run.path} has no labels.json: it is not a finished "
                                f"attribution run; train it again")
-        self.vocab = run.vocab()
-        self.preprocessor = Preprocessor(self.components.stages)
-        self.length = self.components.sequences.length
-        self.min_length = getattr(self.components.sequences, "min_length", 1)
-        self.batch_size = self.components.sequences.batch_size
-        self.model = run.load_model()
-        if self.head.target == "next-token-by-label":
-            self.lms = self.model.get_layer("head_author_lms")
-            self.features = keras.Model(self.model.get_layer("tokens").output,
-                                        self.lms.input[0])
+        self.labels = run.labels
 
     def passage_scores(self, passages: np.ndarray) -> np.ndarray:
         """Log-scores ``(passages, authors)`` for a matrix of right-padded passages of ids."""
-        if self.head.target == "label":
-            probabilities = self.model.predict(passages, batch_size=self.batch_size, verbose=0)
-            return np.log(np.maximum(probabilities, 1e-12))
-        scores = []
-        for start in range(0, len(passages), self.batch_size):
-            batch = passages[start:start + self.batch_size]
-            x, y = batch[:, :-1], batch[:, 1:]
-            weights = ops.cast(y != PAD, "float32")
-            features = self.features(x, training=False)
-            scores.append(np.asarray(self.lms.log_likelihoods(features, y, weights)))
-        return np.concatenate(scores)
+        return self.head.score_passages(self.run.model, passages, self.builder.batch_size)
 
     def cut(self, ids: np.ndarray) -> np.ndarray:
-        """``ids`` as right-padded passages of the run's length.
-
-        A last piece shorter than the run's ``min_length`` is dropped (training never
-        saw one), unless it is the whole text."""
-        count = max(1, -(-len(ids) // self.length))
-        if count > 1 and len(ids) - (count - 1) * self.length < self.min_length:
-            count -= 1
-        passages = np.zeros((count, self.length), np.int32)
-        for i in range(count):
-            piece = ids[i * self.length:(i + 1) * self.length]
-            passages[i, :len(piece)] = piece
-        if self.head.target != "label":
-            passages = passages[(passages != PAD).sum(axis=1) >= 2]  # a prediction needs 2
-        return passages
+        """``ids`` as the builder's passages, keeping those the head can score."""
+        passages = self.builder.passages(ids)
+        return passages[(passages != PAD).sum(axis=1) >= self.head.min_tokens]
 
     def attribute_text(self, text: str, source: str) -> Attribution:
         """Rank the run's authors for one text."""
-        tokens = self.preprocessor(text)
+        tokens = self.run.preprocessor(text)
         if not tokens:
             raise ToolkitError(f"{source}: no tokens after preprocessing (is it empty?); "
                                f"give a text of at least a sentence")
-        ids = self.vocab.encode(tokens)
+        ids = self.run.vocab.encode(tokens)
         passages = self.cut(ids)
         if not len(passages):
             raise ToolkitError(f"{source}: {len(ids)} token(s) are too few to score; "
@@ -154,5 +118,5 @@ def attribute_files(run_dir: str | Path, names: list[str]) -> list[Attribution]:
     for source, text in texts:
         if not text.strip():
             raise ToolkitError(f"{source}: is empty; give a text to attribute")
-    attributor = Attributor(Run(run_dir))
+    attributor = Attributor(Run.open(run_dir))
     return [attributor.attribute_text(text, source) for source, text in texts]

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.paths import USER_CACHE
+from toolkit.splits import Split
 from toolkit.vocab import Vocabulary
 
 FORMAT = 2
@@ -60,8 +61,6 @@ def cache_key(documents, settings: dict) -> str:
 
 def load(key: str):
     """``(splits, vocab, stats)`` for ``key``, or ``None`` on a miss."""
-    from toolkit.data import Split
-
     entry = cache_dir() / key
     try:
         index = json.loads((entry / "splits.json").read_text())

@@ -23,15 +23,12 @@ def cmd_train(args) -> int:
         raise ToolkitError("choose one of --resume and --overwrite")
     run = train(args.config, run_dir, args.set, resume=args.resume, overwrite=args.overwrite,
                 verbose=1 if sys.stdout.isatty() else 2)
-    metrics = run.metrics()
     print(f"run written to {run.path}")
-    v = metrics.get("validation", {})
-    if "nats_per_token" in v:
-        print(f"validation: {v['nats_per_token']:.4f} nats/token, "
-              f"{v['bits_per_token']:.4f} bits/token")
-    elif "accuracy" in v:
-        print(f"validation: accuracy {v['accuracy']:.4f}, loss {v['loss']:.4f}; "
-              f"`toolkit evaluate {run.path}` gives the test report")
+    validation = run.metrics().get("validation")
+    if validation:
+        hint = f"; `toolkit evaluate {run.path}` gives the test report" \
+            if run.head.attributes else ""
+        print(f"validation: {run.head.describe(validation)}{hint}")
     return 0
 
 
@@ -48,11 +45,12 @@ def cmd_generate(args) -> int:
     from toolkit.generate import Generator
     from toolkit.runs import Run
 
-    defaults = Run(args.run).require().config()["generate"]
+    run = Run.open(args.run)
+    defaults = run.config["generate"]
     options = {key: getattr(args, key) if getattr(args, key) is not None else defaults.get(key)
                for key in ("prime", "length", "temperature", "top_k", "top_p", "samples", "seed")}
     check_generate_options(options)
-    generator = Generator.from_run(args.run, samples=options.pop("samples"))
+    generator = Generator.from_run(run, samples=options.pop("samples"))
     texts = generator.generate(options.pop("prime"), include_prime=True, **options)
     for i, text in enumerate(texts):
         if len(texts) > 1:

@@ -85,19 +85,22 @@ def generate_settings(
     ``top_k`` = 0 and ``top_p`` = 1 turn those filters off."""
 
 
-def core_loading_settings(init_from: str | None = None, freeze: bool = False,
-                          unfreeze_after: NonNegativeInt = 0):
-    """Keys of ``[core]`` beside the core's own: start the encoder and core from the
-    weights (and vocabulary) of the trained run ``init_from``; ``freeze`` keeps them
-    fixed, and ``unfreeze_after`` = N trains them again from epoch N on (0 = never)."""
+def init_settings(run: str | None = None,
+                  copy: list[Literal["encoder", "core"]] = ("encoder", "core"),
+                  freeze: bool = False, unfreeze_after: NonNegativeInt = 0):
+    """Start from another trained run's weights: ``run`` is its directory; ``copy`` lists
+    what is copied, layer by layer (``"encoder"``, ``"core"``); copying the encoder
+    also takes that run's vocabulary. ``freeze`` keeps the copied layers fixed, and
+    ``unfreeze_after`` = N trains them again from epoch N on (0 = never)."""
 
 
-CORE_LOADING_KEYS = ("init_from", "freeze", "unfreeze_after")
+# Keys that [core] had before weight initialisation got its own [init] section.
+MOVED_TO_INIT = {"init_from": "run", "freeze": "freeze", "unfreeze_after": "unfreeze_after"}
 
-PLAIN_SECTIONS = {"vocab": vocab_settings, "train": train_settings,
+PLAIN_SECTIONS = {"vocab": vocab_settings, "init": init_settings, "train": train_settings,
                   "generate": generate_settings}
 SECTIONS = ("corpus", "preprocess", "vocab", "encoder", "sequences", "core", "head",
-            "train", "generate")
+            "init", "train", "generate")
 
 
 def read(path: str | Path) -> dict[str, Any]:
@@ -163,12 +166,29 @@ def resolve(raw: dict[str, Any], registry: Registry, source: str | None = None) 
         else:
             table = expect_table(section, value if value is not None else {}, source)
             resolved[section] = params.validate(PLAIN_SECTIONS[section], table, section, source)
+    check_init(resolved["init"], source)
     vocab = resolved["vocab"]
     if vocab["subword"] == "wordpiece" and vocab["min_count"] != 1:
         raise ConfigError("vocab.min_count", "is not used with subword = \"wordpiece\" "
                                              "(WordPiece keeps every character); remove it "
                                              "or use max_size", source)
     return resolved
+
+
+def check_init(init: dict[str, Any], source: str | None) -> None:
+    """Refuse ``[init]`` settings that cannot apply."""
+    for key in ("freeze", "unfreeze_after"):
+        if init.get("run") is None and init[key]:
+            raise ConfigError(f"init.{key}", "applies to weights copied from another run; "
+                                             "set init.run to a trained run directory", source)
+    if init["unfreeze_after"] and not init["freeze"]:
+        raise ConfigError("init.unfreeze_after", "unfreezes frozen layers; set init.freeze = "
+                                                 "true too", source)
+    if not init["copy"]:
+        raise ConfigError("init.copy", "copies nothing; list \"encoder\", \"core\" or both",
+                          source)
+    if len(set(init["copy"])) != len(init["copy"]):
+        raise ConfigError("init.copy", f"names a part twice: {init['copy']}", source)
 
 
 def expect_table(path: str, value: Any, source: str | None) -> dict[str, Any]:
@@ -188,19 +208,13 @@ def resolve_component(section: str, value: Any, registry: Registry,
                                     f"use = one of {registry.names(family_name)}", source)
         value = {"use": default}
     table = dict(expect_table(path, value, source))
-    loading = {}
     if section == "core":
-        loading = params.validate(core_loading_settings,
-                                  {k: table.pop(k) for k in CORE_LOADING_KEYS if k in table},
-                                  path, source)
-        for key in ("freeze", "unfreeze_after"):
-            if loading.get("init_from") is None and loading[key]:
-                raise ConfigError(f"core.{key}", "applies to weights loaded with "
-                                                 "core.init_from; set init_from to a trained "
-                                                 "run", source)
-        if loading["unfreeze_after"] and not loading["freeze"]:
-            raise ConfigError("core.unfreeze_after", "unfreezes a frozen core; set "
-                                                     "core.freeze = true too", source)
+        moved = sorted(k for k in table if k in MOVED_TO_INIT)
+        if moved:
+            keys = ", ".join(f"init.{MOVED_TO_INIT[k]}" for k in moved)
+            raise ConfigError(f"core.{moved[0]}", f"weight initialisation has its own section "
+                                                  f"now: write {keys} under [init] instead",
+                              source)
     name = table.pop("use", default)
     if not isinstance(name, str):
         raise ConfigError(f"{path}.use", f"expected the name of a {family_name}, "
@@ -209,7 +223,7 @@ def resolve_component(section: str, value: Any, registry: Registry,
         component = registry.get(family_name, name, key=f"{path}.use")
     except ToolkitError as err:
         raise ToolkitError(f"{source}: {err}" if source else str(err)) from None
-    return {"use": name, **params.validate(component.factory, table, path, source), **loading}
+    return {"use": name, **params.validate(component.factory, table, path, source)}
 
 
 def resolve_preprocess(value: Any, registry: Registry, source: str | None) -> list[dict]:
@@ -228,6 +242,18 @@ def load(path: str | Path, registry: Registry, overrides: list[str] = ()) -> dic
     """Read, override and resolve a config file."""
     raw = apply_overrides(read(path), list(overrides))
     return resolve(raw, registry, source=str(path))
+
+
+def upgrade_stored(stored: dict[str, Any]) -> dict[str, Any]:
+    """A run's stored config in today's layout: runs written before ``[init]`` existed kept
+    its keys in ``[core]``."""
+    stored = copy.deepcopy(stored)
+    core = stored.get("core", {})
+    if "init" not in stored:
+        init = {new: core.pop(old) for old, new in MOVED_TO_INIT.items() if old in core}
+        stored["init"] = {"copy": ["encoder", "core"], "freeze": False, "unfreeze_after": 0,
+                          **init}
+    return stored
 
 
 def dumps(resolved: dict[str, Any]) -> str:
@@ -250,8 +276,7 @@ class Components:
 def instantiate(section: str, table: dict[str, Any], family: str, registry: Registry,
                 source: str | None = None):
     """Create one component; a factory's ``ValueError`` becomes a config error at ``section``."""
-    settings = {k: v for k, v in table.items()
-                if not (section == "core" and k in CORE_LOADING_KEYS)}
+    settings = dict(table)
     component = registry.get(family, settings.pop("use"), key=f"{section}.use")
     try:
         return component.factory(**settings)

@@ -16,40 +16,8 @@ import numpy as np
 from toolkit import cache
 from toolkit.errors import ToolkitError
 from toolkit.preprocess import Preprocessor
+from toolkit.splits import Split
 from toolkit.vocab import OOV, Vocabulary, WordPieceVocabulary
-
-@dataclass(frozen=True)
-class Segment:
-    """Tokens ``start:stop`` of document number ``document`` (a passage, a region, a tail)."""
-
-    document: int
-    start: int
-    stop: int
-
-
-@dataclass
-class Split:
-    """The token ids of one split as segments, each with its document's label and origin.
-
-    ``sources[i]`` is ``"document name:start-stop"`` in token positions: enough to
-    check that no text appears in two splits.
-    """
-
-    ids: list[np.ndarray] = field(default_factory=list)
-    labels: list[str | None] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    @property
-    def num_tokens(self) -> int:
-        return sum(len(a) for a in self.ids)
-
-    def concatenated(self) -> np.ndarray:
-        """Every segment's ids end to end, in corpus order (what a language model reads)."""
-        return np.concatenate(self.ids) if self.ids else np.zeros(0, np.int32)
-
 
 @dataclass
 class Prepared:
@@ -71,17 +39,6 @@ class Prepared:
     def labels(self) -> list[str]:
         """The distinct labels of the training split, sorted: class ``i`` is ``labels[i]``."""
         return sorted({label for label in self.splits["train"].labels if label is not None})
-
-
-def tail_split(lengths: list[int], validation_fraction: float) -> dict[str, list[Segment]]:
-    """Hold out the last ``validation_fraction`` of every document for validation."""
-    plan = {"train": [], "validation": []}
-    for d, n in enumerate(lengths):
-        cut = n - int(round(n * validation_fraction))
-        plan["train"].append(Segment(d, 0, cut))
-        if cut < n:
-            plan["validation"].append(Segment(d, cut, n))
-    return plan
 
 
 def cache_settings(resolved: dict) -> dict:

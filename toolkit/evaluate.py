@@ -15,19 +15,18 @@ import time
 
 import numpy as np
 
-from toolkit import config as config_module
 from toolkit import runs
 from toolkit.attribution import Attributor
 from toolkit.data import prepare_config
 from toolkit.errors import ToolkitError
-from toolkit.plugins import registry
 from toolkit.runs import Run
 from toolkit.state import reset_states
+from toolkit.vocab import PAD
 
 
-def prepared_data(run: Run, components, resolved):
+def prepared_data(run: Run):
     """The run's splits, rebuilt from its config and vocabulary and checked against split.json."""
-    prepared = prepare_config(components, resolved, run.vocab())
+    prepared = prepare_config(run.components, run.config, run.vocab)
     stored = run.file(runs.SPLIT)
     if stored.is_file():
         recorded = json.loads(stored.read_text())
@@ -69,8 +68,11 @@ def classification_report(true: np.ndarray, predicted: np.ndarray, labels: list[
 
 
 def ngram_baseline(train_texts, train_labels, test_texts, test_labels, labels,
-                   class_weight: str | None) -> dict:
-    """Character 2-4-gram tf-idf with logistic regression, trained and scored on the same split."""
+                   sample_weight=None) -> dict:
+    """Character 2-4-gram tf-idf with logistic regression, trained and scored on the same split.
+
+    ``sample_weight`` are the training passages' weights (the LSTM's own: balanced
+    class weights when the builder uses them)."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
@@ -79,9 +81,9 @@ def ngram_baseline(train_texts, train_labels, test_texts, test_labels, labels,
     model = make_pipeline(
         TfidfVectorizer(analyzer="char", ngram_range=(2, 4), sublinear_tf=True, min_df=2,
                         max_features=200_000),
-        LogisticRegression(C=10.0, max_iter=2000, class_weight=class_weight))
+        LogisticRegression(C=10.0, max_iter=2000))
     try:
-        model.fit(train_texts, train_labels)
+        model.fit(train_texts, train_labels, logisticregression__sample_weight=sample_weight)
     except ValueError as err:
         raise ToolkitError(f"the n-gram baseline cannot be trained on this training split "
                            f"({err}); use --no-baseline") from None
@@ -134,56 +136,58 @@ def save_confusion_png(matrix: list[list[int]], labels: list[str], title: str, p
 def evaluate(run_dir, split: str | None = None, baseline: bool = True) -> dict:
     """The run's report on ``split`` (default: test if it has one, else validation).
 
-    The report is written to the run as ``evaluation.json`` (and ``confusion.png``).
+    A run whose head attributes gets the attribution report; any other the language
+    model's figures. The report is written to the run as ``evaluation.json`` (and
+    ``confusion.png``).
     """
-    run = Run(run_dir).require()
-    resolved = run.config()
-    components = config_module.build_components(resolved, registry(),
-                                                source=str(run.file(runs.CONFIG)))
-    prepared = prepared_data(run, components, resolved)
+    run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir)
+    prepared = prepared_data(run)
     split = choose_split(prepared, split)
-    if components.head.target == "next-token":
-        report = language_model_report(run, components, prepared, split)
+    if run.head.attributes:
+        report = attribution_report(run, prepared, split, baseline)
     else:
-        report = attribution_report(run, resolved, components, prepared, split, baseline)
+        report = language_model_report(run, prepared, split)
     runs.write_json(run.file(runs.EVALUATION), report)
     return report
 
 
-def language_model_report(run, components, prepared, split) -> dict:
-    builder = components.sequences
-    data = builder.validation(builder.data(prepared.splits[split], run.labels()))
-    model = run.load_model()
+def language_model_report(run: Run, prepared, split: str) -> dict:
+    """The head's figures for the split, from ``model.evaluate`` on the builder's batches."""
+    builder = run.builder
+    data = builder.validation(builder.data(prepared.splits[split], run.labels))
+    model = run.model
     reset_states(model)
     results = model.evaluate(data.dataset(), return_dict=True, verbose=0)
+    figures = run.head.summarize(results)
     return {"run": str(run.path), "split": split, "kind": "language model",
-            "tokens": prepared.splits[split].num_tokens,
-            **components.head.summarize(results)}
+            "head": run.config["head"]["use"], "tokens": prepared.splits[split].num_tokens,
+            **figures, "summary": run.head.describe(figures)}
 
 
-def attribution_report(run, resolved, components, prepared, split, baseline) -> dict:
-    builder = components.sequences
-    attributor = Attributor(run, resolved, components)
+def attribution_report(run: Run, prepared, split: str, baseline: bool) -> dict:
+    """Accuracy, macro-F1, per-author figures and confusion of the head's passage scores,
+    beside the n-gram baseline trained on the same training passages."""
+    builder = run.builder
+    attributor = Attributor(run)
     labels = attributor.labels
     passages = builder.data(prepared.splits[split], labels)
     start = time.perf_counter()
     scores = attributor.passage_scores(passages.ids)
     report = {"run": str(run.path), "split": split, "kind": "attribution",
-              "head": resolved["head"]["use"], "split_by": builder.split_by,
+              "head": run.config["head"]["use"], **builder.describe(),
               "passages": len(passages), "labels": labels,
               "training_minutes": run.metrics().get("training_minutes")
               if run.file(runs.METRICS).is_file() else None,
               "scoring_seconds": round(time.perf_counter() - start, 1),
               "lstm": classification_report(passages.labels, scores.argmax(axis=1), labels)}
     if baseline:
-        def texts(name):
-            return [attributor.preprocessor.detokenize(prepared.vocab.decode(ids))
-                    for ids in prepared.splits[name].ids]
+        def texts(rows):
+            return [run.preprocessor.detokenize(prepared.vocab.decode(row[row != PAD]))
+                    for row in rows.ids]
 
-        train = builder.data(prepared.splits["train"], labels)
-        report["baseline"] = ngram_baseline(
-            texts("train"), train.labels, texts(split), passages.labels, labels,
-            "balanced" if builder.class_weight == "balanced" else None)
+        train = builder.data(prepared.splits["train"], labels, training=True)
+        report["baseline"] = ngram_baseline(texts(train), train.labels, texts(passages),
+                                            passages.labels, labels, train.weights)
     save_confusion_png(report["lstm"]["confusion"], labels,
                        f"{run.path.name}: {split} split, accuracy {report['lstm']['accuracy']}",
                        run.file(runs.CONFUSION))
@@ -194,10 +198,10 @@ def format_report(report: dict) -> str:
     """The report as text for the terminal."""
     if report["kind"] == "language model":
         return (f"{report['run']} ({report['split']} split, {report['tokens']} tokens): "
-                f"{report['nats_per_token']:.4f} nats/token, {report['bits_per_token']:.4f} "
-                f"bits/token, perplexity {report['perplexity']:.2f}")
-    lines = [f"{report['run']}: {report['head']} head, {report['split']} split "
-             f"(split.by = {report['split_by']}), {report['passages']} passages", ""]
+                f"{report['summary']}")
+    how = f" (split.by = {report['split_by']})" if "split_by" in report else ""
+    lines = [f"{report['run']}: {report['head']} head, {report['split']} split{how}, "
+             f"{report['passages']} passages", ""]
     rows = [("LSTM", report["lstm"])]
     if "baseline" in report:
         rows.append(("baseline (char n-grams)", report["baseline"]))

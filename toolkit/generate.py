@@ -16,10 +16,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from toolkit import config as config_module
 from toolkit.errors import ToolkitError
 from toolkit.model import inference_twin
-from toolkit.plugins import registry
 from toolkit.preprocess import Preprocessor
 from toolkit.runs import Run
 from toolkit.state import reset_states
@@ -47,13 +45,11 @@ class Generator:
     samples: int
 
     @classmethod
-    def from_run(cls, run_dir, samples: int = 1) -> "Generator":
-        run = Run(run_dir).require()
-        resolved = run.config()
-        components = config_module.build_components(resolved, registry())
-        vocab = run.vocab()
-        twin = inference_twin(run.load_model(), components, len(vocab), samples)
-        generator = cls(Preprocessor(components.stages), vocab, twin, samples)
+    def from_run(cls, run: Run | str, samples: int = 1) -> "Generator":
+        """A generator for an opened run (or a run directory)."""
+        run = run if isinstance(run, Run) else Run.open(run)
+        twin = inference_twin(run.model, run.components, len(run.vocab), samples)
+        generator = cls(run.preprocessor, run.vocab, twin, samples)
         generator.compile()
         return generator
 

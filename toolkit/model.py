@@ -6,7 +6,7 @@ import keras
 
 from toolkit.config import Components
 from toolkit.errors import ToolkitError
-from toolkit.heads import HeadContext
+from toolkit.hookspecs import HeadContext
 from toolkit.state import reset_states
 
 ENCODER = "encoder"
@@ -18,7 +18,7 @@ def build_model(components: Components, vocab_size: int, batch_size: int | None,
     """Assemble the model. A stateful model needs a fixed ``batch_size``; time is free.
 
     The encoder layer is named ``encoder`` and every core layer ``core_*``: that is
-    how :func:`copy_core` finds them in another run's model.
+    how :func:`copy_weights` finds them in another run's model.
     """
     batch = batch_size if stateful else None
     tokens = keras.Input(batch_shape=(batch, None), dtype="int32", name="tokens")
@@ -39,19 +39,24 @@ def build_model(components: Components, vocab_size: int, batch_size: int | None,
     return keras.Model(inputs, outputs, name="text_model")
 
 
-def core_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """The encoder and core layers of a toolkit model (what a head is built on)."""
-    return [layer for layer in model.layers
-            if layer.name == ENCODER or layer.name.startswith(CORE_PREFIX)]
+def layers_of(model: keras.Model, parts=("encoder", "core")) -> list[keras.layers.Layer]:
+    """The layers of a toolkit model that make up ``parts`` (``"encoder"``, ``"core"``)."""
+    def part(layer):
+        if layer.name == ENCODER:
+            return "encoder"
+        return "core" if layer.name.startswith(CORE_PREFIX) else None
+
+    return [layer for layer in model.layers if part(layer) in parts]
 
 
-def copy_core(source: keras.Model, target: keras.Model, where: str = "the source run") -> None:
-    """Copy the encoder and core weights of ``source`` into ``target``, layer by name.
+def copy_weights(source: keras.Model, target: keras.Model, parts=("encoder", "core"),
+                 where: str = "the source run") -> None:
+    """Copy the weights of ``parts`` of ``source`` into ``target``, layer by name.
 
     A missing layer or a shape that differs (another ``core.units``, ``encoder.dim``
     or vocabulary) is an error.
     """
-    for layer in core_layers(target):
+    for layer in layers_of(target, parts):
         try:
             origin = source.get_layer(layer.name)
         except ValueError:
@@ -67,9 +72,9 @@ def copy_core(source: keras.Model, target: keras.Model, where: str = "the source
         layer.set_weights(weights)
 
 
-def set_core_trainable(model: keras.Model, trainable: bool) -> None:
-    """Freeze (or unfreeze) the encoder and core; the model must be compiled again after."""
-    for layer in core_layers(model):
+def set_trainable(model: keras.Model, parts, trainable: bool) -> None:
+    """Freeze (or unfreeze) ``parts``; the model must be compiled again after."""
+    for layer in layers_of(model, parts):
         layer.trainable = trainable
 
 
@@ -93,7 +98,7 @@ def inference_twin(trained: keras.Model, components: Components, vocab_size: int
     Only weights are copied (recurrent state is not a weight), so the twin works
     for any batch size whatever the batch size it was trained with.
     """
-    if components.head.target != "next-token":
+    if not components.head.generates:
         raise ToolkitError("this run's head does not generate text (it attributes it); "
                            "use `toolkit attribute` or `toolkit evaluate` with it")
     twin = build_model(components, vocab_size, batch_size, stateful=True)

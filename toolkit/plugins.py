@@ -119,6 +119,12 @@ def plugin_manager() -> pluggy.PluginManager:
     return _manager
 
 
+def load_plugins() -> pluggy.PluginManager:
+    """Import every plugin (built-in and installed), which also registers the Keras layers
+    they define so that saved models load; returns the plugin manager."""
+    return plugin_manager()
+
+
 def load_entry_point_plugins(manager: pluggy.PluginManager) -> None:
     """Load third-party plugins from the ``toolkit`` entry-point group."""
     wanted = os.environ.get("TOOLKIT_LOAD_PLUGINS")
@@ -160,6 +166,17 @@ def build_registry(manager: pluggy.PluginManager | None = None) -> Registry:
     return registry
 
 
+_registry: tuple[tuple, Registry] | None = None
+
+
 def registry() -> Registry:
-    """A registry built from the current plugin manager (cheap; built on every call)."""
-    return build_registry(plugin_manager())
+    """The registry of the current plugin manager, built once per process.
+
+    It is built again only when the set of registered plugins changes (a test
+    registering a plugin of its own, or unregistering it)."""
+    global _registry
+    manager = plugin_manager()
+    plugins_now = tuple((name, id(plugin)) for name, plugin in manager.list_name_plugin())
+    if _registry is None or _registry[0] != plugins_now:
+        _registry = (plugins_now, build_registry(manager))
+    return _registry[1]

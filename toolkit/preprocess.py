@@ -7,25 +7,10 @@ removal). The chain is checked before any text is read.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Sequence
 
 from toolkit.errors import ConfigError
-
-Kind = Literal["text", "tokens"]
-
-
-class Stage:
-    """One preprocessing step. Subclasses set ``consumes``/``produces`` and define ``__call__``."""
-
-    consumes: Kind = "text"
-    produces: Kind = "text"
-
-    def __call__(self, value):
-        raise NotImplementedError
-
-    def detokenize(self, tokens: Sequence[str]) -> str:
-        """Join tokens back into text; only tokenizers (text -> tokens) need it."""
-        raise NotImplementedError(f"{type(self).__name__} is not a tokenizer")
+from toolkit.hookspecs import Kind, Stage
 
 
 def check_chain(stages: Sequence[Stage], names: Sequence[str], source: str | None = None):

@@ -23,13 +23,15 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from functools import cached_property
 from pathlib import Path
 
 import keras
 
 from toolkit import config as config_module
 from toolkit.errors import ToolkitError
-from toolkit.plugins import registry
+from toolkit.plugins import load_plugins, registry
+from toolkit.preprocess import Preprocessor
 from toolkit.vocab import Vocabulary
 
 CONFIG, VOCAB, CHECKPOINT, PROGRESS = "config.toml", "vocab.json", "checkpoint.keras", "progress.json"
@@ -67,10 +69,21 @@ def write_json(path: Path, data: dict) -> None:
 
 
 class Run:
-    """A run directory on disk."""
+    """A run directory: the files training writes, and the trained run they make.
+
+    ``Run.open(path)`` is how every command reads a trained run: its config,
+    components, vocabulary, labels and model are each read once, when first used,
+    and the config is the one stored at training time (not re-validated against
+    today's plugins).
+    """
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Run":
+        """An existing run directory, checked to hold a run."""
+        return cls(path).require()
 
     def file(self, name: str) -> Path:
         return self.path / name
@@ -86,17 +99,43 @@ class Run:
                                f"create one with `toolkit train CONFIG --run-dir {self.path}`")
         return self
 
+    @cached_property
     def config(self) -> dict:
-        return config_module.resolve(config_module.read(self.file(CONFIG)), registry(),
-                                     source=str(self.file(CONFIG)))
+        """The resolved config stored at training time."""
+        return config_module.upgrade_stored(config_module.read(self.file(CONFIG)))
 
+    @cached_property
+    def components(self) -> config_module.Components:
+        """The run's components, made from its stored config."""
+        return config_module.build_components(self.config, registry(),
+                                              source=str(self.file(CONFIG)))
+
+    @property
+    def head(self):
+        return self.components.head
+
+    @property
+    def builder(self):
+        return self.components.sequences
+
+    @cached_property
+    def preprocessor(self) -> Preprocessor:
+        return Preprocessor(self.components.stages)
+
+    @cached_property
     def vocab(self) -> Vocabulary:
         return Vocabulary.load(self.file(VOCAB))
 
+    @cached_property
     def labels(self) -> list[str]:
         """The run's authors (empty for a run without labels)."""
         path = self.file(LABELS)
         return json.loads(path.read_text())["labels"] if path.is_file() else []
+
+    @cached_property
+    def model(self) -> keras.Model:
+        """The trained model (see :meth:`load_model`), loaded once."""
+        return self.load_model()
 
     def progress(self) -> dict:
         path = self.file(PROGRESS)
@@ -106,10 +145,21 @@ class Run:
         return json.loads(self.file(METRICS).read_text())
 
     def load_model(self) -> keras.Model:
-        """The final model, or the last checkpoint of an unfinished run."""
-        registry()  # plugins register their custom layers on import
+        """The final model, or the last checkpoint of an unfinished run, read from disk."""
         for name in (MODEL, CHECKPOINT):
             if self.file(name).is_file():
-                return keras.saving.load_model(self.file(name))
+                return load_keras_file(self.file(name))
         raise ToolkitError(f"run {self.path} has no model yet ({MODEL} or {CHECKPOINT}); "
                            f"train it first or resume it with --resume")
+
+
+def load_keras_file(path: Path) -> keras.Model:
+    """Load a ``.keras`` file; a damaged, foreign or unsafe file is one error naming it."""
+    load_plugins()  # plugin modules register their Keras layers when imported
+    try:
+        return keras.saving.load_model(path)
+    except Exception as err:  # Keras raises many types for a bad file
+        raise ToolkitError(f"{path}: cannot be loaded as a toolkit model ({type(err).__name__}: "
+                           f"{str(err).splitlines()[0] if str(err) else 'no details'}); the "
+                           f"file is damaged or was not written by this toolkit: delete it "
+                           f"and train again (or --resume from the checkpoint)") from None

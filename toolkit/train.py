@@ -5,16 +5,17 @@ from __future__ import annotations
 import csv
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import keras
 
 from toolkit import config as config_module
 from toolkit import runs
-from toolkit.data import prepare_config
+from toolkit.data import Prepared, prepare_config
 from toolkit.errors import ToolkitError
-from toolkit.model import (build_model, compile_model, copy_core, core_layers,
-                           set_core_trainable)
+from toolkit.hookspecs import EpochData
+from toolkit.model import build_model, compile_model, copy_weights, layers_of, set_trainable
 from toolkit.plugins import registry
 from toolkit.runs import Run
 from toolkit.state import reset_states
@@ -53,6 +54,18 @@ class TrainingClock(keras.callbacks.Callback):
         if logs is not None:
             logs["elapsed_minutes"] = self.seconds / 60
             logs["tokens_per_second"] = rate
+
+
+class FollowEpochs(keras.callbacks.Callback):
+    """Tells the training :class:`EpochData` which epoch ``fit`` is starting (its offsets or
+    shuffle depend on it)."""
+
+    def __init__(self, data: EpochData):
+        super().__init__()
+        self.data = data
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.data.set_epoch(epoch)
 
 
 class RunCheckpoint(keras.callbacks.Callback):
@@ -95,7 +108,7 @@ def changed_keys(old: dict, new: dict, prefix: str = "") -> list[tuple[str, ...]
 
 def resumed_config(run: Run, config_path: str | None, overrides: list[str]) -> dict:
     """The run's stored config, with only ``train.epochs`` / ``train.max_minutes`` changeable."""
-    stored = run.config()
+    stored = run.config
     if config_path is None and not overrides:
         return stored
     raw = config_module.read(config_path) if config_path else config_module.read(
@@ -121,25 +134,196 @@ def best_validation(path: Path, monitor: str) -> float | None:
     return min(values) if values else None
 
 
-def source_run(resolved: dict, run: Run) -> Run | None:
-    """The run named by ``core.init_from``, checked to tokenize text as this config does."""
-    init_from = resolved["core"].get("init_from")
-    if init_from is None:
+def init_source(resolved: dict, run: Run) -> Run | None:
+    """The run named by ``[init] run``, checked to tokenize text as this config does."""
+    init = resolved["init"]
+    if init.get("run") is None:
         return None
-    source = Run(init_from)
+    source = Run(init["run"])
     if source.path.resolve() == run.path.resolve():
-        raise ToolkitError(f"core.init_from = {init_from!r} is the run being written; "
+        raise ToolkitError(f"init.run = {init['run']!r} is the run being written; "
                            f"start the new run in another --run-dir")
     try:
         source.require()
     except ToolkitError as err:
-        raise ToolkitError(f"core.init_from: {err}") from None
-    theirs = source.config()
-    if theirs["preprocess"] != resolved["preprocess"]:
-        raise ToolkitError(f"core.init_from = {init_from!r}: that run preprocesses text "
-                           f"differently, so its vocabulary does not fit; copy its "
-                           f"[[preprocess]] stages into this config")
+        raise ToolkitError(f"init.run: {err}") from None
+    if "encoder" in init["copy"] and source.config["preprocess"] != resolved["preprocess"]:
+        raise ToolkitError(f"init.run = {init['run']!r}: that run preprocesses text "
+                           f"differently, so its vocabulary (which comes with its encoder) "
+                           f"does not fit; copy its [[preprocess]] stages into this config, "
+                           f"or set init.copy = [\"core\"]")
     return source
+
+
+@dataclass
+class Session:
+    """What one ``train`` call works with, gathered phase by phase."""
+
+    run: Run
+    resolved: dict
+    components: config_module.Components
+    resume: bool
+    source: Run | None = None
+    prepared: Prepared | None = None
+    labels: list | None = None
+    train_data: EpochData | None = None
+    val_data: EpochData | None = None
+
+    @property
+    def settings(self) -> dict:
+        return self.resolved["train"]
+
+    @property
+    def restores(self) -> bool:
+        """A resumed run with a checkpoint to continue from."""
+        return self.resume and self.run.file(runs.CHECKPOINT).is_file()
+
+
+def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (),
+          resume: bool = False, verbose: str | int = "auto", overwrite: bool = False) -> Run:
+    """Train the model a config describes into ``run_dir`` (or continue it with ``resume``).
+
+    ``overwrite`` replaces an existing run, once the new config and data have been checked.
+    """
+    session = open_session(config_path, Run(run_dir), list(overrides), resume, overwrite)
+    prepare_data(session)
+    write_run_files(session, overwrite)
+    model, first_epoch = build_or_restore_model(session)
+    clock = fit_epochs(session, model, first_epoch, verbose)
+    finish_run(session, model, clock)
+    return Run(session.run.path)
+
+
+def open_session(config_path, run: Run, overrides: list[str], resume: bool,
+                 overwrite: bool) -> Session:
+    """Phase 1: the resolved config and its components, checked before any data is read."""
+    if resume:
+        run.require()
+        resolved = resumed_config(run, config_path, overrides)
+        source = str(run.file(runs.CONFIG))
+    else:
+        if config_path is None:
+            raise ToolkitError("a config file is needed to start a run")
+        resolved = config_module.load(config_path, registry(), overrides)
+        if run.exists() and not overwrite:
+            raise ToolkitError(f"{run.path} already holds a run; pass --resume to continue it, "
+                               f"--overwrite to replace it, or choose another --run-dir")
+        source = str(config_path)
+    components = config_module.build_components(resolved, registry(), source=source)
+    session = Session(run, resolved, components, resume)
+    if not session.restores:
+        session.source = init_source(resolved, run)
+    return session
+
+
+def prepare_data(session: Session) -> None:
+    """Phase 2: token ids, split and vocabulary (this run's, the init run's, or a new one),
+    then the training and validation batches."""
+    run, builder = session.run, session.components.sequences
+    if session.resume:
+        known_vocab = run.vocab
+    elif session.source is not None and "encoder" in session.resolved["init"]["copy"]:
+        known_vocab = session.source.vocab
+    else:
+        known_vocab = None
+    prepared = prepare_config(session.components, session.resolved, known_vocab)
+    labels = []
+    if session.components.head.labelled:
+        labels = run.labels if session.resume else prepared.labels
+    session.prepared, session.labels = prepared, labels
+    splits = prepared.splits
+    session.train_data = builder.training(builder.data(splits["train"], labels, training=True),
+                                          session.settings["seed"])
+    if len(splits["validation"]):
+        session.val_data = builder.validation(builder.data(splits["validation"], labels))
+
+
+def write_run_files(session: Session, overwrite: bool) -> None:
+    """Phase 3: the run's config, vocabulary, split and labels (an older run's files removed)."""
+    run = session.run
+    if overwrite and not session.resume and run.exists():
+        for name in runs.RUN_FILES:  # only a run's own files: never a folder's other content
+            run.file(name).unlink(missing_ok=True)
+    run.path.mkdir(parents=True, exist_ok=True)
+    runs.atomic_write(run.file(runs.CONFIG), config_module.dumps(session.resolved))
+    if session.resume:
+        return
+    splits = session.prepared.splits
+    runs.write_json(run.file(runs.VOCAB), session.prepared.vocab.to_json())
+    runs.write_json(run.file(runs.SPLIT), {name: split.sources for name, split in splits.items()})
+    if session.labels:
+        runs.write_json(run.file(runs.LABELS), {"labels": session.labels})
+
+
+def build_or_restore_model(session: Session) -> tuple[keras.Model, int]:
+    """Phase 4: the checkpoint of a resumed run, or a new compiled model (with the init
+    run's weights copied in). Returns the model and the first epoch to train."""
+    run, components, settings = session.run, session.components, session.settings
+    if session.restores:
+        model = runs.load_keras_file(run.file(runs.CHECKPOINT))
+        # The checkpoint's own step count says how many epochs it holds, even if the
+        # process died between writing it and writing progress.json.
+        first_epoch = int(model.optimizer.iterations) // len(session.train_data)
+        session.train_data.set_epoch(first_epoch)
+        return model, first_epoch
+    keras.utils.set_random_seed(settings["seed"])
+    builder = components.sequences
+    model = build_model(components, len(session.prepared.vocab), builder.batch_size,
+                        builder.stateful, session.labels)
+    if session.source is not None:
+        init = session.resolved["init"]
+        copy_weights(session.source.model, model, init["copy"],
+                     where=f"init.run = {init['run']!r}")
+        set_trainable(model, init["copy"], not init["freeze"])
+    compile_model(model, components, settings)
+    return model, 0
+
+
+def fit_epochs(session: Session, model: keras.Model, first_epoch: int,
+               verbose) -> "TrainingClock":
+    """Phase 5: ``fit`` with the builder's callbacks, checkpoints, the best-epoch file and the
+    time limit; frozen layers are unfrozen at ``init.unfreeze_after`` (``fit`` in two parts)."""
+    run, settings, builder = session.run, session.settings, session.components.sequences
+    train_data, val_data = session.train_data, session.val_data
+    trim_history(run.file(runs.HISTORY), first_epoch)
+    clock = TrainingClock(builder.batch_size * builder.length,
+                          run.progress().get("training_seconds", 0.0) if session.resume else 0.0)
+    time_limit = TimeLimit(settings["max_minutes"], clock)
+    monitor = session.components.head.monitor
+    callbacks = [clock, FollowEpochs(train_data), *builder.callbacks(train_data),
+                 RunCheckpoint(run, clock), time_limit]
+    if val_data is not None:
+        callbacks.append(keras.callbacks.ModelCheckpoint(
+            str(run.file(runs.BEST)), monitor=monitor, mode="min",
+            save_best_only=True, initial_value_threshold=best_validation(
+                run.file(runs.HISTORY), monitor) if first_epoch else None, verbose=0))
+    init = session.resolved["init"]
+    unfreeze_at = init["unfreeze_after"] or settings["epochs"]
+    for start, stop in ((first_epoch, min(unfreeze_at, settings["epochs"])),
+                        (max(first_epoch, unfreeze_at), settings["epochs"])):
+        if start >= stop or time_limit.stopped:
+            continue
+        if start >= unfreeze_at and not all(layer.trainable
+                                            for layer in layers_of(model, init["copy"])):
+            set_trainable(model, init["copy"], True)
+            recompile(model, session.components, settings)
+        history = keras.callbacks.CSVLogger(str(run.file(runs.HISTORY)), append=start > 0)
+        model.fit(train_data.dataset(),
+                  validation_data=None if val_data is None else val_data.dataset(),
+                  epochs=stop, initial_epoch=start, callbacks=[*callbacks, history],
+                  shuffle=False, verbose=verbose)
+    return clock
+
+
+def finish_run(session: Session, model: keras.Model, clock: "TrainingClock") -> None:
+    """Phase 6: keep the best (or last) epoch as ``model.keras`` and write ``metrics.json``."""
+    run = session.run
+    if session.settings["keep"] == "best" and run.file(runs.BEST).is_file():
+        model.load_weights(run.file(runs.BEST))
+    runs.atomic_save_model(model, run.file(runs.MODEL))
+    runs.write_json(run.file(runs.METRICS), summarize(model, session.components.head,
+                                                      session.val_data, session.prepared.stats,
+                                                      run, clock))
 
 
 def recompile(model: keras.Model, components, settings: dict) -> None:
@@ -158,110 +342,6 @@ def trim_history(path: Path, epochs_done: int) -> None:
         rows = list(csv.reader(f))
     kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) < epochs_done]
     runs.atomic_write(path, "".join(",".join(r) + "\n" for r in kept))
-
-
-def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (),
-          resume: bool = False, verbose: str | int = "auto", overwrite: bool = False) -> Run:
-    """Train the model a config describes into ``run_dir`` (or continue it with ``resume``).
-
-    ``overwrite`` replaces an existing run, once the new config and data have been checked.
-    """
-    reg = registry()
-    run = Run(run_dir)
-    overrides = list(overrides)
-    if resume:
-        run.require()
-        resolved = resumed_config(run, config_path, overrides)
-    else:
-        if config_path is None:
-            raise ToolkitError("a config file is needed to start a run")
-        resolved = config_module.load(config_path, reg, overrides)
-        if run.exists() and not overwrite:
-            raise ToolkitError(f"{run.path} already holds a run; pass --resume to continue it, "
-                               f"--overwrite to replace it, or choose another --run-dir")
-    settings = resolved["train"]
-    components = config_module.build_components(resolved, reg, source=config_path)
-    fresh = not (resume and run.file(runs.CHECKPOINT).is_file())
-    source = source_run(resolved, run) if fresh else None
-    builder = components.sequences
-    known_vocab = source.vocab() if source else run.vocab() if resume else None
-    prepared = prepare_config(components, resolved, known_vocab)
-    labels = [] if components.head.target == "next-token" else (
-        run.labels() if resume else prepared.labels)
-    progress = run.progress() if resume else {"training_seconds": 0.0}
-    splits = prepared.splits
-    train_data = builder.training(builder.data(splits["train"], labels, training=True),
-                                  settings["seed"])
-    val_data = None
-    if len(splits["validation"]):
-        val_data = builder.validation(builder.data(splits["validation"], labels))
-
-    if overwrite and not resume and run.exists():
-        for name in runs.RUN_FILES:  # only a run's own files: never a folder's other content
-            run.file(name).unlink(missing_ok=True)
-    run.path.mkdir(parents=True, exist_ok=True)
-    runs.atomic_write(run.file(runs.CONFIG), config_module.dumps(resolved))
-    if not resume:
-        runs.write_json(run.file(runs.VOCAB), prepared.vocab.to_json())
-        runs.write_json(run.file(runs.SPLIT), {name: split.sources
-                                               for name, split in splits.items()})
-        if labels:
-            runs.write_json(run.file(runs.LABELS), {"labels": labels})
-
-    core = resolved["core"]
-    source_model = source.load_model() if source is not None else None
-    if not fresh:
-        model = keras.saving.load_model(run.file(runs.CHECKPOINT))
-        # The checkpoint's own step count says how many epochs it holds, even if the
-        # process died between writing it and writing progress.json.
-        first_epoch = int(model.optimizer.iterations) // len(train_data)
-        train_data.set_epoch(first_epoch)
-    else:
-        keras.utils.set_random_seed(settings["seed"])
-        model = build_model(components, len(prepared.vocab), builder.batch_size,
-                            builder.stateful, labels)
-        if source_model is not None:
-            copy_core(source_model, model, where=f"core.init_from = {core['init_from']!r}")
-            set_core_trainable(model, not core["freeze"])
-        compile_model(model, components, settings)
-        first_epoch = 0
-    trim_history(run.file(runs.HISTORY), first_epoch)
-
-    clock = TrainingClock(builder.batch_size * builder.length,
-                          progress.get("training_seconds", 0.0))
-    time_limit = TimeLimit(settings["max_minutes"], clock)
-    monitor = components.head.monitor
-    callbacks = [
-        clock,
-        *builder.callbacks(train_data),
-        RunCheckpoint(run, clock),
-        time_limit,
-    ]
-    if val_data is not None:
-        callbacks.append(keras.callbacks.ModelCheckpoint(
-            str(run.file(runs.BEST)), monitor=monitor, mode="min",
-            save_best_only=True, initial_value_threshold=best_validation(
-                run.file(runs.HISTORY), monitor) if first_epoch else None, verbose=0))
-    # A frozen core is unfrozen at epoch core.unfreeze_after: fit runs in two phases.
-    unfreeze_at = core["unfreeze_after"] or settings["epochs"]
-    for start, stop in ((first_epoch, min(unfreeze_at, settings["epochs"])),
-                        (max(first_epoch, unfreeze_at), settings["epochs"])):
-        if start >= stop or time_limit.stopped:
-            continue
-        if start >= unfreeze_at and not all(layer.trainable for layer in core_layers(model)):
-            set_core_trainable(model, True)
-            recompile(model, components, settings)
-        history = keras.callbacks.CSVLogger(str(run.file(runs.HISTORY)), append=start > 0)
-        model.fit(train_data.dataset(),
-                  validation_data=None if val_data is None else val_data.dataset(),
-                  epochs=stop, initial_epoch=start, callbacks=[*callbacks, history],
-                  shuffle=False, verbose=verbose)
-    if settings["keep"] == "best" and run.file(runs.BEST).is_file():
-        model.load_weights(run.file(runs.BEST))
-    runs.atomic_save_model(model, run.file(runs.MODEL))
-    runs.write_json(run.file(runs.METRICS),
-                    summarize(model, components.head, val_data, prepared.stats, run, clock))
-    return run
 
 
 def summarize(model, head, val_data, data_stats: dict, run: Run, clock: TrainingClock) -> dict:

@@ -4,8 +4,10 @@ from typing import Literal
 
 import keras
 import keras_nlp
+import numpy as np
+from keras import ops
 
-from toolkit.heads import Head
+from toolkit.hookspecs import Head
 from toolkit.hookspecs import hookimpl
 from toolkit.layers import AuthorSoftmax, MaskedPooling
 from toolkit.params import Fraction
@@ -51,6 +53,9 @@ class ClassifierHead(Head):
     """
 
     target = "label"
+    labelled = True
+    generates = False
+    attributes = True
     monitor = "val_loss"
 
     def __init__(self, pooling: Literal["last", "mean", "max", "concat"] = "mean",
@@ -76,6 +81,14 @@ class ClassifierHead(Head):
     def summarize(self, results):
         return {"loss": round(results["loss"], 5), "accuracy": round(results["accuracy"], 5)}
 
+    def describe(self, summary):
+        return f"accuracy {summary['accuracy']:.4f}, loss {summary['loss']:.4f}"
+
+    def score_passages(self, model, passages, batch_size):
+        """``log p(author | passage)`` from the softmax."""
+        probabilities = model.predict(passages, batch_size=batch_size, verbose=0)
+        return np.log(np.maximum(probabilities, 1e-12))
+
 
 class AuthorLMsHead(Head):
     """One next-token language model per author on the shared core (Bagnall, PAN 2015).
@@ -85,6 +98,10 @@ class AuthorLMsHead(Head):
     """
 
     target = "next-token-by-label"
+    labelled = True
+    generates = False
+    attributes = True
+    min_tokens = 2  # one token predicts the next
 
     def __init__(self, dropout: Fraction = 0.0):
         self.dropout = dropout
@@ -105,6 +122,20 @@ class AuthorLMsHead(Head):
 
     def metrics(self):
         return [perplexity()]
+
+    def score_passages(self, model, passages, batch_size):
+        """``log p(passage | author)``: the summed per-token log-probabilities under each
+        author's softmax, computed for every author at once from one pass of the core."""
+        lms = model.get_layer("head_author_lms")
+        features = keras.Model(model.get_layer("tokens").output, lms.input[0])
+        scores = []
+        for start in range(0, len(passages), batch_size):
+            batch = passages[start:start + batch_size]
+            x, y = batch[:, :-1], batch[:, 1:]
+            weights = ops.cast(y != PAD, "float32")
+            scores.append(np.asarray(lms.log_likelihoods(features(x, training=False), y,
+                                                         weights)))
+        return np.concatenate(scores)
 
 
 @hookimpl

@@ -5,17 +5,16 @@ from __future__ import annotations
 import bisect
 import math
 from collections import Counter, defaultdict
-from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import numpy as np
 import tensorflow as tf
 
-from toolkit.data import Segment, Split
+from toolkit.splits import Segment, Split
 from toolkit.errors import ConfigError
 from toolkit.hookspecs import hookimpl
 from toolkit.params import Fraction, NonNegativeInt, PositiveInt, Table
-from toolkit.sequences import EpochData, SequenceBuilder
+from toolkit.hookspecs import EpochData, Passages, SequenceBuilder
 from toolkit.vocab import PAD
 
 TARGETS = ("next-token", "label", "next-token-by-label")
@@ -36,32 +35,20 @@ def split_settings(by: Literal["region", "passage", "document"] = "region",
 SplitTable = Annotated[dict, Table(split_settings)]
 
 
-@dataclass
-class Passages:
-    """Passages as a padded id matrix with label indices and per-passage weights."""
-
-    ids: np.ndarray        # (passages, length), right-padded with 0
-    labels: np.ndarray     # (passages,) index into the run's label list
-    weights: np.ndarray    # (passages,) sample weight of each passage
-    sources: list[str]
-
-    @classmethod
-    def from_split(cls, split: Split, length: int, labels: list[str],
-                   weights: dict[str, float] | None = None) -> "Passages":
-        index = {label: i for i, label in enumerate(labels)}
-        ids = np.zeros((len(split), length), np.int32)
-        for row, passage in enumerate(split.ids):
-            ids[row, :len(passage)] = passage[:length]
-        label_ids = np.array([index.get(label, -1) for label in split.labels], np.int32)
-        if labels and (label_ids < 0).any():
-            unknown = sorted({l for l, i in zip(split.labels, label_ids) if i < 0}, key=str)
-            raise ConfigError("corpus", f"labels {unknown} appear outside the training split; "
-                                        f"every author needs training text")
-        w = np.array([(weights or {}).get(label, 1.0) for label in split.labels], np.float32)
-        return cls(ids, label_ids, w, list(split.sources))
-
-    def __len__(self) -> int:
-        return len(self.ids)
+def passages_from_split(split: Split, length: int, labels: list[str],
+                        weights: dict[str, float] | None = None) -> Passages:
+    """A split's segments as a padded id matrix with label indices and per-passage weights."""
+    index = {label: i for i, label in enumerate(labels)}
+    ids = np.zeros((len(split), length), np.int32)
+    for row, passage in enumerate(split.ids):
+        ids[row, :len(passage)] = passage[:length]
+    label_ids = np.array([index.get(label, -1) for label in split.labels], np.int32)
+    if labels and (label_ids < 0).any():
+        unknown = sorted({l for l, i in zip(split.labels, label_ids) if i < 0}, key=str)
+        raise ConfigError("corpus", f"labels {unknown} appear outside the training split; "
+                                    f"every author needs training text")
+    w = np.array([(weights or {}).get(label, 1.0) for label in split.labels], np.float32)
+    return Passages(ids, label_ids, w, list(split.sources))
 
 
 def balanced_weights(labels: list[str]) -> dict[str, float]:
@@ -78,9 +65,8 @@ class PassageData(EpochData):
     the author as a second input (``"next-token-by-label"``).
     """
 
-    def __init__(self, passages: Passages, batch_size: int, target: str, seed=None,
-                 first_epoch: int = 0):
-        super().__init__(first_epoch)
+    def __init__(self, passages: Passages, batch_size: int, target: str, seed=None):
+        super().__init__()
         self.passages, self.batch_size, self.target, self.seed = passages, batch_size, target, seed
         self.length = passages.ids.shape[1]
         self.order = self.shuffled()
@@ -265,13 +251,31 @@ class PassageBuilder(SequenceBuilder):
         weights = None
         if training and self.class_weight == "balanced" and self.target != "next-token":
             weights = balanced_weights(split.labels)
-        return Passages.from_split(split, self.length, list(labels), weights)
+        return passages_from_split(split, self.length, list(labels), weights)
 
-    def training(self, passages: Passages, seed, first_epoch=0):
-        return PassageData(passages, self.batch_size, self.target, seed, first_epoch)
+    def training(self, passages: Passages, seed):
+        return PassageData(passages, self.batch_size, self.target, seed)
 
     def validation(self, passages: Passages):
         return PassageData(passages, self.batch_size, self.target)
+
+    def passages(self, ids):
+        """A text's ids as right-padded passages of ``length`` tokens.
+
+        A last piece shorter than ``min_length`` is dropped (training never saw one),
+        unless it is the whole text. With ``cut = "paragraphs"`` the text is still cut
+        every ``length`` tokens: an unseen text carries no paragraph plan."""
+        count = max(1, -(-len(ids) // self.length))
+        if count > 1 and len(ids) - (count - 1) * self.length < self.min_length:
+            count -= 1
+        passages = np.zeros((count, self.length), np.int32)
+        for i in range(count):
+            piece = ids[i * self.length:(i + 1) * self.length]
+            passages[i, :len(piece)] = piece
+        return passages
+
+    def describe(self):
+        return {"split_by": self.split_by, "cut": self.cut_by}
 
 
 @hookimpl

@@ -8,7 +8,7 @@ from typing import Literal
 
 from toolkit.hookspecs import hookimpl
 from toolkit.params import NonNegativeInt
-from toolkit.preprocess import Stage
+from toolkit.hookspecs import Stage
 
 
 class UnicodeNormalize(Stage):

@@ -8,9 +8,8 @@ from typing import Callable, Literal
 import numpy as np
 
 from toolkit.errors import ToolkitError
-from toolkit.hookspecs import hookimpl
+from toolkit.hookspecs import EpochData, SequenceBuilder, hookimpl
 from toolkit.params import NonNegativeInt, PositiveInt
-from toolkit.sequences import EpochData, SequenceBuilder
 from toolkit.state import StateResets
 
 
@@ -50,9 +49,8 @@ def stream_layout(ids: np.ndarray, batch_size: int, length: int, offset: int = 0
 class StreamData(EpochData):
     """Stream batches in time order, laid out anew with the offset of each epoch."""
 
-    def __init__(self, ids, batch_size, length, offset_for_epoch: Callable[[int], int],
-                 first_epoch: int = 0):
-        super().__init__(first_epoch)
+    def __init__(self, ids, batch_size, length, offset_for_epoch: Callable[[int], int]):
+        super().__init__()
         self.ids, self.batch_size, self.length = ids, batch_size, length
         self.batch_rows = batch_size
         self.offset_for_epoch = offset_for_epoch
@@ -106,24 +104,24 @@ class StreamBuilder(SequenceBuilder):
                 f"{self.batch_size} streams{' after an offset of up to %d' % reserve if reserve else ''}"
                 f"; lower sequences.batch_size or use a longer text")
 
-    def training(self, ids, seed, first_epoch=0):
+    def training(self, ids, seed):
         reserve = 0 if self.offset == "none" else max(self.max_offset - 1, 0)
         self.check_size(ids, "training", reserve)
-        return StreamData(ids, self.batch_size, self.length, self.offsets(seed), first_epoch)
+        return StreamData(ids, self.batch_size, self.length, self.offsets(seed))
 
     def validation(self, ids):
         self.check_size(ids, "validation")
         return StreamData(ids, self.batch_size, self.length, lambda epoch: 0)
 
     def callbacks(self, training_data):
-        return [*super().callbacks(training_data), StateResets()]
+        return [StateResets()]
 
 
 class WindowData(EpochData):
     """Overlapping windows starting every ``step`` tokens, shuffled anew for each epoch."""
 
-    def __init__(self, ids, batch_size, length, step, seed=None, first_epoch=0, warmup=0):
-        super().__init__(first_epoch)
+    def __init__(self, ids, batch_size, length, step, seed=None, warmup=0):
+        super().__init__()
         self.ids, self.batch_size, self.length = ids, batch_size, length
         self.starts = np.arange(0, len(ids) - length, step)
         self.seed = seed
@@ -172,9 +170,9 @@ class WindowBuilder(SequenceBuilder):
                 f"the {what} split has {len(ids)} tokens, fewer than one window of "
                 f"sequences.length = {self.length}; lower it or use a longer text")
 
-    def training(self, ids, seed, first_epoch=0):
+    def training(self, ids, seed):
         self.check_size(ids, "training")
-        return WindowData(ids, self.batch_size, self.length, self.step, seed, first_epoch)
+        return WindowData(ids, self.batch_size, self.length, self.step, seed)
 
     def validation(self, ids):
         self.check_size(ids, "validation")

@@ -6,7 +6,7 @@ import fnmatch
 import re
 from typing import Iterator
 
-from corpora import Document
+from toolkit.hookspecs import Document
 from toolkit_nltk.data import require
 
 

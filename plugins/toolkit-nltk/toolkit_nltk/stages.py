@@ -9,7 +9,7 @@ from typing import Literal, Sequence
 from nltk.tokenize import NLTKWordTokenizer
 from nltk.tokenize.treebank import TreebankWordDetokenizer
 
-from toolkit.preprocess import Stage
+from toolkit.hookspecs import Stage
 from toolkit_nltk.data import require
 
 PARAGRAPH = "\n"
