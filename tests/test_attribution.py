@@ -400,6 +400,7 @@ def test_init_copies_exactly_the_encoder_and_core_and_freeze_keeps_them(trained_
         for a, b in zip(layer.get_weights(), source.get_layer(layer.name).get_weights()):
             np.testing.assert_array_equal(a, b)
     assert run.vocab.tokens == Run(trained_runs["author-lms"]).vocab.tokens
+    assert run.metrics()["init"]["copied_layers"] == ["encoder", "core_lstm_0"]
 
 
 def test_init_copy_core_only_leaves_the_encoder_new_and_trainable(trained_runs, tmp_path,

@@ -368,3 +368,21 @@ validation_fraction = 0.3
     assert "baseline" in report and len(report["lstm"]["confusion"]) == 2
     assert main(["generate", str(tmp_path / "run")]) == 2
     assert "cannot attribute" not in capsys.readouterr().err
+
+
+def test_every_installed_component_follows_its_familys_contract():
+    contracts = {"corpus": hookspecs.Corpus, "preprocessor": hookspecs.Stage,
+                 "encoder": hookspecs.Encoder, "sequence builder": hookspecs.SequenceBuilder,
+                 "core": hookspecs.Core, "head": hookspecs.Head}
+    assert set(contracts) | {"command"} == set(plugins.FAMILIES)
+    for family, contract in contracts.items():
+        methods = [name for name, value in vars(contract).items()
+                   if inspect.isfunction(value) and not name.startswith("_")]
+        for name, component in plugins.registry().components[family].items():
+            factory = component.factory
+            assert inspect.isclass(factory), f"{family} {name}: factory is not a class"
+            if getattr(contract, "_is_protocol", False):
+                missing = [m for m in methods if not callable(getattr(factory, m, None))]
+                assert not missing, f"{family} {name} lacks {missing}"
+            else:
+                assert issubclass(factory, contract), f"{family} {name} is not a {contract}"

@@ -153,3 +153,36 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tiny_config, tmp_pat
     b = keras.saving.load_model(resumed.path / "model.keras").get_weights()
     for x, y in zip(a, b, strict=True):
         np.testing.assert_allclose(x, y, atol=1e-5)
+
+
+def test_generate_builds_the_registry_once_and_reads_the_stored_config_as_written(
+        trained_run, monkeypatch, capsys):
+    """One process, one registry; a trained run is not re-validated against today's plugins."""
+    from toolkit import config as config_module
+    from toolkit import plugins
+
+    plugins.registry()  # built (or already built) before the command
+    calls = []
+    real_build = plugins.build_registry
+    monkeypatch.setattr(plugins, "build_registry",
+                        lambda *a, **k: calls.append(1) or real_build(*a, **k))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a stored config must not be resolved again")
+
+    monkeypatch.setattr(config_module, "resolve", refuse)
+    loads = []
+    real_load = Run.load_model
+    monkeypatch.setattr(Run, "load_model", lambda self: loads.append(1) or real_load(self))
+    assert main(["generate", str(trained_run.path), "--length", "5", "--seed", "1"]) == 0
+    assert calls == [] and loads == [1]
+    assert len(capsys.readouterr().out) == len("\n") + 5 + 1  # the prime, 5 tokens, newline
+
+
+def test_a_run_opens_once_with_everything_it_needs(trained_run):
+    run = Run.open(trained_run.path)
+    assert run.model is run.model and run.components is run.components
+    assert run.head.generates and not run.head.attributes and run.labels == []
+    assert run.preprocessor("To") == ["T", "o"] and len(run.vocab) > 10
+    with pytest.raises(ToolkitError, match="is not a run directory"):
+        Run.open(trained_run.path.parent)

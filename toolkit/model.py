@@ -50,12 +50,14 @@ def layers_of(model: keras.Model, parts=("encoder", "core")) -> list[keras.layer
 
 
 def copy_weights(source: keras.Model, target: keras.Model, parts=("encoder", "core"),
-                 where: str = "the source run") -> None:
-    """Copy the weights of ``parts`` of ``source`` into ``target``, layer by name.
+                 where: str = "the source run") -> list[str]:
+    """Copy the weights of ``parts`` of ``source`` into ``target``, layer by name; returns
+    the names of the layers copied.
 
     A missing layer or a shape that differs (another ``core.units``, ``encoder.dim``
     or vocabulary) is an error.
     """
+    copied = []
     for layer in layers_of(target, parts):
         try:
             origin = source.get_layer(layer.name)
@@ -70,6 +72,8 @@ def copy_weights(source: keras.Model, target: keras.Model, parts=("encoder", "co
                                f"{expected} here; use the same encoder and core settings "
                                f"(and vocabulary) as {where}")
         layer.set_weights(weights)
+        copied.append(layer.name)
+    return copied
 
 
 def set_trainable(model: keras.Model, parts, trainable: bool) -> None:

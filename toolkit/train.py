@@ -321,9 +321,14 @@ def finish_run(session: Session, model: keras.Model, clock: "TrainingClock") -> 
     if session.settings["keep"] == "best" and run.file(runs.BEST).is_file():
         model.load_weights(run.file(runs.BEST))
     runs.atomic_save_model(model, run.file(runs.MODEL))
-    runs.write_json(run.file(runs.METRICS), summarize(model, session.components.head,
-                                                      session.val_data, session.prepared.stats,
-                                                      run, clock))
+    metrics = summarize(model, session.components.head, session.val_data,
+                        session.prepared.stats, run, clock)
+    init = session.resolved["init"]
+    if init.get("run") is not None:  # what the run started from, layer by layer
+        metrics["init"] = {"run": init["run"], "copied_layers": [
+            layer.name for layer in layers_of(model, init["copy"])], "freeze": init["freeze"],
+            "unfreeze_after": init["unfreeze_after"]}
+    runs.write_json(run.file(runs.METRICS), metrics)
 
 
 def recompile(model: keras.Model, components, settings: dict) -> None:
