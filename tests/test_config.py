@@ -85,7 +85,7 @@ def test_set_overrides_any_key_with_toml_values():
     assert resolved["train"]["learning_rate"] == 0.5
     assert resolved["corpus"]["text"] == "hello world"
     assert resolved["sequences"]["offset"] == "none"
-    with pytest.raises(ToolkitError, match="--set: expected section.key=value"):
+    with pytest.raises(ToolkitError, match="--set units: expected SECTION.KEY=VALUE"):
         config.apply_overrides(BASE, ["units"])
     with pytest.raises(ToolkitError, match="preprocess.3: no item 3"):
         config.apply_overrides(BASE, ["preprocess.3.use=chars"])

@@ -119,3 +119,14 @@ def test_every_hook_and_contract_is_in_the_plugin_guide():
         for member, value in vars(cls).items():
             if callable(value) and not member.startswith("_"):
                 assert f"- `{member}(" in guide, f"{name}.{member} is not in docs/plugins.md"
+
+
+def test_every_test_named_in_the_errors_matrix_exists():
+    matrix = (DOCS / "errors.md").read_text()
+    references = re.findall(r"`(test_\w+\.py)::(test_\w+)", matrix)
+    references += [(m.group(1), m.group(2)) for m in
+                   re.finditer(r"`(test_\w+\.py)::test_\w+`, `::(test_\w+)`", matrix)]
+    assert len(references) > 20
+    for file, name in references:
+        source = (ROOT / "tests" / file).read_text()
+        assert re.search(rf"^def {name}\(", source, re.M), f"{file}::{name} does not exist"

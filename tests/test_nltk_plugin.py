@@ -3,6 +3,7 @@
 import importlib.metadata
 
 import nltk
+import numpy as np
 import pytest
 
 from toolkit import plugins
@@ -131,3 +132,30 @@ validation_fraction = 0.1
                                                  include_prime=True)[0]
     assert text.startswith("to be, or"), "punctuation is re-attached when detokenizing"
     assert "<unk>" not in text and "<pad>" not in text
+
+
+def test_wordpiece_passages_feed_every_planned_piece(tmp_path):
+    """Passages planned in words become more pieces than ``length``: none is dropped."""
+    from toolkit.data import prepare_config
+
+    corpus = tmp_path / "authors.jsonl"
+    rng = np.random.default_rng(0)
+    syllables = ["ka", "lo", "mi", "ter", "su", "van", "dro", "pel"]
+    text = " ".join("".join(rng.choice(syllables, rng.integers(1, 4))) for _ in range(600))
+    corpus.write_text("\n".join(f'{{"text": "{text}", "label": "{label}"}}'
+                                for label in ("a", "b")) + "\n")
+    raw = {"corpus": {"use": "jsonl", "path": str(corpus)},
+           "preprocess": [{"use": "nltk-words", "lowercase": True}],
+           "vocab": {"subword": "wordpiece", "max_size": 30},
+           "sequences": {"use": "passages", "length": 30}, "head": {"use": "classifier"},
+           "train": {"cache": False}}
+    resolved = resolve(raw, plugins.registry())
+    components = build_components(resolved, plugins.registry())
+    prepared = prepare_config(components, resolved)
+    builder = components.sequences
+    for name, split in prepared.splits.items():
+        passages = builder.data(split, ["a", "b"], training=name == "train")
+        assert int((passages.ids != 0).sum()) == split.num_tokens, name
+        assert passages.ids.shape[1] == 30
+    longest = max(len(ids) for ids in prepared.splits["train"].ids)
+    assert longest > 30, "the words became more pieces than a passage holds"

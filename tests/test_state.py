@@ -10,7 +10,7 @@ from toolkit.default_plugins.heads import GeneratorHead
 from toolkit.default_plugins.sequences import StreamBuilder
 from toolkit.model import build_model, compile_model
 from toolkit.state import get_states, reset_states
-from toolkit.train import FollowEpochs
+from toolkit.callbacks import FollowEpochs
 
 TRAIN = {"optimizer": "adam", "learning_rate": 0.01, "clipnorm": 1.0}
 

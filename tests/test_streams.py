@@ -76,7 +76,9 @@ def test_windows_are_shuffled_overlapping_next_token_pairs():
     assert np.all(np.diff(x, axis=1) == 1)
     assert not np.all(np.diff(x[:, 0]) == 3), "windows are shuffled"
     vx, vy, vw = WindowBuilder(8, 10, 3).validation(ids)[0]
-    assert np.all(vw[:, :5] == 0) and np.all(vw[:, 5:] == 1)
+    # the warm-up weighs 0; scored positions weigh length / scored, so that Keras's loss
+    # (divided by all real positions) is the mean over scored tokens
+    assert np.all(vw[:, :5] == 0) and np.all(vw[:, 5:] == 2)
     assert vx[1, 0] - vx[0, 0] == 5, "validation windows overlap by half"
 
 

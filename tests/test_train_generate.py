@@ -107,7 +107,7 @@ def test_unknown_characters_in_the_prime_are_refused(trained_run, capsys):
     assert main(["generate", str(trained_run.path), "--prime", "Ω", "--length", "5"]) == 2
     assert "never seen in training" in capsys.readouterr().err
     assert main(["generate", str(trained_run.path), "--prime", "To", "--top-p", "1.5"]) == 2
-    assert "top_p: expected a number in (0, 1]" in capsys.readouterr().err
+    assert "--top-p: expected a number in (0, 1]" in capsys.readouterr().err
 
 
 def test_cli_generate_prints_the_samples(trained_run, capsys):

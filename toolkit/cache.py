@@ -25,7 +25,7 @@ from toolkit.paths import USER_CACHE
 from toolkit.splits import Split
 from toolkit.vocab import Vocabulary
 
-FORMAT = 2
+FORMAT = 3
 
 
 def cache_dir() -> Path:

@@ -11,7 +11,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from toolkit.errors import ToolkitError  # noqa: E402
+from toolkit.errors import ConfigError, ToolkitError  # noqa: E402
 
 
 def cmd_train(args) -> int:
@@ -42,7 +42,6 @@ def default_run_dir(config_path: str | None) -> str:
 
 
 def cmd_generate(args) -> int:
-    from toolkit.generate import Generator
     from toolkit.runs import Run
 
     run = Run.open(args.run)
@@ -50,6 +49,8 @@ def cmd_generate(args) -> int:
     options = {key: getattr(args, key) if getattr(args, key) is not None else defaults.get(key)
                for key in ("prime", "length", "temperature", "top_k", "top_p", "samples", "seed")}
     check_generate_options(options)
+    from toolkit.generate import Generator  # TensorFlow loads here, once the input is checked
+
     generator = Generator.from_run(run, samples=options.pop("samples"))
     texts = generator.generate(options.pop("prime"), include_prime=True, **options)
     for i, text in enumerate(texts):
@@ -64,7 +65,10 @@ def check_generate_options(options: dict) -> None:
     from toolkit.config import generate_settings
 
     given = {k: v for k, v in options.items() if v is not None}
-    params.validate(generate_settings, given, "")
+    try:
+        params.validate(generate_settings, given, "")
+    except ConfigError as err:  # name the flag the user typed, not the config key
+        raise ToolkitError(f"--{err.path.replace('_', '-')}: {err.message}") from None
 
 
 def cmd_attribute(args) -> int:
@@ -189,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args) or 0
     except ToolkitError as err:
         print(f"toolkit: error: {err}", file=sys.stderr)
-        return 2
+        return err.exit_status
     except KeyboardInterrupt:
         print("toolkit: interrupted", file=sys.stderr)
         return 130

@@ -63,13 +63,18 @@ def train_settings(
     keep: Literal["best", "last"] = "best",
     cache: bool = True,
     seed: NonNegativeInt = 1,
+    on_divergence: Literal["stop", "continue"] = "stop",
+    divergence_steps: NonNegativeInt = 200,
 ):
     """Training: the last ``validation_fraction`` of every document is held out for
     validation; ``max_minutes`` (0 = no limit) stops training after the epoch that
     passes that much wall-clock time; ``clipnorm`` = 0 turns gradient clipping off;
     ``keep = "best"`` makes the run's model the epoch with the lowest validation loss;
     ``cache`` stores token ids so the next run with the same data and preprocessing
-    starts at once (``$TOOLKIT_CACHE``)."""
+    starts at once (``$TOOLKIT_CACHE``). A loss that is not finite, or that stays above
+    uniform guessing (ln of the vocabulary size) for ``divergence_steps`` training steps
+    in a row (0 = only a non-finite loss), stops training with exit status 3 and the
+    last good checkpoint kept, unless ``on_divergence = "continue"``."""
 
 
 def generate_settings(
@@ -124,29 +129,48 @@ def parse_value(text: str) -> Any:
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``section.key=value`` overrides to a raw config (a copy is returned)."""
+    """Apply ``section.key=value`` overrides to a raw config (a copy is returned).
+
+    An empty value (``section.key=``) removes the key, so it takes its default. Setting a
+    component's ``use`` to another name drops the file's other keys of that section
+    (they belonged to the old component); keys given with ``--set`` stay."""
     raw = copy.deepcopy(raw)
+    given: dict[int, set] = {}      # id(table) -> keys set on it with --set
+    replaced: dict[int, dict] = {}  # id(table) -> table whose component changed
     for item in overrides:
+        source = f"--set {item}"
         key_path, sep, text = item.partition("=")
         parts = key_path.strip().split(".")
         if not sep or len(parts) < 2 or not all(parts):
-            raise ConfigError("--set", f"expected section.key=value, received {item!r}")
+            raise ConfigError("", f"expected SECTION.KEY=VALUE, received {item!r}", source)
         node: Any = raw
         for depth, part in enumerate(parts[:-1]):
             where = ".".join(parts[: depth + 1])
             if isinstance(node, list):
                 if not part.isdigit() or int(part) >= len(node):
-                    raise ConfigError(where, f"no item {part} in a list of {len(node)}")
+                    raise ConfigError(where, f"no item {part} in a list of {len(node)}", source)
                 node = node[int(part)]
             else:
                 if part == "preprocess" and part not in node:
                     node[part] = copy.deepcopy(DEFAULT_PREPROCESS)
                 node = node.setdefault(part, {})
             if not isinstance(node, (dict, list)):
-                raise ConfigError(where, "is a value, not a section")
+                raise ConfigError(where, "is a value, not a section", source)
         if isinstance(node, list):
-            raise ConfigError(key_path, "cannot replace a whole list item; set one of its keys")
-        node[parts[-1]] = parse_value(text.strip())
+            raise ConfigError(key_path, "cannot replace a whole list item; set one of its keys",
+                              source)
+        key, text = parts[-1], text.strip()
+        if not text:
+            node.pop(key, None)
+            continue
+        value = parse_value(text)
+        if key == "use" and node.get("use") != value:
+            replaced[id(node)] = node
+        given.setdefault(id(node), set()).add(key)
+        node[key] = value
+    for table_id, table in replaced.items():
+        for key in [k for k in table if k not in given[table_id]]:
+            del table[key]
     return raw
 
 
@@ -239,9 +263,18 @@ def resolve_preprocess(value: Any, registry: Registry, source: str | None) -> li
 
 
 def load(path: str | Path, registry: Registry, overrides: list[str] = ()) -> dict[str, Any]:
-    """Read, override and resolve a config file."""
+    """Read, override and resolve a config file; an error about a key given with ``--set``
+    names that flag rather than the file."""
     raw = apply_overrides(read(path), list(overrides))
-    return resolve(raw, registry, source=str(path))
+    try:
+        return resolve(raw, registry, source=str(path))
+    except ConfigError as err:
+        for item in overrides:
+            key = item.partition("=")[0].strip()
+            if err.path == key or err.path.startswith(f"{key}.") or key.startswith(
+                    f"{err.path}."):
+                raise ConfigError(err.path, err.message, f"--set {item}") from None
+        raise
 
 
 def upgrade_stored(stored: dict[str, Any]) -> dict[str, Any]:
@@ -295,6 +328,12 @@ def build_components(resolved: dict[str, Any], registry: Registry,
               for i, stage in enumerate(resolved["preprocess"])]
     check_chain(stages, [stage["use"] for stage in resolved["preprocess"]], source)
     components = Components(stages=stages, **made)
+    tokenizer = next(s for s in stages if s.consumes == "text" and s.produces == "tokens")
+    if resolved["vocab"]["subword"] == "wordpiece" and tokenizer.unit == "characters":
+        raise ConfigError("vocab.subword", "\"wordpiece\" splits words into pieces, but the "
+                                           "tokenizer gives single characters; use a word "
+                                           "tokenizer (such as \"nltk-words\") or "
+                                           "subword = \"none\"", source)
     try:
         components.sequences.accept_head(components.head)
     except ValueError as err:

@@ -96,7 +96,7 @@ def prepare(corpus, preprocessor: Preprocessor, vocab_settings: dict, builder,
             split.sources.append(f"{document.name}:{s.start}-{s.stop}")
         splits[name] = split
     stats = {"documents": len(documents), "vocab_size": len(vocab),
-             "train_words": len(train_tokens)}
+             "unit": preprocessor.unit, f"train_{preprocessor.unit}": len(train_tokens)}
     for name, split in splits.items():
         ids = split.concatenated()
         stats[f"{name}_tokens"] = len(ids)

@@ -2,7 +2,11 @@
 
 
 class ToolkitError(Exception):
-    """A problem with the user's input, data or environment, explained in the message."""
+    """A problem with the user's input, data or environment, explained in the message.
+
+    The CLI prints it on one line and exits with ``exit_status``."""
+
+    exit_status = 2
 
 
 class ConfigError(ToolkitError):
@@ -10,6 +14,7 @@ class ConfigError(ToolkitError):
 
     def __init__(self, path: str, message: str, source: str | None = None):
         self.path = path
+        self.message = message
         self.source = source
         where = f"{source}: " if source else ""
         super().__init__(f"{where}{path}: {message}" if path else f"{where}{message}")

@@ -127,10 +127,10 @@ def save_confusion_png(matrix: list[list[int]], labels: list[str], title: str, p
                       color="white" if recall[i, j] > 0.5 else "black", fontsize=8)
     figure.colorbar(image, ax=axes, label="share of the row")
     figure.tight_layout()
-    tmp = path.with_name(f".{path.stem}.tmp.png")
+    tmp = path.with_name(f".{path.stem}{runs.TMP_SUFFIX}.png")
     figure.savefig(tmp, dpi=120)
     plt.close(figure)
-    tmp.replace(path)
+    runs.replace_durably(tmp, path)
 
 
 def evaluate(run_dir, split: str | None = None, baseline: bool = True) -> dict:

@@ -143,11 +143,13 @@ class Stage:
     """One preprocessing step (what a ``register_preprocessors`` factory returns).
 
     ``consumes`` and ``produces`` (``"text"`` or ``"tokens"``) say what it maps; a
-    stage from text to tokens is the tokenizer.
+    stage from text to tokens is the tokenizer, and its ``unit`` names its tokens in
+    figures and messages (``"characters"``, ``"words"``).
     """
 
     consumes: Kind = "text"
     produces: Kind = "text"
+    unit: str = "tokens"
 
     def __call__(self, value):
         """One document's text (a ``str``) or tokens (a list of ``str``), transformed."""
@@ -369,7 +371,7 @@ class Head:
         """The run's figures from ``model.evaluate``'s results (written to ``metrics.json``)."""
         if "perplexity" not in results:
             return {"loss": round(results["loss"], 5)}
-        nats = math.log(results["perplexity"])
+        nats = results.get("nats", math.log(results["perplexity"]))
         return {"nats_per_token": round(nats, 5), "bits_per_token": round(nats / math.log(2), 5),
                 "perplexity": round(results["perplexity"], 4)}
 

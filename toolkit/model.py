@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 
 from toolkit.config import Components
-from toolkit.errors import ToolkitError
+from toolkit.errors import ConfigError, ToolkitError
 from toolkit.hookspecs import HeadContext
 from toolkit.state import reset_states
 
@@ -34,7 +34,7 @@ def build_model(components: Components, vocab_size: int, batch_size: int | None,
     try:
         outputs = components.head.build(features, context)
     except ValueError as err:
-        raise ToolkitError(f"head: {err}") from None
+        raise ConfigError("head", str(err)) from None
     inputs = {"tokens": tokens, **extra} if extra else tokens
     return keras.Model(inputs, outputs, name="text_model")
 

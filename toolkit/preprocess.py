@@ -44,3 +44,8 @@ class Preprocessor:
 
     def detokenize(self, tokens: Sequence[str]) -> str:
         return self.tokenizer.detokenize(tokens)
+
+    @property
+    def unit(self) -> str:
+        """What the tokens are: ``"characters"``, ``"words"`` (the tokenizer's ``unit``)."""
+        return self.tokenizer.unit

@@ -1,32 +1,33 @@
-"""Run directories: everything a training run writes.
+"""Run directories: everything a training run writes, and the trained run they make.
 
-Files the toolkit writes are replaced atomically (written aside, then renamed);
-``history.csv`` is appended by Keras's ``CSVLogger`` (and trimmed to the checkpoint on
-resume) and ``best.keras`` is written by Keras's ``ModelCheckpoint``. A run directory
-holds::
+Every file the toolkit writes in a run is replaced atomically and durably (a temporary
+file, fsync, rename, fsync of the folder), so a kill at any moment leaves each file
+whole: old or new. The per-epoch files are written by
+:class:`toolkit.callbacks.RunWriter` in an order that resume can always continue from.
+A run directory holds::
 
     config.toml       the resolved config (every default filled in)
     vocab.json        the vocabulary, ids 0 and 1 reserved for padding and unknown
     labels.json       the authors of an attribution run: class i is labels[i]
     split.json        where every segment of every split came from ("name:start-stop")
+    history.csv       one row per epoch the checkpoint holds (loss, figures, time)
+    best.keras        the model of the epoch with the best monitored figure so far
     checkpoint.keras  the model after the last finished epoch, optimizer state included
-    best.keras        the model of the epoch with the lowest validation loss so far
     progress.json     how many epochs the checkpoint holds, and training time so far
-    history.csv       Keras's per-epoch logs (loss, perplexity, validation, elapsed time)
     model.keras       the final model: the best epoch (train.keep = "best") or the last
-    metrics.json      validation loss in nats and bits per token, throughput, data sizes
-    evaluation.json   the report of ``toolkit evaluate`` (and confusion.png for attribution)
+    metrics.json      the final model's validation figures, throughput, data sizes
+    evaluation.json   the report of ``toolkit evaluate`` (and confusion.png for attribution);
+                      removed when training resumes, since it describes an older model
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import tempfile
 from functools import cached_property
 from pathlib import Path
-
-import keras
 
 from toolkit import config as config_module
 from toolkit.errors import ToolkitError
@@ -37,31 +38,84 @@ from toolkit.vocab import Vocabulary
 CONFIG, VOCAB, CHECKPOINT, PROGRESS = "config.toml", "vocab.json", "checkpoint.keras", "progress.json"
 HISTORY, MODEL, METRICS, BEST = "history.csv", "model.keras", "metrics.json", "best.keras"
 LABELS, SPLIT, EVALUATION, CONFUSION = "labels.json", "split.json", "evaluation.json", "confusion.png"
+TMP_SUFFIX = ".tmp"
 RUN_FILES = (CONFIG, VOCAB, CHECKPOINT, PROGRESS, HISTORY, MODEL, METRICS, BEST, LABELS, SPLIT,
              EVALUATION, CONFUSION)
 
 
+# Test-only fault injection: TOOLKIT_FAULT_AT=N kills the process (SIGKILL) at the Nth
+# fault point of a run's writes, each write having two: its temporary file half written,
+# and just after the rename. tests/test_reliability.py kills training at every point.
+FAULT_ENV = "TOOLKIT_FAULT_AT"
+_fault_count = 0
+
+
+def fault_point(partial: Path | None = None) -> None:
+    """Die here if ``$TOOLKIT_FAULT_AT`` says so, leaving ``partial`` cut to half its size."""
+    global _fault_count
+    wanted = os.environ.get(FAULT_ENV)
+    if not wanted:
+        return
+    _fault_count += 1
+    if _fault_count == int(wanted):
+        if partial is not None and partial.exists():
+            with partial.open("r+b") as f:
+                f.truncate(partial.stat().st_size // 2)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def fsync_directory(path: Path) -> None:
+    """Make a rename in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_durably(tmp: Path, path: Path) -> None:
+    """fsync ``tmp``, rename it over ``path`` and fsync the folder; readers see the old
+    file or the new one, never half of one."""
+    fault_point(tmp)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.chmod(tmp, 0o644)  # as Keras and most tools leave files, not mkstemp's 0600
+    os.replace(tmp, path)
+    fsync_directory(path.parent)
+    fault_point()
+
+
 def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
+    """Write ``text`` to ``path`` atomically (temporary file, fsync, rename)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        replace_durably(Path(tmp), path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def atomic_save_model(model: keras.Model, path: Path) -> None:
-    """``model.save`` to a temporary ``.keras`` file, then rename it into place."""
+def atomic_save_model(model, path: Path) -> None:
+    """``model.save`` to a temporary ``.keras`` file, then rename it into place durably."""
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    model.save(tmp)
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.stem}{TMP_SUFFIX}.keras")
+    try:
+        model.save(tmp)
+        replace_durably(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete temporary files a killed process left in a run directory; returns them."""
+    stale = [p for p in folder.glob(f".*{TMP_SUFFIX}*") if p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -133,7 +187,7 @@ class Run:
         return json.loads(path.read_text())["labels"] if path.is_file() else []
 
     @cached_property
-    def model(self) -> keras.Model:
+    def model(self):
         """The trained model (see :meth:`load_model`), loaded once."""
         return self.load_model()
 
@@ -144,7 +198,7 @@ class Run:
     def metrics(self) -> dict:
         return json.loads(self.file(METRICS).read_text())
 
-    def load_model(self) -> keras.Model:
+    def load_model(self):
         """The final model, or the last checkpoint of an unfinished run, read from disk."""
         for name in (MODEL, CHECKPOINT):
             if self.file(name).is_file():
@@ -153,9 +207,13 @@ class Run:
                            f"train it first or resume it with --resume")
 
 
-def load_keras_file(path: Path) -> keras.Model:
+def load_keras_file(path: Path):
     """Load a ``.keras`` file; a damaged, foreign or unsafe file is one error naming it."""
-    load_plugins()  # plugin modules register their Keras layers when imported
+    import keras
+
+    import toolkit.layers  # noqa: F401  (registers the toolkit's serializable layers)
+
+    load_plugins()  # plugin modules register their own Keras layers when imported
     try:
         return keras.saving.load_model(path)
     except Exception as err:  # Keras raises many types for a bad file

@@ -1,97 +1,34 @@
-"""Training: config -> data -> model -> ``fit`` -> a run directory that can be resumed."""
+"""Training: config -> data -> model -> ``fit`` -> a run directory that can be resumed.
+
+:func:`train` runs in named phases. Everything that can be refused (the config, the
+corpus, the split, the model and the weights it starts from) is checked before the
+first file of the run is written, and TensorFlow is imported only once the data is
+ready.
+"""
 
 from __future__ import annotations
 
-import csv
 import statistics
-import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import keras
 
 from toolkit import config as config_module
 from toolkit import runs
 from toolkit.data import Prepared, prepare_config
-from toolkit.errors import ToolkitError
+from toolkit.errors import ConfigError, ToolkitError
 from toolkit.hookspecs import EpochData
-from toolkit.model import build_model, compile_model, copy_weights, layers_of, set_trainable
 from toolkit.plugins import registry
 from toolkit.runs import Run
-from toolkit.state import reset_states
 
 # Keys that may change when a run is resumed: how long to train, not what to train.
-RESUMABLE_CHANGES = {("train", "epochs"), ("train", "max_minutes")}
+RESUMABLE_CHANGES = {("train", "epochs"), ("train", "max_minutes"), ("train", "on_divergence"),
+                     ("train", "divergence_steps")}
 
 
-class TrainingClock(keras.callbacks.Callback):
-    """Adds ``elapsed_minutes`` (training time, resumed runs included) and ``tokens_per_second``
-    (positions trained per second of the epoch's training steps) to the epoch logs."""
+class TrainingDiverged(ToolkitError):
+    """Training stopped because the loss diverged; the CLI exits with status 3."""
 
-    def __init__(self, positions_per_batch: int, prior_seconds: float = 0.0):
-        super().__init__()
-        self.positions_per_batch = positions_per_batch
-        self.seconds = prior_seconds
-        self.rates: list[float] = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch_start = time.perf_counter()
-        self.train_seconds = None
-        self.batches = 0
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.batches += 1
-
-    def on_test_begin(self, logs=None):
-        if self.train_seconds is None and hasattr(self, "epoch_start"):
-            self.train_seconds = time.perf_counter() - self.epoch_start
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.seconds += time.perf_counter() - self.epoch_start
-        train_seconds = self.train_seconds or (time.perf_counter() - self.epoch_start)
-        rate = self.batches * self.positions_per_batch / train_seconds
-        self.rates.append(rate)
-        if logs is not None:
-            logs["elapsed_minutes"] = self.seconds / 60
-            logs["tokens_per_second"] = rate
-
-
-class FollowEpochs(keras.callbacks.Callback):
-    """Tells the training :class:`EpochData` which epoch ``fit`` is starting (its offsets or
-    shuffle depend on it)."""
-
-    def __init__(self, data: EpochData):
-        super().__init__()
-        self.data = data
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.data.set_epoch(epoch)
-
-
-class RunCheckpoint(keras.callbacks.Callback):
-    """Saves the model with its optimizer state after every epoch, atomically."""
-
-    def __init__(self, run: Run, clock: TrainingClock):
-        super().__init__()
-        self.run, self.clock = run, clock
-
-    def on_epoch_end(self, epoch, logs=None):
-        runs.atomic_save_model(self.model, self.run.file(runs.CHECKPOINT))
-        runs.write_json(self.run.file(runs.PROGRESS),
-                        {"epochs_done": epoch + 1, "training_seconds": self.clock.seconds})
-
-
-class TimeLimit(keras.callbacks.Callback):
-    """Stops training after the epoch in which the training time passes ``minutes``."""
-
-    def __init__(self, minutes: float, clock: TrainingClock):
-        super().__init__()
-        self.minutes, self.clock = minutes, clock
-        self.stopped = False
-
-    def on_epoch_end(self, epoch, logs=None):
-        if self.minutes and self.clock.seconds >= self.minutes * 60:
-            self.model.stop_training = self.stopped = True
+    exit_status = 3
 
 
 def changed_keys(old: dict, new: dict, prefix: str = "") -> list[tuple[str, ...]]:
@@ -111,8 +48,8 @@ def resumed_config(run: Run, config_path: str | None, overrides: list[str]) -> d
     stored = run.config
     if config_path is None and not overrides:
         return stored
-    raw = config_module.read(config_path) if config_path else config_module.read(
-        run.file(runs.CONFIG))
+    raw = config_module.read(config_path) if config_path else config_module.upgrade_stored(
+        config_module.read(run.file(runs.CONFIG)))
     new = config_module.resolve(config_module.apply_overrides(raw, overrides), registry(),
                                 source=str(config_path or run.file(runs.CONFIG)))
     changes = [c for c in changed_keys(stored, new) if c not in RESUMABLE_CHANGES]
@@ -123,15 +60,6 @@ def resumed_config(run: Run, config_path: str | None, overrides: list[str]) -> d
             f"run's {runs.CONFIG}; only train.epochs and train.max_minutes may change. "
             f"Start a new run with another --run-dir instead")
     return new
-
-
-def best_validation(path: Path, monitor: str) -> float | None:
-    """The lowest value of ``monitor`` recorded in a history file, if any."""
-    if not path.is_file():
-        return None
-    with path.open(newline="") as f:
-        values = [float(r[monitor]) for r in csv.DictReader(f) if r.get(monitor)]
-    return min(values) if values else None
 
 
 def init_source(resolved: dict, run: Run) -> Run | None:
@@ -163,7 +91,8 @@ class Session:
     resolved: dict
     components: config_module.Components
     resume: bool
-    source: Run | None = None
+    source: str
+    init_run: Run | None = None
     prepared: Prepared | None = None
     labels: list | None = None
     train_data: EpochData | None = None
@@ -183,20 +112,47 @@ def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (
           resume: bool = False, verbose: str | int = "auto", overwrite: bool = False) -> Run:
     """Train the model a config describes into ``run_dir`` (or continue it with ``resume``).
 
-    ``overwrite`` replaces an existing run, once the new config and data have been checked.
+    ``overwrite`` replaces an existing run, once the new config, data and model have
+    been checked. Raises :class:`TrainingDiverged` when the loss diverges (unless
+    ``train.on_divergence = "continue"``), keeping the last good checkpoint.
     """
     session = open_session(config_path, Run(run_dir), list(overrides), resume, overwrite)
-    prepare_data(session)
+    with errors_name(session.source):
+        prepare_data(session)
+        model, first_epoch = build_or_restore_model(session)
     write_run_files(session, overwrite)
-    model, first_epoch = build_or_restore_model(session)
-    clock = fit_epochs(session, model, first_epoch, verbose)
+    clock, guard = fit_epochs(session, model, first_epoch, verbose)
+    if guard.stopped:
+        done = Run(session.run.path).progress()["epochs_done"]
+        raise TrainingDiverged(
+            f"training diverged: {guard.reason}. Nothing of that epoch was kept: "
+            f"{session.run.path} holds {done} good epoch(s). Train again with a lower "
+            f"train.learning_rate (now {session.settings['learning_rate']}) or gradient "
+            f"clipping (train.clipnorm), or set train.on_divergence = \"continue\"")
     finish_run(session, model, clock)
     return Run(session.run.path)
+
+
+class errors_name:
+    """Adds the config file to a :class:`ConfigError` raised without one."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, error, traceback):
+        if isinstance(error, ConfigError) and error.source is None:
+            raise ConfigError(error.path, error.message, self.source) from None
+        return False
 
 
 def open_session(config_path, run: Run, overrides: list[str], resume: bool,
                  overwrite: bool) -> Session:
     """Phase 1: the resolved config and its components, checked before any data is read."""
+    if resume and config_path is not None and not run.exists():
+        resume = False  # killed before its config was written: start it
     if resume:
         run.require()
         resolved = resumed_config(run, config_path, overrides)
@@ -210,9 +166,9 @@ def open_session(config_path, run: Run, overrides: list[str], resume: bool,
                                f"--overwrite to replace it, or choose another --run-dir")
         source = str(config_path)
     components = config_module.build_components(resolved, registry(), source=source)
-    session = Session(run, resolved, components, resume)
+    session = Session(run, resolved, components, resume, source)
     if not session.restores:
-        session.source = init_source(resolved, run)
+        session.init_run = init_source(resolved, run)
     return session
 
 
@@ -222,8 +178,8 @@ def prepare_data(session: Session) -> None:
     run, builder = session.run, session.components.sequences
     if session.resume:
         known_vocab = run.vocab
-    elif session.source is not None and "encoder" in session.resolved["init"]["copy"]:
-        known_vocab = session.source.vocab
+    elif session.init_run is not None and "encoder" in session.resolved["init"]["copy"]:
+        known_vocab = session.init_run.vocab
     else:
         known_vocab = None
     prepared = prepare_config(session.components, session.resolved, known_vocab)
@@ -238,26 +194,13 @@ def prepare_data(session: Session) -> None:
         session.val_data = builder.validation(builder.data(splits["validation"], labels))
 
 
-def write_run_files(session: Session, overwrite: bool) -> None:
-    """Phase 3: the run's config, vocabulary, split and labels (an older run's files removed)."""
-    run = session.run
-    if overwrite and not session.resume and run.exists():
-        for name in runs.RUN_FILES:  # only a run's own files: never a folder's other content
-            run.file(name).unlink(missing_ok=True)
-    run.path.mkdir(parents=True, exist_ok=True)
-    runs.atomic_write(run.file(runs.CONFIG), config_module.dumps(session.resolved))
-    if session.resume:
-        return
-    splits = session.prepared.splits
-    runs.write_json(run.file(runs.VOCAB), session.prepared.vocab.to_json())
-    runs.write_json(run.file(runs.SPLIT), {name: split.sources for name, split in splits.items()})
-    if session.labels:
-        runs.write_json(run.file(runs.LABELS), {"labels": session.labels})
-
-
-def build_or_restore_model(session: Session) -> tuple[keras.Model, int]:
-    """Phase 4: the checkpoint of a resumed run, or a new compiled model (with the init
+def build_or_restore_model(session: Session):
+    """Phase 3: the checkpoint of a resumed run, or a new compiled model (with the init
     run's weights copied in). Returns the model and the first epoch to train."""
+    import keras
+
+    from toolkit.model import build_model, compile_model, copy_weights, set_trainable
+
     run, components, settings = session.run, session.components, session.settings
     if session.restores:
         model = runs.load_keras_file(run.file(runs.CHECKPOINT))
@@ -270,53 +213,82 @@ def build_or_restore_model(session: Session) -> tuple[keras.Model, int]:
     builder = components.sequences
     model = build_model(components, len(session.prepared.vocab), builder.batch_size,
                         builder.stateful, session.labels)
-    if session.source is not None:
+    if session.init_run is not None:
         init = session.resolved["init"]
-        copy_weights(session.source.model, model, init["copy"],
-                     where=f"init.run = {init['run']!r}")
+        try:
+            copy_weights(session.init_run.model, model, init["copy"],
+                         where=f"init.run = {init['run']!r}")
+        except ToolkitError as err:
+            raise ConfigError("init.run", str(err)) from None
         set_trainable(model, init["copy"], not init["freeze"])
     compile_model(model, components, settings)
     return model, 0
 
 
-def fit_epochs(session: Session, model: keras.Model, first_epoch: int,
-               verbose) -> "TrainingClock":
-    """Phase 5: ``fit`` with the builder's callbacks, checkpoints, the best-epoch file and the
-    time limit; frozen layers are unfrozen at ``init.unfreeze_after`` (``fit`` in two parts)."""
+def write_run_files(session: Session, overwrite: bool) -> None:
+    """Phase 4: the run's config, vocabulary, split and labels. An older run's files go
+    first (``--overwrite``); a resumed run loses its temporary files and its evaluation,
+    which describes a model that is about to change."""
+    run = session.run
+    if overwrite and not session.resume and run.exists():
+        for name in runs.RUN_FILES:  # only a run's own files: never a folder's other content
+            run.file(name).unlink(missing_ok=True)
+    run.path.mkdir(parents=True, exist_ok=True)
+    runs.remove_stale_temporaries(run.path)
+    if session.resume:
+        for name in (runs.EVALUATION, runs.CONFUSION):
+            run.file(name).unlink(missing_ok=True)
+    if not session.resume:
+        splits = session.prepared.splits
+        runs.write_json(run.file(runs.VOCAB), session.prepared.vocab.to_json())
+        runs.write_json(run.file(runs.SPLIT),
+                        {name: split.sources for name, split in splits.items()})
+        if session.labels:
+            runs.write_json(run.file(runs.LABELS), {"labels": session.labels})
+    # Last: a folder with config.toml holds a run whose vocabulary, split and labels exist.
+    runs.atomic_write(run.file(runs.CONFIG), config_module.dumps(session.resolved))
+
+
+def fit_epochs(session: Session, model, first_epoch: int, verbose):
+    """Phase 5: ``fit`` with the builder's callbacks, the run writer, the divergence guard
+    and the time limit; frozen layers are unfrozen at ``init.unfreeze_after`` (``fit`` in
+    two parts). Returns the clock and the guard."""
+    from toolkit.callbacks import (DivergenceGuard, FollowEpochs, RunWriter, TimeLimit,
+                                   TrainingClock, trim_history)
+    from toolkit.model import layers_of, set_trainable
+
     run, settings, builder = session.run, session.settings, session.components.sequences
     train_data, val_data = session.train_data, session.val_data
-    trim_history(run.file(runs.HISTORY), first_epoch)
+    history = trim_history(run.file(runs.HISTORY), first_epoch)
     clock = TrainingClock(builder.batch_size * builder.length,
                           run.progress().get("training_seconds", 0.0) if session.resume else 0.0)
     time_limit = TimeLimit(settings["max_minutes"], clock)
-    monitor = session.components.head.monitor
-    callbacks = [clock, FollowEpochs(train_data), *builder.callbacks(train_data),
-                 RunCheckpoint(run, clock), time_limit]
-    if val_data is not None:
-        callbacks.append(keras.callbacks.ModelCheckpoint(
-            str(run.file(runs.BEST)), monitor=monitor, mode="min",
-            save_best_only=True, initial_value_threshold=best_validation(
-                run.file(runs.HISTORY), monitor) if first_epoch else None, verbose=0))
+    guard = DivergenceGuard(len(session.prepared.vocab), settings["divergence_steps"],
+                            settings["on_divergence"])
+    monitor = session.components.head.monitor if val_data is not None else "loss"
+    callbacks = [clock, FollowEpochs(train_data), guard, *builder.callbacks(train_data),
+                 RunWriter(run, clock, monitor, history, guard), time_limit]
     init = session.resolved["init"]
     unfreeze_at = init["unfreeze_after"] or settings["epochs"]
     for start, stop in ((first_epoch, min(unfreeze_at, settings["epochs"])),
                         (max(first_epoch, unfreeze_at), settings["epochs"])):
-        if start >= stop or time_limit.stopped:
+        if start >= stop or time_limit.stopped or guard.stopped:
             continue
         if start >= unfreeze_at and not all(layer.trainable
                                             for layer in layers_of(model, init["copy"])):
             set_trainable(model, init["copy"], True)
             recompile(model, session.components, settings)
-        history = keras.callbacks.CSVLogger(str(run.file(runs.HISTORY)), append=start > 0)
         model.fit(train_data.dataset(),
                   validation_data=None if val_data is None else val_data.dataset(),
-                  epochs=stop, initial_epoch=start, callbacks=[*callbacks, history],
+                  epochs=stop, initial_epoch=start, callbacks=callbacks,
                   shuffle=False, verbose=verbose)
-    return clock
+    return clock, guard
 
 
-def finish_run(session: Session, model: keras.Model, clock: "TrainingClock") -> None:
+def finish_run(session: Session, model, clock) -> None:
     """Phase 6: keep the best (or last) epoch as ``model.keras`` and write ``metrics.json``."""
+    from toolkit.model import layers_of
+
     run = session.run
     if session.settings["keep"] == "best" and run.file(runs.BEST).is_file():
         model.load_weights(run.file(runs.BEST))
@@ -331,26 +303,20 @@ def finish_run(session: Session, model: keras.Model, clock: "TrainingClock") -> 
     runs.write_json(run.file(runs.METRICS), metrics)
 
 
-def recompile(model: keras.Model, components, settings: dict) -> None:
+def recompile(model, components, settings: dict) -> None:
     """Compile again (after freezing or unfreezing), keeping the optimizer's step count."""
+    from toolkit.model import compile_model
+
     steps = int(model.optimizer.iterations)
     compile_model(model, components, settings)
     model.optimizer.build(model.trainable_variables)
     model.optimizer.iterations.assign(steps)
 
 
-def trim_history(path: Path, epochs_done: int) -> None:
-    """Drop history rows of epochs that the checkpoint does not hold."""
-    if not path.is_file():
-        return
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
-    kept = rows[:1] + [r for r in rows[1:] if r and int(r[0]) < epochs_done]
-    runs.atomic_write(path, "".join(",".join(r) + "\n" for r in kept))
-
-
-def summarize(model, head, val_data, data_stats: dict, run: Run, clock: TrainingClock) -> dict:
+def summarize(model, head, val_data, data_stats: dict, run: Run, clock) -> dict:
     """The run's figures: validation figures of the final model, history, throughput."""
+    from toolkit.state import reset_states
+
     metrics = {"data": {k: v for k, v in data_stats.items() if k != "cache"},
                "epochs_done": run.progress()["epochs_done"],
                "training_minutes": round(clock.seconds / 60, 3)}

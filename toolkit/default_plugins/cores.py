@@ -1,7 +1,5 @@
 """Built-in cores: stacked LSTM layers."""
 
-import keras
-
 from toolkit.hookspecs import hookimpl
 from toolkit.params import Fraction, PositiveInt
 
@@ -22,7 +20,9 @@ class LSTMCore:
         self.recurrent_dropout = recurrent_dropout
         self.stateful = stateful
 
-    def build(self, stateful: bool) -> list[keras.layers.Layer]:
+    def build(self, stateful: bool) -> list:
+        import keras
+
         layers = []
         for i in range(self.layers):
             layers.append(keras.layers.LSTM(

@@ -8,6 +8,7 @@ checksum, licence and label rule.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 from pathlib import Path
 from typing import Iterator
@@ -65,7 +66,17 @@ class TextDirectory:
     def files(self) -> list[Path]:
         if not self.path.is_dir():
             raise ToolkitError(f"corpus directory not found: {self.path}")
-        files = sorted(p for p in self.path.rglob(self.pattern) if p.is_file())
+        files, seen = [], set()
+        # os.walk follows symlinked folders (Path.rglob does not); each real folder once.
+        for root, folders, names in os.walk(self.path, followlinks=True):
+            real = os.path.realpath(root)
+            if real in seen:
+                folders[:] = []
+                continue
+            seen.add(real)
+            files += [Path(root) / n for n in names if fnmatch.fnmatch(n, self.pattern)
+                      and (Path(root) / n).is_file()]
+        files.sort()
         if not files:
             raise ToolkitError(f"no files matching {self.pattern!r} under {self.path}")
         return files

@@ -2,26 +2,36 @@
 
 from typing import Literal
 
-import keras
-import keras_nlp
 import numpy as np
-from keras import ops
 
-from toolkit.hookspecs import Head
-from toolkit.hookspecs import hookimpl
-from toolkit.layers import AuthorSoftmax, MaskedPooling
+from toolkit.hookspecs import Head, hookimpl
 from toolkit.params import Fraction
 from toolkit.vocab import PAD
 
+# Keras is imported inside the methods: configs are checked, and `toolkit --help` answers,
+# without loading TensorFlow.
+
 
 def token_loss():
+    import keras
+
     # The output carries the encoder's mask, so Keras sums the weighted losses of real
     # tokens and divides by their number: padding changes neither the loss nor its scale,
     # and class weights keep their effect within a batch.
     return keras.losses.SparseCategoricalCrossentropy()
 
 
+def nats():
+    # The token-weighted mean cross-entropy of the epoch (padding and warm-up weigh 0):
+    # the one loss figure that the epoch line, metrics.json and evaluate all report.
+    import keras
+
+    return keras.metrics.SparseCategoricalCrossentropy(name="nats")
+
+
 def perplexity():
+    import keras_nlp
+
     # Exact per-token perplexity: sums over unpadded, weighted tokens across batches.
     return keras_nlp.metrics.Perplexity(mask_token_id=PAD, name="perplexity")
 
@@ -33,6 +43,8 @@ class GeneratorHead(Head):
         self.dropout = dropout
 
     def build(self, features, context):
+        import keras
+
         if self.dropout:
             features = keras.layers.Dropout(self.dropout, name="head_dropout")(features)
         dense = keras.layers.Dense(context.vocab_size, activation="softmax", dtype="float32")
@@ -42,7 +54,7 @@ class GeneratorHead(Head):
         return token_loss()
 
     def metrics(self):
-        return [perplexity()]
+        return [nats(), perplexity()]
 
 
 class ClassifierHead(Head):
@@ -63,6 +75,10 @@ class ClassifierHead(Head):
         self.pooling, self.dropout = pooling, dropout
 
     def build(self, features, context):
+        import keras
+
+        from toolkit.layers import MaskedPooling
+
         if len(context.labels) < 2:
             raise ValueError(f"the classifier needs at least 2 authors in the training "
                              f"split, found {len(context.labels)}: {context.labels}")
@@ -73,9 +89,13 @@ class ClassifierHead(Head):
                                   name="head_classifier")(pooled)
 
     def loss(self):
+        import keras
+
         return keras.losses.SparseCategoricalCrossentropy()
 
     def metrics(self):
+        import keras
+
         return [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
 
     def summarize(self, results):
@@ -107,9 +127,15 @@ class AuthorLMsHead(Head):
         self.dropout = dropout
 
     def inputs(self, batch_size):
+        import keras
+
         return {"author": keras.Input(batch_shape=(batch_size,), dtype="int32", name="author")}
 
     def build(self, features, context):
+        import keras
+
+        from toolkit.layers import AuthorSoftmax
+
         if not context.labels:
             raise ValueError("author-lms needs labelled documents (one head per author)")
         if self.dropout:
@@ -121,11 +147,14 @@ class AuthorLMsHead(Head):
         return token_loss()
 
     def metrics(self):
-        return [perplexity()]
+        return [nats(), perplexity()]
 
     def score_passages(self, model, passages, batch_size):
         """``log p(passage | author)``: the summed per-token log-probabilities under each
         author's softmax, computed for every author at once from one pass of the core."""
+        import keras
+        from keras import ops
+
         lms = model.get_layer("head_author_lms")
         features = keras.Model(model.get_layer("tokens").output, lms.input[0])
         scores = []

@@ -8,7 +8,6 @@ from collections import Counter, defaultdict
 from typing import Annotated, Literal
 
 import numpy as np
-import tensorflow as tf
 
 from toolkit.splits import Segment, Split
 from toolkit.errors import ConfigError
@@ -36,19 +35,32 @@ SplitTable = Annotated[dict, Table(split_settings)]
 
 
 def passages_from_split(split: Split, length: int, labels: list[str],
-                        weights: dict[str, float] | None = None) -> Passages:
-    """A split's segments as a padded id matrix with label indices and per-passage weights."""
+                        class_weight: str = "none") -> Passages:
+    """A split's segments as a padded id matrix with label indices and per-passage weights.
+
+    A segment longer than ``length`` ids (a passage planned in words that became more
+    WordPiece pieces) is cut into equal rows of at most ``length``, so every id planned
+    is fed. ``class_weight = "balanced"`` weights the rows by their authors' shares."""
     index = {label: i for i, label in enumerate(labels)}
-    ids = np.zeros((len(split), length), np.int32)
-    for row, passage in enumerate(split.ids):
-        ids[row, :len(passage)] = passage[:length]
-    label_ids = np.array([index.get(label, -1) for label in split.labels], np.int32)
+    rows, row_labels, sources = [], [], []
+    for ids, label, source in zip(split.ids, split.labels, split.sources):
+        count = max(1, -(-len(ids) // length))
+        bounds = np.linspace(0, len(ids), count + 1).round().astype(int)
+        for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
+            rows.append(ids[a:b])
+            row_labels.append(label)
+            sources.append(source if count == 1 else f"{source}#{i + 1}/{count}")
+    matrix = np.zeros((len(rows), length), np.int32)
+    for r, row in enumerate(rows):
+        matrix[r, :len(row)] = row
+    label_ids = np.array([index.get(label, -1) for label in row_labels], np.int32)
     if labels and (label_ids < 0).any():
-        unknown = sorted({l for l, i in zip(split.labels, label_ids) if i < 0}, key=str)
+        unknown = sorted({l for l, i in zip(row_labels, label_ids) if i < 0}, key=str)
         raise ConfigError("corpus", f"labels {unknown} appear outside the training split; "
                                     f"every author needs training text")
-    w = np.array([(weights or {}).get(label, 1.0) for label in split.labels], np.float32)
-    return Passages(ids, label_ids, w, list(split.sources))
+    shares = balanced_weights(row_labels) if class_weight == "balanced" else {}
+    weights = np.array([shares.get(label, 1.0) for label in row_labels], np.float32)
+    return Passages(matrix, label_ids.reshape(-1), weights, sources)
 
 
 def balanced_weights(labels: list[str]) -> dict[str, float]:
@@ -96,6 +108,8 @@ class PassageData(EpochData):
         return {"tokens": x, "author": self.passages.labels[rows]}, y, w.astype(np.float32)
 
     def signature(self):
+        import tensorflow as tf
+
         per_row = tf.TensorSpec((None,), tf.int32)
         if self.target == "label":
             tokens = tf.TensorSpec((None, self.length), tf.int32)
@@ -248,10 +262,9 @@ class PassageBuilder(SequenceBuilder):
 
     def data(self, split, labels=(), training=False):
         """Padded passages with label indices; training passages carry the class weights."""
-        weights = None
-        if training and self.class_weight == "balanced" and self.target != "next-token":
-            weights = balanced_weights(split.labels)
-        return passages_from_split(split, self.length, list(labels), weights)
+        weighted = training and self.class_weight == "balanced" and self.target != "next-token"
+        return passages_from_split(split, self.length, list(labels),
+                                   "balanced" if weighted else "none")
 
     def training(self, passages: Passages, seed):
         return PassageData(passages, self.batch_size, self.target, seed)

@@ -67,6 +67,7 @@ class Characters(Stage):
     """Split text into characters: every character, spaces and newlines included, is a token."""
 
     produces = "tokens"
+    unit = "characters"
 
     def __call__(self, text: str) -> list[str]:
         return list(text)

@@ -10,7 +10,6 @@ import numpy as np
 from toolkit.errors import ToolkitError
 from toolkit.hookspecs import EpochData, SequenceBuilder, hookimpl
 from toolkit.params import NonNegativeInt, PositiveInt
-from toolkit.state import StateResets
 
 
 def stream_layout(ids: np.ndarray, batch_size: int, length: int, offset: int = 0):
@@ -97,12 +96,30 @@ class StreamBuilder(SequenceBuilder):
             return lambda epoch: 0
         return lambda epoch: int(np.random.default_rng([seed, epoch]).integers(self.max_offset))
 
-    def check_size(self, ids, what, reserve=0):
-        if len(ids) - 1 - reserve < self.batch_size:
-            raise ToolkitError(
-                f"the {what} split has {len(ids)} tokens, too few for sequences.batch_size = "
-                f"{self.batch_size} streams{' after an offset of up to %d' % reserve if reserve else ''}"
-                f"; lower sequences.batch_size or use a longer text")
+    def check_size(self, ids, what: str, reserve: int = 0) -> None:
+        """Refuse a split too short for the streams, naming the setting that binds."""
+        pairs = len(ids) - 1
+        grow = ("raise train.validation_fraction" if what == "validation"
+                else "use a longer text")
+        if pairs < 1:
+            raise ToolkitError(f"the {what} split has {len(ids)} token(s): too few to predict "
+                               f"even one next token; {grow}")
+        if pairs < self.batch_size:
+            raise ToolkitError(f"the {what} split has {len(ids)} tokens, too few for "
+                               f"sequences.batch_size = {self.batch_size} streams of at least "
+                               f"one token each; lower batch_size to at most {pairs} or {grow}")
+        if pairs - reserve < self.batch_size:
+            raise ToolkitError(f"the {what} split has {len(ids)} tokens, and the random offset "
+                               f"of up to {reserve} tokens (sequences.max_offset, which "
+                               f"defaults to length = {self.length}) leaves too few for "
+                               f"{self.batch_size} streams; set sequences.max_offset to at most "
+                               f"{pairs - self.batch_size + 1}, or offset = \"none\"")
+        row = math.ceil((pairs - reserve) / self.batch_size)
+        if what == "training" and self.length > row:
+            raise ToolkitError(f"sequences.length = {self.length} is longer than each of the "
+                               f"{self.batch_size} training streams ({row} tokens), so every "
+                               f"window would be mostly padding; lower length to at most "
+                               f"{row} or lower sequences.batch_size")
 
     def training(self, ids, seed):
         reserve = 0 if self.offset == "none" else max(self.max_offset - 1, 0)
@@ -114,6 +131,8 @@ class StreamBuilder(SequenceBuilder):
         return StreamData(ids, self.batch_size, self.length, lambda epoch: 0)
 
     def callbacks(self, training_data):
+        from toolkit.state import StateResets
+
         return [StateResets()]
 
 
@@ -125,7 +144,11 @@ class WindowData(EpochData):
         self.ids, self.batch_size, self.length = ids, batch_size, length
         self.starts = np.arange(0, len(ids) - length, step)
         self.seed = seed
-        self.weights = np.ones(length, np.float32)
+        # Warm-up positions weigh 0. Keras divides a masked loss by the number of real
+        # positions, warm-up included, so the scored ones weigh length / scored: the
+        # logged loss is then the mean over scored tokens (the metrics are unchanged,
+        # since they divide by the weights).
+        self.weights = np.full(length, length / (length - warmup), np.float32)
         self.weights[:warmup] = 0.0
         self.order = self.shuffled()
 

@@ -25,6 +25,7 @@ class NLTKWords(Stage):
     """
 
     produces = "tokens"
+    unit = "words"
 
     def __init__(self, lowercase: bool = False, paragraphs: bool = True):
         self.lowercase = lowercase

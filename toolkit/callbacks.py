@@ -1,0 +1,179 @@
+"""The callbacks ``train`` gives ``fit``: epochs, time, divergence, and the run's files.
+
+:class:`RunWriter` is the only writer of a run's per-epoch files, in an order that a
+kill at any moment cannot break: the history row first, then ``best.keras``, then
+the checkpoint, then ``progress.json``, each written atomically. The checkpoint's
+step count says how many epochs it holds; on resume, history rows beyond it are
+dropped and those epochs are trained again, so no epoch is lost or counted twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import sys
+import time
+from pathlib import Path
+
+import keras
+
+from toolkit import runs
+from toolkit.hookspecs import EpochData
+
+
+def read_history(path: Path) -> list[dict]:
+    """The rows of a run's ``history.csv`` (epoch first), or none."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return [row for row in csv.DictReader(f) if row.get("epoch")]
+
+
+def write_history(path: Path, rows: list[dict]) -> None:
+    """Write history rows atomically, columns ``epoch`` then the others sorted."""
+    columns = ["epoch"] + sorted({key for row in rows for key in row} - {"epoch"})
+    out = io.StringIO()
+    writer = csv.DictWriter(out, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    runs.atomic_write(path, out.getvalue())
+
+
+def trim_history(path: Path, epochs_done: int) -> list[dict]:
+    """Keep the rows of the epochs a checkpoint holds; returns them."""
+    rows = read_history(path)
+    kept = [row for row in rows if int(row["epoch"]) < epochs_done]
+    if len(kept) != len(rows):
+        write_history(path, kept)
+    return kept
+
+
+class TrainingClock(keras.callbacks.Callback):
+    """Adds ``elapsed_minutes`` (training time, resumed runs included) and ``tokens_per_second``
+    (positions trained per second of the epoch's training steps) to the epoch logs."""
+
+    def __init__(self, positions_per_batch: int, prior_seconds: float = 0.0):
+        super().__init__()
+        self.positions_per_batch = positions_per_batch
+        self.seconds = prior_seconds
+        self.rates: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_start = time.perf_counter()
+        self.train_seconds = None
+        self.batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+    def on_test_begin(self, logs=None):
+        if self.train_seconds is None and hasattr(self, "epoch_start"):
+            self.train_seconds = time.perf_counter() - self.epoch_start
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.seconds += time.perf_counter() - self.epoch_start
+        train_seconds = self.train_seconds or (time.perf_counter() - self.epoch_start)
+        rate = self.batches * self.positions_per_batch / train_seconds
+        self.rates.append(rate)
+        if logs is not None:
+            logs["elapsed_minutes"] = self.seconds / 60
+            logs["tokens_per_second"] = rate
+
+
+class FollowEpochs(keras.callbacks.Callback):
+    """Tells the training :class:`EpochData` which epoch ``fit`` is starting (its offsets or
+    shuffle depend on it)."""
+
+    def __init__(self, data: EpochData):
+        super().__init__()
+        self.data = data
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.data.set_epoch(epoch)
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Notices a run that diverged: a loss that is not finite, or one that stays above
+    uniform guessing, ``ln(vocab_size)`` nats per token, for ``patience`` training steps
+    in a row. With ``action = "stop"`` training stops at once and :class:`RunWriter`
+    writes nothing more, so the last checkpoint is the last good epoch."""
+
+    def __init__(self, vocab_size: int, patience: int, action: str = "stop"):
+        super().__init__()
+        self.uniform = math.log(max(vocab_size, 2))
+        self.patience, self.action = patience, action
+        self.above = 0
+        self.reason: str | None = None
+        self.epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is None or self.reason is not None:
+            return
+        loss = float(loss)
+        if not math.isfinite(loss):
+            self.diverged(f"the loss became {loss} at epoch {self.epoch + 1}, step {batch + 1}")
+            return
+        self.above = self.above + 1 if loss > self.uniform else 0
+        if self.patience and self.above >= self.patience:
+            self.diverged(f"the loss stayed above uniform guessing (ln of the vocabulary "
+                          f"size, {self.uniform:.3f} nats/token) for {self.above} steps, "
+                          f"reaching {loss:.3f} at epoch {self.epoch + 1}, step {batch + 1}")
+
+    def diverged(self, reason: str) -> None:
+        self.reason = reason
+        if self.action == "stop":
+            self.model.stop_training = True
+        else:
+            print(f"toolkit: warning: {reason}; continuing (train.on_divergence = "
+                  f"\"continue\")", file=sys.stderr)
+
+    @property
+    def stopped(self) -> bool:
+        return self.reason is not None and self.action == "stop"
+
+
+class RunWriter(keras.callbacks.Callback):
+    """After every epoch: the history row, ``best.keras`` when ``monitor`` improved, the
+    checkpoint (optimizer state included) and ``progress.json``, each atomically and in
+    that order (see the module's docstring). Nothing is written for a diverged epoch."""
+
+    def __init__(self, run, clock: TrainingClock, monitor: str, history: list[dict],
+                 guard: DivergenceGuard | None = None):
+        super().__init__()
+        self.run, self.clock, self.monitor, self.guard = run, clock, monitor, guard
+        self.history = list(history)
+        values = [float(row[self.monitor]) for row in self.history if row.get(self.monitor)]
+        self.best = min(values) if values else math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.guard is not None and self.guard.stopped:
+            return
+        logs = logs or {}
+        row = {"epoch": epoch, **{key: float(value) for key, value in logs.items()}}
+        self.history = [r for r in self.history if int(r["epoch"]) < epoch] + [row]
+        write_history(self.run.file(runs.HISTORY), self.history)
+        value = logs.get(self.monitor)
+        if value is not None and math.isfinite(float(value)) and float(value) < self.best:
+            self.best = float(value)
+            runs.atomic_save_model(self.model, self.run.file(runs.BEST))
+        runs.atomic_save_model(self.model, self.run.file(runs.CHECKPOINT))
+        runs.write_json(self.run.file(runs.PROGRESS),
+                        {"epochs_done": epoch + 1, "training_seconds": self.clock.seconds})
+
+
+class TimeLimit(keras.callbacks.Callback):
+    """Stops training after the epoch in which the training time passes ``minutes``."""
+
+    def __init__(self, minutes: float, clock: TrainingClock):
+        super().__init__()
+        self.minutes, self.clock = minutes, clock
+        self.stopped = False
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.minutes and self.clock.seconds >= self.minutes * 60:
+            self.model.stop_training = self.stopped = True
