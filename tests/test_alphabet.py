@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from toolkit.generate import Generator
-from toolkit.train import train
+from toolkit.training import train
 
 CONFIG = Path(__file__).parents[1] / "configs" / "alphabet.toml"
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"

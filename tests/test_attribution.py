@@ -81,7 +81,7 @@ learning_rate = 0.01
 
 @pytest.fixture(scope="module")
 def trained_runs(tmp_path_factory, corpus_file):
-    from toolkit.train import train
+    from toolkit.training import train
 
     root = tmp_path_factory.mktemp("runs")
     runs = {}
@@ -360,7 +360,7 @@ def test_attribute_refuses_unusable_files(trained_runs, tmp_path, capsys, conten
 
 
 def test_attribute_refuses_a_generator_run(tmp_path, tiny_config, capsys):
-    from toolkit.train import train
+    from toolkit.training import train
 
     run = train(tiny_config, tmp_path / "gen", verbose=0)
     (tmp_path / "t.txt").write_text("To be")
@@ -387,7 +387,7 @@ def test_evaluate_reports_the_lstm_beside_the_baseline(trained_runs, capsys):
 def test_init_copies_exactly_the_encoder_and_core_and_freeze_keeps_them(trained_runs, tmp_path,
                                                                          corpus_file):
     from toolkit.runs import Run
-    from toolkit.train import train
+    from toolkit.training import train
 
     source = Run(trained_runs["author-lms"]).load_model()
     config = write_config(tmp_path / "ft.toml", corpus_file, "classifier", epochs=1,
@@ -406,7 +406,7 @@ def test_init_copies_exactly_the_encoder_and_core_and_freeze_keeps_them(trained_
 def test_init_copy_core_only_leaves_the_encoder_new_and_trainable(trained_runs, tmp_path,
                                                                    corpus_file):
     from toolkit.runs import Run
-    from toolkit.train import train
+    from toolkit.training import train
 
     source = Run(trained_runs["author-lms"]).load_model()
     config = write_config(tmp_path / "ft.toml", corpus_file, "classifier", epochs=1,
@@ -444,7 +444,7 @@ def test_init_settings_are_checked(tmp_path, corpus_file, init, message):
 def test_unfreeze_after_trains_the_core_from_that_epoch_and_resumes(trained_runs, tmp_path,
                                                                      corpus_file):
     from toolkit.runs import Run
-    from toolkit.train import train
+    from toolkit.training import train
 
     source = Run(trained_runs["classifier"]).load_model()
     config = write_config(tmp_path / "ft.toml", corpus_file, "author-lms", epochs=1,
@@ -475,7 +475,7 @@ def test_unfreeze_after_needs_freeze(tmp_path, corpus_file, trained_runs):
 
 def test_a_stateful_generator_core_loads_under_a_classifier(tmp_path, corpus_file):
     from toolkit.runs import Run
-    from toolkit.train import train
+    from toolkit.training import train
 
     generator = write_config(tmp_path / "lm.toml", corpus_file, "generator", epochs=1)
     text = open(generator).read().replace('use = "passages"', 'use = "stream"')
@@ -494,7 +494,7 @@ def test_a_stateful_generator_core_loads_under_a_classifier(tmp_path, corpus_fil
 
 
 def test_init_with_other_core_settings_is_refused(trained_runs, tmp_path, corpus_file):
-    from toolkit.train import train
+    from toolkit.training import train
 
     config = write_config(tmp_path / "ft.toml", corpus_file, "classifier",
                           init=f'run = "{trained_runs["classifier"]}"')

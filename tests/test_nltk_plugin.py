@@ -100,7 +100,7 @@ def test_missing_nltk_data_offline_says_how_to_install_it(monkeypatch, tmp_path)
 def test_word_level_generation_end_to_end(tmp_path, subword):
     from tests.conftest import SAMPLE_TEXT
     from toolkit.generate import Generator
-    from toolkit.train import train
+    from toolkit.training import train
 
     book = tmp_path / "book.txt"
     book.write_text(SAMPLE_TEXT * 3)

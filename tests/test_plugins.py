@@ -168,7 +168,7 @@ def test_a_pipeline_made_only_of_plugin_components_trains_and_generates(register
                                                                        tmp_path):
     from toolkit.generate import Generator
     from toolkit.state import stateful_layers
-    from toolkit.train import train
+    from toolkit.training import train
 
     register_plugin(EveryFamilyPlugin(), "test-every-family")
     config = tmp_path / "plugins.toml"
@@ -386,3 +386,33 @@ def test_every_installed_component_follows_its_familys_contract():
                 assert not missing, f"{family} {name} lacks {missing}"
             else:
                 assert issubclass(factory, contract), f"{family} {name} is not a {contract}"
+
+
+def test_a_scaffolded_plugin_installs_registers_and_trains(tmp_path):
+    """`toolkit plugin new` writes a package that pip installs and the toolkit then uses."""
+    import os
+    import subprocess
+    import sys
+
+    assert main(["plugin", "new", "toolkit-demo", "--where", str(tmp_path),
+                 *[f"--family={f}" for f in ("corpus", "preprocessor", "encoder", "core",
+                                             "head", "command")]]) == 0
+    package, site = tmp_path / "toolkit-demo", tmp_path / "site"
+    install = subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps",
+                              "--no-build-isolation", "--target", str(site), str(package)],
+                             capture_output=True, text=True, timeout=300)
+    assert install.returncode == 0, install.stderr[-800:]
+    env = {**os.environ, "PYTHONPATH": str(site), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env.pop("TOOLKIT_LOAD_PLUGINS", None)
+    listed = subprocess.run([sys.executable, "-m", "toolkit.cli", "plugins"], env=env,
+                            capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert "toolkit_demo" in listed.stdout and "toolkit-demo-gru" in listed.stdout
+    hello = subprocess.run([sys.executable, "-m", "toolkit.cli", "toolkit-demo-hello",
+                            "--name", "plugin"], env=env, capture_output=True, text=True,
+                           timeout=120, cwd=tmp_path)
+    assert hello.stdout.strip() == "hello plugin"
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            str(package / "tests")], env=env, capture_output=True, text=True,
+                           timeout=600, cwd=tmp_path)
+    assert tests.returncode == 0 and "2 passed" in tests.stdout, tests.stdout[-1500:]
+    assert main(["plugin", "new", "toolkit-demo", "--where", str(tmp_path)]) == 2

@@ -221,7 +221,7 @@ def test_on_divergence_continue_finishes_the_run(tmp_path, capsys):
 def test_the_logged_validation_loss_is_the_reported_one(tmp_path, builder):
     import csv
 
-    from toolkit.train import train
+    from toolkit.training import train
 
     config = write_tiny(tmp_path, epochs=1)
     overrides = ["train.keep=last"]
@@ -296,7 +296,7 @@ def test_a_config_and_its_corpus_are_checked_before_tensorflow_loads(tmp_path):
 
 
 def test_resume_of_a_run_never_started_starts_it(tmp_path):
-    from toolkit.train import train
+    from toolkit.training import train
 
     config = write_tiny(tmp_path, epochs=1)
     run = train(str(config), tmp_path / "new", resume=True, verbose=0)

@@ -16,7 +16,7 @@ from toolkit.model import inference_twin
 from toolkit.plugins import registry
 from toolkit.runs import Run
 from toolkit.state import reset_states
-from toolkit.train import train
+from toolkit.training import train
 
 
 @pytest.fixture(scope="module")

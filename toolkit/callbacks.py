@@ -11,12 +11,17 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 import sys
 import time
 from pathlib import Path
 
-import keras
+from toolkit.backend import load_tensorflow
+
+load_tensorflow()
+
+import keras  # noqa: E402
 
 from toolkit import runs
 from toolkit.hookspecs import EpochData
@@ -164,6 +169,83 @@ class RunWriter(keras.callbacks.Callback):
         runs.atomic_save_model(self.model, self.run.file(runs.CHECKPOINT))
         runs.write_json(self.run.file(runs.PROGRESS),
                         {"epochs_done": epoch + 1, "training_seconds": self.clock.seconds})
+
+
+class ProgressLine(keras.callbacks.Callback):
+    """A line every ``seconds`` while an epoch trains, for output that is not a terminal
+    (logs, CI, notebooks' captured output): batch, loss, tokens per second, time left."""
+
+    def __init__(self, seconds: float, epochs: int, steps: int, positions_per_batch: int,
+                 stream=None):
+        super().__init__()
+        self.seconds, self.epochs, self.steps = seconds, epochs, steps
+        self.positions = positions_per_batch
+        self.stream = stream or sys.stdout
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self.start = epoch, time.perf_counter()
+        self.last = self.start
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if now - self.last < self.seconds:
+            return
+        self.last = now
+        done = batch + 1
+        rate = done * self.positions / max(now - self.start, 1e-9)
+        left = (self.steps - done) * (now - self.start) / done
+        loss = (logs or {}).get("loss")
+        shown = f", loss {float(loss):.4f}" if loss is not None else ""
+        print(f"epoch {self.epoch + 1}/{self.epochs}: batch {done}/{self.steps}{shown}, "
+              f"{rate:,.0f} tokens/s, {int(left) // 60}:{int(left) % 60:02d} left in the epoch",
+              file=self.stream, flush=True)
+
+
+class LearningRateLog(keras.callbacks.Callback):
+    """Adds the optimizer's ``learning_rate`` to the epoch logs (history and TensorBoard)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(
+                self.model.optimizer.learning_rate))
+
+
+class SampleText(keras.callbacks.Callback):
+    """After every epoch, a text sampled from the model as it stands (generator runs):
+    appended to the run's ``samples.json`` and logged to TensorBoard."""
+
+    def __init__(self, run, components, preprocessor, vocab, prime: str, length: int,
+                 log_dir: Path | None = None):
+        super().__init__()
+        self.run, self.components, self.preprocessor, self.vocab = (run, components,
+                                                                   preprocessor, vocab)
+        self.prime, self.length, self.log_dir = prime, length, log_dir
+
+    def on_epoch_end(self, epoch, logs=None):
+        from toolkit.errors import ToolkitError
+        from toolkit.generate import Generator
+        from toolkit.model import inference_twin
+
+        if not hasattr(self, "generator"):  # built and traced once, weights copied each epoch
+            twin = inference_twin(self.model, self.components, len(self.vocab), 1)
+            self.generator = Generator(self.preprocessor, self.vocab, twin, 1)
+            self.generator.compile()
+            try:
+                self.generator.encode_prime(self.prime)
+            except ToolkitError:  # the configured prime has tokens this text never had
+                self.prime = self.preprocessor.detokenize([self.vocab.tokens[2]])
+        else:
+            self.generator.twin.set_weights(self.model.get_weights())
+        text = self.generator.generate(self.prime, self.length, include_prime=True)[0]
+        path = self.run.file(runs.SAMPLES)
+        samples = json.loads(path.read_text()) if path.is_file() else []
+        samples = [s for s in samples if s["epoch"] < epoch] + [{"epoch": epoch, "text": text}]
+        runs.write_json(path, samples)
+        if self.log_dir is not None:
+            import tensorflow as tf
+
+            with tf.summary.create_file_writer(str(self.log_dir / "samples")).as_default():
+                tf.summary.text("sample", text, step=epoch)
 
 
 class TimeLimit(keras.callbacks.Callback):

@@ -1,4 +1,4 @@
-"""The ``toolkit`` command line: train, generate, attribute, evaluate, plugins, config show.
+"""The toolkit command line: train, generate, attribute, evaluate, report, plugins, config.
 
 Errors in the user's input exit with status 2 and a one-line message, no traceback.
 """
@@ -15,14 +15,15 @@ from toolkit.errors import ConfigError, ToolkitError  # noqa: E402
 
 
 def cmd_train(args) -> int:
-    from toolkit.train import train
+    from toolkit.training import train
 
     run_dir = args.run_dir or default_run_dir(args.config)
-    # One line per epoch when the output is not a terminal (logs, CI).
+    # Not a terminal (logs, CI): one line per epoch, and a progress line every 10 s.
     if args.resume and args.overwrite:
         raise ToolkitError("choose one of --resume and --overwrite")
+    terminal = sys.stdout.isatty()
     run = train(args.config, run_dir, args.set, resume=args.resume, overwrite=args.overwrite,
-                verbose=1 if sys.stdout.isatty() else 2)
+                verbose=1 if terminal else 2, progress_seconds=0 if terminal else 10)
     print(f"run written to {run.path}")
     validation = run.metrics().get("validation")
     if validation:
@@ -100,6 +101,22 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from toolkit.report import write_report
+
+    print(f"report written to {write_report(args.runs, args.output)}")
+    return 0
+
+
+def cmd_plugin_new(args) -> int:
+    from toolkit.scaffold import scaffold
+
+    root = scaffold(args.name, args.family or [], args.where)
+    print(f"plugin package written to {root}; install it with `pip install -e {root}` and "
+          f"see it in `toolkit plugins`")
+    return 0
+
+
 def cmd_plugins(args) -> int:
     from toolkit.plugins import FAMILIES, registry
 
@@ -167,8 +184,25 @@ def make_parser(commands: dict) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_evaluate)
 
+    p = sub.add_parser("report", help="write one self-contained HTML report of one or more runs")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    p.add_argument("--output", help="the HTML file (default: RUN/report.html for one run, "
+                                    "report.html for several)")
+    p.set_defaults(func=cmd_report)
+
     p = sub.add_parser("plugins", help="list plugins and what each registers")
     p.set_defaults(func=cmd_plugins)
+
+    p = sub.add_parser("plugin", help="start a plugin package of your own")
+    plugin_sub = p.add_subparsers(dest="plugin_command", required=True)
+    new = plugin_sub.add_parser("new", help="write an installable plugin package to start from")
+    new.add_argument("name", help="the package name, e.g. toolkit-myplugin")
+    new.add_argument("--family", action="append",
+                     choices=["corpus", "preprocessor", "encoder", "core", "head", "command"],
+                     help="a family to write an example component for (repeatable; "
+                          "default: preprocessor)")
+    new.add_argument("--where", default=".", help="folder to write it in (default: here)")
+    new.set_defaults(func=cmd_plugin_new)
 
     p = sub.add_parser("config", help="work with config files")
     config_sub = p.add_subparsers(dest="config_command", required=True)

@@ -65,6 +65,8 @@ def train_settings(
     seed: NonNegativeInt = 1,
     on_divergence: Literal["stop", "continue"] = "stop",
     divergence_steps: NonNegativeInt = 200,
+    tensorboard: bool = True,
+    sample_length: NonNegativeInt = 200,
 ):
     """Training: the last ``validation_fraction`` of every document is held out for
     validation; ``max_minutes`` (0 = no limit) stops training after the epoch that
@@ -74,7 +76,9 @@ def train_settings(
     starts at once (``$TOOLKIT_CACHE``). A loss that is not finite, or that stays above
     uniform guessing (ln of the vocabulary size) for ``divergence_steps`` training steps
     in a row (0 = only a non-finite loss), stops training with exit status 3 and the
-    last good checkpoint kept, unless ``on_divergence = "continue"``."""
+    last good checkpoint kept, unless ``on_divergence = "continue"``. ``tensorboard``
+    writes TensorBoard logs under the run's ``logs/``; a generator run samples
+    ``sample_length`` tokens after every epoch (0 = none)."""
 
 
 def generate_settings(
@@ -262,12 +266,13 @@ def resolve_preprocess(value: Any, registry: Registry, source: str | None) -> li
             for i, stage in enumerate(value)]
 
 
-def load(path: str | Path, registry: Registry, overrides: list[str] = ()) -> dict[str, Any]:
-    """Read, override and resolve a config file; an error about a key given with ``--set``
-    names that flag rather than the file."""
-    raw = apply_overrides(read(path), list(overrides))
+def load(path: str | Path | dict, registry: Registry, overrides: list[str] = (),
+         source: str | None = None) -> dict[str, Any]:
+    """Read, override and resolve a config file (or a dict laid out like one); an error
+    about a key given with ``--set`` names that flag rather than the file."""
+    raw = apply_overrides(path if isinstance(path, dict) else read(path), list(overrides))
     try:
-        return resolve(raw, registry, source=str(path))
+        return resolve(raw, registry, source=source or source_name(path))
     except ConfigError as err:
         for item in overrides:
             key = item.partition("=")[0].strip()
@@ -275,6 +280,11 @@ def load(path: str | Path, registry: Registry, overrides: list[str] = ()) -> dic
                     f"{err.path}."):
                 raise ConfigError(err.path, err.message, f"--set {item}") from None
         raise
+
+
+def source_name(config: str | Path | dict) -> str:
+    """How messages name a config: its path, or "config dict" for one given from Python."""
+    return "config dict" if isinstance(config, dict) else str(config)
 
 
 def upgrade_stored(stored: dict[str, Any]) -> dict[str, Any]:
@@ -290,8 +300,14 @@ def upgrade_stored(stored: dict[str, Any]) -> dict[str, Any]:
 
 
 def dumps(resolved: dict[str, Any]) -> str:
-    """The resolved config as TOML."""
-    return tomli_w.dumps(resolved)
+    """The resolved config as TOML, in the form config files use (``[[preprocess]]`` tables)."""
+    parts = []
+    for section, value in resolved.items():
+        if isinstance(value, list):
+            parts += [f"[[{section}]]\n{tomli_w.dumps(item)}" for item in value]
+        else:
+            parts.append(tomli_w.dumps({section: value}))
+    return "\n".join(part.rstrip("\n") + "\n" for part in parts)
 
 
 @dataclass

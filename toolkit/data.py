@@ -9,6 +9,8 @@ split only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+import sys
+import time
 from itertools import chain
 
 import numpy as np
@@ -58,6 +60,22 @@ def prepare_config(components, resolved: dict, vocab: Vocabulary | None = None) 
                    vocab, cache_settings(resolved) if settings["cache"] else None)
 
 
+def preprocess_all(documents, preprocessor: Preprocessor, every: float = 10.0) -> list[list[str]]:
+    """Every document's tokens; a long run prints a progress line every ``every`` seconds."""
+    total = sum(len(d.text) for d in documents) / 1e6
+    tokens, done, start = [], 0.0, time.perf_counter()
+    last = start
+    for i, document in enumerate(documents):
+        tokens.append(preprocessor(document.text))
+        done += len(document.text) / 1e6
+        now = time.perf_counter()
+        if now - last >= every:
+            last = now
+            print(f"preprocessing: {i + 1}/{len(documents)} documents, {done:.1f}/{total:.1f} "
+                  f"MB of text, {done / (now - start):.2f} MB/s", file=sys.stderr, flush=True)
+    return tokens
+
+
 def prepare(corpus, preprocessor: Preprocessor, vocab_settings: dict, builder,
             validation_fraction: float, seed: int = 1, vocab: Vocabulary | None = None,
             cache_settings: dict | None = None) -> Prepared:
@@ -75,7 +93,7 @@ def prepare(corpus, preprocessor: Preprocessor, vocab_settings: dict, builder,
             splits, cached_vocab, stats = hit
             return Prepared(splits, cached_vocab, {**stats, "cache": "hit"})
 
-    tokens = [preprocessor(document.text) for document in documents]
+    tokens = preprocess_all(documents, preprocessor)
     plan = builder.plan_split(documents, tokens, validation_fraction, seed)
     train_tokens = list(chain.from_iterable(tokens[s.document][s.start:s.stop]
                                             for s in plan["train"]))

@@ -10,7 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import keras
+from toolkit.backend import load_tensorflow
+
+load_tensorflow()
+
+import keras  # noqa: E402
 import keras_nlp
 import numpy as np
 import tensorflow as tf
@@ -73,6 +77,25 @@ class Generator:
         # whose time dimension is unknown, so shapes stay static.
         self._feed = tf.function(feed)
         self._next_token_logits = next_token_logits
+        self._sampling = {}
+
+    def sampling_function(self, prime_length: int, length: int, temperature: float, top_k: int,
+                          top_p: float, seed: int | None):
+        """The compiled sampling loop for these settings. Without a seed it is traced once
+        and reused (a trace costs about a second); a seed gets a fresh sampler each call,
+        so the same seed gives the same text."""
+        key = (prime_length, length, temperature, top_k, top_p)
+        if seed is None and key in self._sampling:
+            return self._sampling[key]
+        sampler = make_sampler(temperature, top_k, top_p, seed)
+
+        @tf.function
+        def sample(prompt, mask):
+            return sampler(self._next_token_logits, prompt, index=prime_length, mask=mask)
+
+        if seed is None:
+            self._sampling[key] = sample
+        return sample
 
     def encode_prime(self, prime: str) -> np.ndarray:
         tokens = self.preprocessor(prime)
@@ -109,7 +132,8 @@ class Generator:
         ids = self.encode_prime(prime)
         if seed is not None:
             keras.utils.set_random_seed(seed)
-        sampler = make_sampler(temperature, min(top_k, len(self.vocab)), top_p, seed)
+        top_k = min(top_k, len(self.vocab))
+        sample = self.sampling_function(len(ids), length, temperature, top_k, top_p, seed)
         reset_states(self.twin)
         if len(ids) > 1:
             self.advance(ids[:-1])
@@ -117,10 +141,5 @@ class Generator:
         prompt[:, :len(ids)] = ids
         mask = np.zeros_like(prompt, dtype=bool)
         mask[:, :len(ids)] = True
-
-        @tf.function
-        def sample(prompt, mask):
-            return sampler(self._next_token_logits, prompt, index=len(ids), mask=mask)
-
         out = np.asarray(sample(prompt, mask))[:, 0 if include_prime else len(ids):]
         return [self.preprocessor.detokenize(self.vocab.decode(row)) for row in out]

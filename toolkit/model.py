@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-import keras
+from toolkit.backend import load_tensorflow
+
+load_tensorflow()
+
+import keras  # noqa: E402
 
 from toolkit.config import Components
 from toolkit.errors import ConfigError, ToolkitError

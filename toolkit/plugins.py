@@ -13,6 +13,7 @@ import importlib
 import importlib.metadata
 import inspect
 import os
+import re
 from dataclasses import dataclass
 from typing import Callable
 
@@ -56,8 +57,11 @@ class Component:
 
     @property
     def summary(self) -> str:
-        doc = inspect.getdoc(self.factory) or ""
-        return doc.strip().splitlines()[0] if doc.strip() else ""
+        """The first sentence of the factory's docstring, as plain text."""
+        doc = (inspect.getdoc(self.factory) or "").strip()
+        paragraph = " ".join(doc.split("\n\n")[0].split())
+        match = re.match(r"(.+?[.!?])(\s|$)", paragraph)
+        return (match.group(1) if match else paragraph).replace("``", "")
 
 
 class Registry:

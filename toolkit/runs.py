@@ -16,6 +16,9 @@ A run directory holds::
     progress.json     how many epochs the checkpoint holds, and training time so far
     model.keras       the final model: the best epoch (train.keep = "best") or the last
     metrics.json      the final model's validation figures, throughput, data sizes
+    samples.json      generator runs: a text sampled after every epoch
+    curves.png        the training curves, per epoch and against training minutes
+    logs/             TensorBoard logs (``tensorboard --logdir runs/``); append-only
     evaluation.json   the report of ``toolkit evaluate`` (and confusion.png for attribution);
                       removed when training resumes, since it describes an older model
 """
@@ -38,9 +41,10 @@ from toolkit.vocab import Vocabulary
 CONFIG, VOCAB, CHECKPOINT, PROGRESS = "config.toml", "vocab.json", "checkpoint.keras", "progress.json"
 HISTORY, MODEL, METRICS, BEST = "history.csv", "model.keras", "metrics.json", "best.keras"
 LABELS, SPLIT, EVALUATION, CONFUSION = "labels.json", "split.json", "evaluation.json", "confusion.png"
+SAMPLES, CURVES, LOGS, REPORT = "samples.json", "curves.png", "logs", "report.html"
 TMP_SUFFIX = ".tmp"
 RUN_FILES = (CONFIG, VOCAB, CHECKPOINT, PROGRESS, HISTORY, MODEL, METRICS, BEST, LABELS, SPLIT,
-             EVALUATION, CONFUSION)
+             EVALUATION, CONFUSION, SAMPLES, CURVES, REPORT)
 
 
 # Test-only fault injection: TOOLKIT_FAULT_AT=N kills the process (SIGKILL) at the Nth
@@ -209,6 +213,9 @@ class Run:
 
 def load_keras_file(path: Path):
     """Load a ``.keras`` file; a damaged, foreign or unsafe file is one error naming it."""
+    from toolkit.backend import load_tensorflow
+
+    load_tensorflow()
     import keras
 
     import toolkit.layers  # noqa: F401  (registers the toolkit's serializable layers)

@@ -6,7 +6,11 @@ Keras 3 keeps an RNN layer's state in non-trainable ``rnn_state`` variables, has
 
 from __future__ import annotations
 
-import keras
+from toolkit.backend import load_tensorflow
+
+load_tensorflow()
+
+import keras  # noqa: E402
 import numpy as np
 
 

@@ -84,6 +84,9 @@ class WordPieceVocabulary(Vocabulary):
     @classmethod
     def fit(cls, tokens: Iterable[str], min_count: int = 1,
             max_size: int = 0) -> "WordPieceVocabulary":
+        from toolkit.backend import load_tensorflow
+
+        load_tensorflow()
         import keras_nlp
         import tensorflow as tf
 
@@ -106,6 +109,9 @@ class WordPieceVocabulary(Vocabulary):
     def encode(self, tokens: Sequence[str]) -> np.ndarray:
         if len(tokens) == 0:
             return np.zeros(0, np.int32)
+        from toolkit.backend import load_tensorflow
+
+        load_tensorflow()
         import tensorflow as tf
 
         pieces = self.tokenizer().tokenize(tf.constant(list(tokens), dtype=tf.string))

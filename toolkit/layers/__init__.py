@@ -1,6 +1,10 @@
 """Keras layers the toolkit provides (registered as serializable for ``.keras`` files)."""
 
-from toolkit.layers.author_softmax import AuthorSoftmax
+from toolkit.backend import load_tensorflow
+
+load_tensorflow()
+
+from toolkit.layers.author_softmax import AuthorSoftmax  # noqa: E402
 from toolkit.layers.masked_pooling import MaskedPooling
 from toolkit.layers.one_hot_encoding import OneHotEncoding
 from toolkit.layers.scaled_id import ScaledId

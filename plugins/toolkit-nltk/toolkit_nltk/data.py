@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import nltk
-
 from toolkit.errors import ToolkitError
 
 
 def installed(resource: str) -> bool:
     """Whether NLTK finds ``resource`` unpacked or as a zip file (how the downloader leaves it)."""
+    import nltk  # imported when first needed: `toolkit --help` need not load NLTK and SciPy
+
     for name in (resource, f"{resource}.zip"):
         try:
             nltk.data.find(name)
@@ -26,6 +26,8 @@ def require(resource: str, package: str, download: bool = True) -> None:
     """
     if installed(resource):
         return
+    import nltk
+
     if download:
         try:
             if nltk.download(package, quiet=True, raise_on_error=True) and installed(resource):

@@ -6,8 +6,6 @@ import re
 import unicodedata
 from typing import Literal, Sequence
 
-from nltk.tokenize import NLTKWordTokenizer
-from nltk.tokenize.treebank import TreebankWordDetokenizer
 
 from toolkit.hookspecs import Stage
 from toolkit_nltk.data import require
@@ -30,6 +28,10 @@ class NLTKWords(Stage):
     def __init__(self, lowercase: bool = False, paragraphs: bool = True):
         self.lowercase = lowercase
         self.paragraphs = paragraphs
+        # NLTK is imported when a stage is made, not when the plugin loads (`toolkit --help`)
+        from nltk.tokenize import NLTKWordTokenizer
+        from nltk.tokenize.treebank import TreebankWordDetokenizer
+
         self.tokenizer = NLTKWordTokenizer()
         self.detokenizer = TreebankWordDetokenizer()
 

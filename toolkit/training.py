@@ -8,6 +8,7 @@ ready.
 
 from __future__ import annotations
 
+import shutil
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +19,13 @@ from toolkit.data import Prepared, prepare_config
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.hookspecs import EpochData
 from toolkit.plugins import registry
+from toolkit.preprocess import Preprocessor
 from toolkit.runs import Run
 
 # Keys that may change when a run is resumed: how long to train, not what to train.
-RESUMABLE_CHANGES = {("train", "epochs"), ("train", "max_minutes"), ("train", "on_divergence"),
-                     ("train", "divergence_steps")}
+RESUMABLE_CHANGES = {("train", key) for key in ("epochs", "max_minutes", "on_divergence",
+                                                 "divergence_steps", "tensorboard",
+                                                 "sample_length")}
 
 
 class TrainingDiverged(ToolkitError):
@@ -48,10 +51,10 @@ def resumed_config(run: Run, config_path: str | None, overrides: list[str]) -> d
     stored = run.config
     if config_path is None and not overrides:
         return stored
-    raw = config_module.read(config_path) if config_path else config_module.upgrade_stored(
-        config_module.read(run.file(runs.CONFIG)))
-    new = config_module.resolve(config_module.apply_overrides(raw, overrides), registry(),
-                                source=str(config_path or run.file(runs.CONFIG)))
+    new = config_module.load(config_path if config_path is not None else
+                             config_module.upgrade_stored(config_module.read(
+                                 run.file(runs.CONFIG))), registry(), overrides,
+                             source=None if config_path else str(run.file(runs.CONFIG)))
     changes = [c for c in changed_keys(stored, new) if c not in RESUMABLE_CHANGES]
     if changes:
         keys = ", ".join(".".join(map(str, c)) for c in changes)
@@ -108,12 +111,14 @@ class Session:
         return self.resume and self.run.file(runs.CHECKPOINT).is_file()
 
 
-def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (),
-          resume: bool = False, verbose: str | int = "auto", overwrite: bool = False) -> Run:
+def train(config_path: str | Path | dict | None, run_dir: str | Path, overrides: list[str] = (),
+          resume: bool = False, verbose: str | int = "auto", overwrite: bool = False,
+          progress_seconds: float = 0.0) -> Run:
     """Train the model a config describes into ``run_dir`` (or continue it with ``resume``).
 
     ``overwrite`` replaces an existing run, once the new config, data and model have
-    been checked. Raises :class:`TrainingDiverged` when the loss diverges (unless
+    been checked. ``progress_seconds`` > 0 prints a progress line that often within an
+    epoch (for output that is not a terminal). Raises :class:`TrainingDiverged` when the loss diverges (unless
     ``train.on_divergence = "continue"``), keeping the last good checkpoint.
     """
     session = open_session(config_path, Run(run_dir), list(overrides), resume, overwrite)
@@ -121,7 +126,7 @@ def train(config_path: str | None, run_dir: str | Path, overrides: list[str] = (
         prepare_data(session)
         model, first_epoch = build_or_restore_model(session)
     write_run_files(session, overwrite)
-    clock, guard = fit_epochs(session, model, first_epoch, verbose)
+    clock, guard = fit_epochs(session, model, first_epoch, verbose, progress_seconds)
     if guard.stopped:
         done = Run(session.run.path).progress()["epochs_done"]
         raise TrainingDiverged(
@@ -164,7 +169,7 @@ def open_session(config_path, run: Run, overrides: list[str], resume: bool,
         if run.exists() and not overwrite:
             raise ToolkitError(f"{run.path} already holds a run; pass --resume to continue it, "
                                f"--overwrite to replace it, or choose another --run-dir")
-        source = str(config_path)
+        source = config_module.source_name(config_path)
     components = config_module.build_components(resolved, registry(), source=source)
     session = Session(run, resolved, components, resume, source)
     if not session.restores:
@@ -197,8 +202,6 @@ def prepare_data(session: Session) -> None:
 def build_or_restore_model(session: Session):
     """Phase 3: the checkpoint of a resumed run, or a new compiled model (with the init
     run's weights copied in). Returns the model and the first epoch to train."""
-    import keras
-
     from toolkit.model import build_model, compile_model, copy_weights, set_trainable
 
     run, components, settings = session.run, session.components, session.settings
@@ -209,6 +212,8 @@ def build_or_restore_model(session: Session):
         first_epoch = int(model.optimizer.iterations) // len(session.train_data)
         session.train_data.set_epoch(first_epoch)
         return model, first_epoch
+    import keras  # loaded quietly by toolkit.model
+
     keras.utils.set_random_seed(settings["seed"])
     builder = components.sequences
     model = build_model(components, len(session.prepared.vocab), builder.batch_size,
@@ -233,6 +238,7 @@ def write_run_files(session: Session, overwrite: bool) -> None:
     if overwrite and not session.resume and run.exists():
         for name in runs.RUN_FILES:  # only a run's own files: never a folder's other content
             run.file(name).unlink(missing_ok=True)
+        shutil.rmtree(run.file(runs.LOGS), ignore_errors=True)
     run.path.mkdir(parents=True, exist_ok=True)
     runs.remove_stale_temporaries(run.path)
     if session.resume:
@@ -249,11 +255,15 @@ def write_run_files(session: Session, overwrite: bool) -> None:
     runs.atomic_write(run.file(runs.CONFIG), config_module.dumps(session.resolved))
 
 
-def fit_epochs(session: Session, model, first_epoch: int, verbose):
+def fit_epochs(session: Session, model, first_epoch: int, verbose,
+               progress_seconds: float = 0.0):
     """Phase 5: ``fit`` with the builder's callbacks, the run writer, the divergence guard
     and the time limit; frozen layers are unfrozen at ``init.unfreeze_after`` (``fit`` in
     two parts). Returns the clock and the guard."""
-    from toolkit.callbacks import (DivergenceGuard, FollowEpochs, RunWriter, TimeLimit,
+    import keras
+
+    from toolkit.callbacks import (DivergenceGuard, FollowEpochs, LearningRateLog,
+                                   ProgressLine, RunWriter, SampleText, TimeLimit,
                                    TrainingClock, trim_history)
     from toolkit.model import layers_of, set_trainable
 
@@ -267,7 +277,21 @@ def fit_epochs(session: Session, model, first_epoch: int, verbose):
                             settings["on_divergence"])
     monitor = session.components.head.monitor if val_data is not None else "loss"
     callbacks = [clock, FollowEpochs(train_data), guard, *builder.callbacks(train_data),
-                 RunWriter(run, clock, monitor, history, guard), time_limit]
+                 LearningRateLog()]
+    if progress_seconds:
+        callbacks.append(ProgressLine(progress_seconds, settings["epochs"], len(train_data),
+                                      builder.batch_size * builder.length))
+    log_dir = run.file(runs.LOGS) if settings["tensorboard"] else None
+    head = session.components.head
+    if head.generates and settings["sample_length"]:
+        callbacks.append(SampleText(run, session.components,
+                                    Preprocessor(session.components.stages),
+                                    session.prepared.vocab, session.resolved["generate"]["prime"],
+                                    settings["sample_length"], log_dir))
+    callbacks.append(RunWriter(run, clock, monitor, history, guard))
+    if log_dir is not None:
+        callbacks.append(keras.callbacks.TensorBoard(str(log_dir), write_graph=False))
+    callbacks.append(time_limit)
     init = session.resolved["init"]
     unfreeze_at = init["unfreeze_after"] or settings["epochs"]
     for start, stop in ((first_epoch, min(unfreeze_at, settings["epochs"])),
@@ -293,6 +317,9 @@ def finish_run(session: Session, model, clock) -> None:
     if session.settings["keep"] == "best" and run.file(runs.BEST).is_file():
         model.load_weights(run.file(runs.BEST))
     runs.atomic_save_model(model, run.file(runs.MODEL))
+    from toolkit.report import save_curves
+
+    save_curves(Run(run.path), run.file(runs.CURVES))
     metrics = summarize(model, session.components.head, session.val_data,
                         session.prepared.stats, run, clock)
     init = session.resolved["init"]

@@ -1,0 +1,140 @@
+"""What a person sees: TensorBoard logs, curves, samples, and the HTML report in a real
+headless Chromium."""
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLE_TEXT
+from toolkit.cli import main
+
+
+@pytest.fixture(scope="module")
+def reported_runs(tmp_path_factory):
+    """A generator run and an attribution run, trained and evaluated once."""
+    folder = tmp_path_factory.mktemp("report")
+    text = folder / "hamlet.txt"
+    text.write_text(SAMPLE_TEXT)
+    (folder / "lm.toml").write_text(f"""
+[corpus]
+use = "text"
+path = "{text}"
+[encoder]
+dim = 8
+[sequences]
+batch_size = 4
+length = 16
+[core]
+units = 16
+[train]
+epochs = 2
+learning_rate = 0.01
+validation_fraction = 0.2
+sample_length = 40
+[generate]
+prime = "To be"
+""")
+    corpus = folder / "authors.jsonl"
+    corpus.write_text("\n".join(json.dumps({"text": t * 60, "label": a})
+                                for a, t in (("abc", "abc cab bca "), ("xyz", "xyz zyx yxz "))))
+    (folder / "cls.toml").write_text(f"""
+[corpus]
+use = "jsonl"
+path = "{corpus}"
+[sequences]
+use = "passages"
+length = 24
+[core]
+units = 8
+[head]
+use = "classifier"
+[train]
+epochs = 2
+learning_rate = 0.02
+""")
+    assert main(["train", str(folder / "lm.toml"), "--run-dir", str(folder / "lm")]) == 0
+    assert main(["train", str(folder / "cls.toml"), "--run-dir", str(folder / "cls")]) == 0
+    assert main(["evaluate", str(folder / "cls")]) == 0
+    return folder / "lm", folder / "cls"
+
+
+def test_training_writes_tensorboard_logs_curves_and_samples(reported_runs):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    lm, cls = reported_runs
+    scalars = EventAccumulator(str(lm / "logs" / "train")).Reload().Tags()["tensors"] + \
+        EventAccumulator(str(lm / "logs" / "train")).Reload().Tags()["scalars"]
+    for name in ("epoch_loss", "epoch_nats", "epoch_learning_rate", "epoch_tokens_per_second"):
+        assert name in scalars, scalars
+    validation = EventAccumulator(str(lm / "logs" / "validation")).Reload().Tags()
+    assert "epoch_val_nats" in validation["tensors"] + validation["scalars"] or \
+        "epoch_nats" in validation["tensors"] + validation["scalars"]
+    text = EventAccumulator(str(lm / "logs" / "samples")).Reload().Tags()["tensors"]
+    assert "sample" in text
+    samples = json.loads((lm / "samples.json").read_text())
+    assert [s["epoch"] for s in samples] == [0, 1]
+    assert all(s["text"].startswith("To be") for s in samples)
+    for run in (lm, cls):
+        assert (run / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (cls / "samples.json").exists()
+
+
+def test_a_report_of_several_runs_compares_them(reported_runs, tmp_path, capsys):
+    output = tmp_path / "both.html"
+    assert main(["report", *map(str, reported_runs), "--output", str(output)]) == 0
+    page = output.read_text()
+    assert "Side by side" in page and page.count('<section class="run"') == 2
+    assert "baseline (char n-grams)" in page and "after epoch 2" in page
+    assert page.count("data:image/png;base64,") == 3  # two runs' curves, one confusion matrix
+    assert "http" not in page.replace("http-equiv", "")  # self-contained: nothing fetched
+
+
+def chromium_driver():
+    """A headless Chromium through Selenium, or a skip (a failure where CI requires it)."""
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    missing = None
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        missing = "selenium is not installed"
+    if not (chromium and driver):
+        missing = "Debian's chromium and chromium-driver are not installed"
+    if missing:
+        if os.environ.get("TOOLKIT_REQUIRE_BROWSER"):
+            pytest.fail(missing)
+        pytest.skip(missing)
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                 "--window-size=1200,1600"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def test_the_report_renders_in_a_real_browser(reported_runs, tmp_path):
+    output = tmp_path / "report.html"
+    assert main(["report", *map(str, reported_runs), "--output", str(output)]) == 0
+    browser = chromium_driver()
+    try:
+        browser.get(output.as_uri())
+        images = browser.execute_script(
+            "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
+        assert len(images) == 3 and all(done and width > 300 for _, done, width in images), \
+            images
+        rows = browser.execute_script(
+            "return Array.from(document.querySelectorAll('table')).map("
+            "t => [t.className, t.rows.length, t.getBoundingClientRect().height])")
+        classes = {name: (count, height) for name, count, height in rows}
+        assert classes["compare"][0] == 3 and classes["attribution"][0] == 3
+        assert all(height > 0 for _, height in classes.values())
+        errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
+        assert errors == []
+        if os.environ.get("TOOLKIT_SCREENSHOT"):
+            browser.save_screenshot(os.environ["TOOLKIT_SCREENSHOT"])
+    finally:
+        browser.quit()

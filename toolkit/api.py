@@ -1,0 +1,100 @@
+"""The Python API: train a run and use it from a notebook or a script.
+
+    import toolkit
+
+    run = toolkit.train({"corpus": {"use": "tinyshakespeare"}, ...}, run_dir="runs/demo")
+    run = toolkit.open_run("runs/demo")
+    run.generate(prime="ROMEO:", length=200)
+    run.history[-1]["val_nats"]
+
+Errors are :class:`toolkit.ToolkitError` with the messages the CLI prints. Importing
+:mod:`toolkit` loads neither TensorFlow nor any plugin; the first call that needs them
+does, quietly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from toolkit import runs
+from toolkit.errors import ToolkitError
+from toolkit.runs import Run
+
+
+class TrainedRun(Run):
+    """A run opened from Python: what :class:`toolkit.runs.Run` holds, and what the
+    ``generate``, ``attribute`` and ``evaluate`` commands do, as methods."""
+
+    @property
+    def history(self) -> list[dict[str, float]]:
+        """One dict per epoch the run holds (``epoch``, ``loss``, ``nats``, ``val_nats``, ...)."""
+        from toolkit.callbacks import read_history
+
+        return [{key: float(value) if key != "epoch" else int(value)
+                 for key, value in row.items() if value != ""}
+                for row in read_history(self.file(runs.HISTORY))]
+
+    def generate(self, prime: str | None = None, length: int | None = None,
+                 samples: int | None = None, temperature: float | None = None,
+                 top_k: int | None = None, top_p: float | None = None,
+                 seed: int | None = None, include_prime: bool = False) -> list[str]:
+        """``samples`` texts continuing ``prime``; unset options take the run's
+        ``[generate]`` defaults, checked as ``toolkit generate`` checks its flags."""
+        from toolkit import params
+        from toolkit.config import generate_settings
+
+        given = {"prime": prime, "length": length, "samples": samples,
+                 "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
+        options = {**self.config["generate"], **{k: v for k, v in given.items()
+                                                 if v is not None}}
+        options = params.validate(generate_settings, options, "generate")
+        generator = self.generator(options.pop("samples"))
+        return generator.generate(options.pop("prime"), include_prime=include_prime,
+                                  **{k: options.get(k) for k in ("length", "temperature",
+                                                                 "top_k", "top_p", "seed")})
+
+    def generator(self, samples: int = 1):
+        """The run's :class:`toolkit.generate.Generator` for ``samples`` parallel texts
+        (built once per number of samples)."""
+        from toolkit.generate import Generator
+
+        cache = self.__dict__.setdefault("_generators", {})
+        if samples not in cache:
+            cache[samples] = Generator.from_run(self, samples)
+        return cache[samples]
+
+    def attribute(self, texts: str | Sequence[str]) -> list:
+        """Rank the run's authors for each text: :class:`toolkit.attribution.Attribution`s."""
+        from toolkit.attribution import Attributor
+
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        attributor = Attributor(self)
+        return [attributor.attribute_text(text, f"text {i + 1}") for i, text in enumerate(texts)]
+
+    def evaluate(self, split: str | None = None, baseline: bool = True) -> dict:
+        """The report of ``toolkit evaluate`` (also written to ``evaluation.json``)."""
+        from toolkit.evaluate import evaluate
+
+        return evaluate(self, split, baseline)
+
+
+def open_run(path: str | Path) -> TrainedRun:
+    """Open a trained run directory."""
+    return TrainedRun.open(path)
+
+
+def train(config: dict[str, Any] | str | Path, run_dir: str | Path,
+          overrides: Sequence[str] = (), resume: bool = False, overwrite: bool = False,
+          verbose: int | str = 0) -> TrainedRun:
+    """Train a run from a config (a dict laid out like a config file, or a file's path)
+    into ``run_dir``; ``overrides`` are ``"section.key=value"`` strings as ``--set`` takes.
+    Returns the opened run."""
+    from toolkit.training import train as train_run
+
+    if not isinstance(config, (dict, str, Path)):
+        raise ToolkitError(f"config: expected a dict or the path of a TOML file, received "
+                           f"{type(config).__name__}")
+    run = train_run(config, run_dir, list(overrides), resume=resume, verbose=verbose,
+                    overwrite=overwrite)
+    return TrainedRun(run.path)

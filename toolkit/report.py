@@ -1,0 +1,189 @@
+"""What a person looks at: training curves as PNG, and ``toolkit report``'s HTML page.
+
+The report is one self-contained HTML file (images inlined, no script, no network):
+each run's figures, curves, samples or attribution tables beside the n-gram baseline,
+and its config; given several runs, a table compares them first.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from pathlib import Path
+
+from toolkit import runs
+from toolkit.errors import ToolkitError
+from toolkit.runs import Run
+
+
+def history_of(run: Run) -> list[dict]:
+    """The run's history rows as numbers."""
+    from toolkit.callbacks import read_history
+
+    return [{k: float(v) for k, v in row.items() if v not in ("", None)}
+            for row in read_history(run.file(runs.HISTORY))]
+
+
+def loss_columns(rows: list[dict]) -> tuple[str, str]:
+    """The training and validation figure to draw: nats per token where logged, else loss."""
+    return ("nats", "val_nats") if rows and "nats" in rows[0] else ("loss", "val_loss")
+
+
+def save_curves(run: Run, path: Path) -> bool:
+    """Training curves per epoch and against training minutes (accuracy too when logged),
+    written atomically as PNG; ``False`` when the run has no history yet."""
+    rows = history_of(run)
+    if not rows:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    train, val = loss_columns(rows)
+    panels = [(train, val, "nats per token" if train == "nats" else "loss")]
+    if "accuracy" in rows[0]:
+        panels.append(("accuracy", "val_accuracy", "accuracy"))
+    figure, axes = plt.subplots(len(panels), 2, figsize=(10, 3.4 * len(panels)), squeeze=False)
+    epochs = [int(r["epoch"]) + 1 for r in rows]
+    minutes = [r.get("elapsed_minutes", 0.0) for r in rows]
+    for row_axes, (train_key, val_key, label) in zip(axes, panels):
+        for ax, xs, xlabel in ((row_axes[0], epochs, "epoch"),
+                               (row_axes[1], minutes, "training minutes")):
+            for key, name in ((train_key, "training"), (val_key, "validation")):
+                points = [(x, r[key]) for x, r in zip(xs, rows) if key in r]
+                if points:
+                    ax.plot(*zip(*points), marker="o", markersize=3, label=name)
+            ax.set_xlabel(xlabel)
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+            ax.legend()
+    figure.suptitle(f"{run.path.name}: training curves")
+    figure.tight_layout()
+    tmp = path.with_name(f".{path.stem}{runs.TMP_SUFFIX}.png")
+    figure.savefig(tmp, dpi=110)
+    plt.close(figure)
+    runs.replace_durably(tmp, path)
+    return True
+
+
+def image_tag(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img class="figure" alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def table(header: list[str], rows: list[list], css: str = "") -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(fmt(c))}</td>" for c in row) + "</tr>"
+                   for row in rows)
+    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def fmt(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+def read_json(path: Path):
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def summary_row(run: Run) -> list:
+    """One line of the comparison table."""
+    metrics = read_json(run.file(runs.METRICS)) or {}
+    evaluation = read_json(run.file(runs.EVALUATION)) or {}
+    validation = metrics.get("validation", {})
+    figure = validation.get("nats_per_token", validation.get("accuracy"))
+    lstm = evaluation.get("lstm", {})
+    return [run.path.name, run.config["head"]["use"], metrics.get("epochs_done"),
+            metrics.get("training_minutes"), figure, lstm.get("accuracy"),
+            evaluation.get("baseline", {}).get("accuracy"),
+            metrics.get("train_tokens_per_second_median")]
+
+
+def run_section(run: Run, index: int) -> str:
+    """One run: figures, curves, samples, attribution tables, config."""
+    metrics = read_json(run.file(runs.METRICS)) or {}
+    parts = [f'<section class="run" id="run-{index}"><h2>{html.escape(run.path.name)}</h2>',
+             f'<p class="path">{html.escape(str(run.path))}: {html.escape(run.config["head"]["use"])}'
+             f' head, {html.escape(run.config["corpus"]["use"])} corpus, '
+             f'{metrics.get("epochs_done", "?")} epochs, '
+             f'{metrics.get("training_minutes", "?")} training minutes</p>']
+    validation = metrics.get("validation")
+    if validation:
+        parts += ["<h3>Validation</h3>",
+                  table(list(validation), [list(validation.values())], "figures")]
+    curves = run.file(runs.CURVES)
+    if curves.is_file() or save_curves(run, curves):
+        parts += ["<h3>Training curves</h3>", image_tag(curves, f"{run.path.name} curves")]
+    samples = read_json(run.file(runs.SAMPLES))
+    if samples:
+        parts.append("<h3>Samples</h3>")
+        for sample in samples[-3:]:
+            parts.append(f'<p class="caption">after epoch {sample["epoch"] + 1}</p>'
+                         f'<pre class="sample">{html.escape(sample["text"])}</pre>')
+    evaluation = read_json(run.file(runs.EVALUATION))
+    if evaluation and evaluation.get("kind") == "attribution":
+        rows = [["LSTM", evaluation["lstm"]["accuracy"], evaluation["lstm"]["macro_f1"]]]
+        if "baseline" in evaluation:
+            rows.append(["baseline (char n-grams)", evaluation["baseline"]["accuracy"],
+                         evaluation["baseline"]["macro_f1"]])
+        parts += [f'<h3>Attribution, {html.escape(evaluation["split"])} split '
+                  f'({evaluation["passages"]} passages)</h3>',
+                  table(["model", "accuracy", "macro-F1"], rows, "attribution"),
+                  table(["author", "precision", "recall", "F1", "passages"],
+                        [[a, r["precision"], r["recall"], r["f1"], r["passages"]]
+                         for a, r in evaluation["lstm"]["per_author"].items()], "authors")]
+        if run.file(runs.CONFUSION).is_file():
+            parts.append(image_tag(run.file(runs.CONFUSION), f"{run.path.name} confusion"))
+    elif evaluation:
+        parts += [f'<h3>Evaluation, {html.escape(evaluation["split"])} split</h3>',
+                  f'<p>{html.escape(evaluation.get("summary", ""))}</p>']
+    parts += ["<details><summary>Config</summary>",
+              f'<pre class="config">{html.escape(run.file(runs.CONFIG).read_text())}</pre>'
+              "</details></section>"]
+    return "\n".join(parts)
+
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 68rem; color: #222; }
+table { border-collapse: collapse; margin: 0.5rem 0 1rem; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: right; }
+th:first-child, td:first-child { text-align: left; }
+pre { background: #f6f6f6; padding: 0.6rem; white-space: pre-wrap; }
+img.figure { max-width: 100%; display: block; margin: 0.5rem 0; }
+section.run { border-top: 2px solid #ddd; margin-top: 2rem; }
+.path, .caption { color: #666; }
+"""
+
+
+def render(run_dirs: list[str | Path]) -> str:
+    """The HTML report of one or more runs."""
+    opened = [Run.open(path) for path in run_dirs]
+    title = ", ".join(run.path.name for run in opened)
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             f"<title>Report: {html.escape(title)}</title><style>{STYLE}</style></head><body>",
+             f"<h1>Report: {html.escape(title)}</h1>",
+             f'<p class="path">written {time.strftime("%Y-%m-%d %H:%M")}</p>']
+    if len(opened) > 1:
+        parts += ["<h2>Side by side</h2>", table(
+            ["run", "head", "epochs", "training minutes", "validation figure",
+             "test accuracy", "baseline accuracy", "tokens/s"],
+            [summary_row(run) for run in opened], "compare")]
+    parts += [run_section(run, i) for i, run in enumerate(opened)]
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(run_dirs: list[str | Path], output: str | Path | None = None) -> Path:
+    """Write the report (default: ``report.html`` inside the only run, else ``report.html``)."""
+    if not run_dirs:
+        raise ToolkitError("give at least one run directory to report on")
+    if output is None:
+        output = Path(run_dirs[0]) / runs.REPORT if len(run_dirs) == 1 else runs.REPORT
+    output = Path(output)
+    runs.atomic_write(output, render(run_dirs))
+    return output
