@@ -211,6 +211,11 @@ def build_or_restore_model(session: Session):
         # process died between writing it and writing progress.json.
         first_epoch = int(model.optimizer.iterations) // len(session.train_data)
         session.train_data.set_epoch(first_epoch)
+        progress = run.progress()
+        if progress.get("epochs_done") != first_epoch:  # killed before progress.json
+            runs.write_json(run.file(runs.PROGRESS), {
+                "epochs_done": first_epoch,
+                "training_seconds": progress.get("training_seconds", 0.0)})
         return model, first_epoch
     import keras  # loaded quietly by toolkit.model
 
