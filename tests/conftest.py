@@ -24,21 +24,16 @@ SAMPLE_TEXT = (
 ) * 6
 
 
-@pytest.fixture
-def sample_file(tmp_path):
-    path = tmp_path / "hamlet.txt"
-    path.write_text(SAMPLE_TEXT, encoding="utf-8")
-    return path
-
-
-@pytest.fixture
-def tiny_config(tmp_path, sample_file):
-    """A config that trains a very small stateful generator in seconds."""
-    path = tmp_path / "tiny.toml"
+def write_tiny_config(folder: Path, train: str = "epochs = 1", extra: str = "") -> Path:
+    """A config that trains a very small stateful generator on SAMPLE_TEXT in seconds:
+    ``train`` holds extra ``[train]`` keys, ``extra`` extra sections."""
+    text = folder / "hamlet.txt"
+    text.write_text(SAMPLE_TEXT, encoding="utf-8")
+    path = folder / "tiny.toml"
     path.write_text(f"""
 [corpus]
 use = "text"
-path = "{sample_file}"
+path = "{text}"
 
 [[preprocess]]
 use = "chars"
@@ -56,11 +51,19 @@ length = 16
 use = "lstm"
 units = 16
 
+{extra}
+
 [train]
-epochs = 1
 validation_fraction = 0.2
+{train}
 """)
     return path
+
+
+@pytest.fixture
+def tiny_config(tmp_path):
+    """The tiny config (one epoch) in the test's folder."""
+    return write_tiny_config(tmp_path)
 
 
 @pytest.fixture

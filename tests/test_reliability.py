@@ -10,38 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SAMPLE_TEXT
+from tests.conftest import SAMPLE_TEXT, write_tiny_config
 from toolkit.cli import main
 from toolkit.runs import FAULT_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def write_tiny(folder: Path, epochs: int = 2, extra: str = "") -> Path:
-    text = folder / "hamlet.txt"
-    text.write_text(SAMPLE_TEXT)
-    config = folder / "tiny.toml"
-    config.write_text(f"""
-[corpus]
-use = "text"
-path = "{text}"
-[encoder]
-dim = 8
-[sequences]
-batch_size = 4
-length = 16
-[core]
-units = 16
-[train]
-epochs = {epochs}
-learning_rate = 0.01
-validation_fraction = 0.2
-cache = false
-sample_length = 0
-tensorboard = false
-{extra}
-""")
-    return config
+def write_tiny(folder: Path, epochs: int = 2) -> Path:
+    return write_tiny_config(folder, f"epochs = {epochs}\nlearning_rate = 0.01\ncache = false\n"
+                                     f"sample_length = 0\ntensorboard = false")
 
 
 def cli(*args, fault: int | None = None) -> subprocess.CompletedProcess:

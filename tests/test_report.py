@@ -4,11 +4,10 @@ headless Chromium."""
 import json
 import os
 import shutil
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import SAMPLE_TEXT
+from tests.conftest import write_tiny_config
 from toolkit.cli import main
 
 
@@ -16,27 +15,8 @@ from toolkit.cli import main
 def reported_runs(tmp_path_factory):
     """A generator run and an attribution run, trained and evaluated once."""
     folder = tmp_path_factory.mktemp("report")
-    text = folder / "hamlet.txt"
-    text.write_text(SAMPLE_TEXT)
-    (folder / "lm.toml").write_text(f"""
-[corpus]
-use = "text"
-path = "{text}"
-[encoder]
-dim = 8
-[sequences]
-batch_size = 4
-length = 16
-[core]
-units = 16
-[train]
-epochs = 2
-learning_rate = 0.01
-validation_fraction = 0.2
-sample_length = 40
-[generate]
-prime = "To be"
-""")
+    lm_config = write_tiny_config(folder, "epochs = 2\nlearning_rate = 0.01\nsample_length = 40",
+                                  '[generate]\nprime = "To be"')
     corpus = folder / "authors.jsonl"
     corpus.write_text("\n".join(json.dumps({"text": t * 60, "label": a})
                                 for a, t in (("abc", "abc cab bca "), ("xyz", "xyz zyx yxz "))))
@@ -55,7 +35,7 @@ use = "classifier"
 epochs = 2
 learning_rate = 0.02
 """)
-    assert main(["train", str(folder / "lm.toml"), "--run-dir", str(folder / "lm")]) == 0
+    assert main(["train", str(lm_config), "--run-dir", str(folder / "lm")]) == 0
     assert main(["train", str(folder / "cls.toml"), "--run-dir", str(folder / "cls")]) == 0
     assert main(["evaluate", str(folder / "cls")]) == 0
     return folder / "lm", folder / "cls"

@@ -22,28 +22,10 @@ from toolkit.training import train
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     """One tiny run shared by the read-only tests of this module."""
-    from tests.conftest import SAMPLE_TEXT
+    from tests.conftest import write_tiny_config
 
     folder = tmp_path_factory.mktemp("run")
-    text = folder / "hamlet.txt"
-    text.write_text(SAMPLE_TEXT)
-    config = folder / "tiny.toml"
-    config.write_text(f"""
-[corpus]
-use = "text"
-path = "{text}"
-[encoder]
-dim = 8
-[sequences]
-batch_size = 4
-length = 16
-[core]
-units = 16
-[train]
-epochs = 2
-learning_rate = 0.01
-validation_fraction = 0.2
-""")
+    config = write_tiny_config(folder, "epochs = 2\nlearning_rate = 0.01")
     return train(str(config), folder / "run", verbose=0)
 
 
