@@ -118,3 +118,21 @@ def test_the_report_renders_in_a_real_browser(reported_runs, tmp_path):
             browser.save_screenshot(os.environ["TOOLKIT_SCREENSHOT"])
     finally:
         browser.quit()
+
+
+def test_a_progress_line_every_few_seconds_when_output_is_not_a_terminal(monkeypatch):
+    import io
+
+    from toolkit import callbacks
+
+    clock = iter([100.0, 104.0, 111.0, 112.0])
+    monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))
+    out = io.StringIO()
+    line = callbacks.ProgressLine(10, epochs=3, steps=21, positions_per_batch=100, stream=out)
+    line.on_epoch_begin(1)
+    line.on_train_batch_end(0, {"loss": 2.5})   # t=100: the first step only starts the clock
+    line.on_train_batch_end(4, {"loss": 2.4})   # t=104: under 10 s since, nothing
+    line.on_train_batch_end(10, {"loss": 2.25})  # t=111: 10 steps in 11 s
+    line.on_train_batch_end(11, {"loss": 2.2})  # t=112: under 10 s since the last line
+    assert out.getvalue() == ("epoch 2/3: batch 11/21, loss 2.2500, 91 tokens/s, "
+                              "0:11 left in the epoch\n")

@@ -183,17 +183,19 @@ class ProgressLine(keras.callbacks.Callback):
         self.stream = stream or sys.stdout
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch, self.start = epoch, time.perf_counter()
-        self.last = self.start
+        self.epoch, self.first = epoch, None
 
     def on_train_batch_end(self, batch, logs=None):
         now = time.perf_counter()
+        if self.first is None:  # rates start after the first step (tracing, data start-up)
+            self.first = self.last = now
+            return
         if now - self.last < self.seconds:
             return
         self.last = now
-        done = batch + 1
-        rate = done * self.positions / max(now - self.start, 1e-9)
-        left = (self.steps - done) * (now - self.start) / done
+        done, timed = batch + 1, batch
+        rate = timed * self.positions / max(now - self.first, 1e-9)
+        left = (self.steps - done) * (now - self.first) / timed
         loss = (logs or {}).get("loss")
         shown = f", loss {float(loss):.4f}" if loss is not None else ""
         print(f"epoch {self.epoch + 1}/{self.epochs}: batch {done}/{self.steps}{shown}, "
@@ -211,15 +213,17 @@ class LearningRateLog(keras.callbacks.Callback):
 
 
 class SampleText(keras.callbacks.Callback):
-    """After every epoch, a text sampled from the model as it stands (generator runs):
-    appended to the run's ``samples.json`` and logged to TensorBoard."""
+    """After every epoch, a text sampled from the model as it stands (generator runs), with
+    the run's ``[generate]`` prime, temperature, top-k and top-p: appended to the run's
+    ``samples.json`` and logged to TensorBoard."""
 
-    def __init__(self, run, components, preprocessor, vocab, prime: str, length: int,
+    def __init__(self, run, components, preprocessor, vocab, generate: dict, length: int,
                  log_dir: Path | None = None):
         super().__init__()
         self.run, self.components, self.preprocessor, self.vocab = (run, components,
                                                                    preprocessor, vocab)
-        self.prime, self.length, self.log_dir = prime, length, log_dir
+        self.prime, self.length, self.log_dir = generate["prime"], length, log_dir
+        self.sampling = {key: generate[key] for key in ("temperature", "top_k", "top_p")}
 
     def on_epoch_end(self, epoch, logs=None):
         from toolkit.errors import ToolkitError
@@ -236,7 +240,8 @@ class SampleText(keras.callbacks.Callback):
                 self.prime = self.preprocessor.detokenize([self.vocab.tokens[2]])
         else:
             self.generator.twin.set_weights(self.model.get_weights())
-        text = self.generator.generate(self.prime, self.length, include_prime=True)[0]
+        text = self.generator.generate(self.prime, self.length, include_prime=True,
+                                       **self.sampling)[0]
         path = self.run.file(runs.SAMPLES)
         samples = json.loads(path.read_text()) if path.is_file() else []
         samples = [s for s in samples if s["epoch"] < epoch] + [{"epoch": epoch, "text": text}]

@@ -41,6 +41,7 @@ def save_curves(run: Run, path: Path) -> bool:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     train, val = loss_columns(rows)
     panels = [(train, val, "nats per token" if train == "nats" else "loss")]
@@ -57,6 +58,8 @@ def save_curves(run: Run, path: Path) -> bool:
                 if points:
                     ax.plot(*zip(*points), marker="o", markersize=3, label=name)
             ax.set_xlabel(xlabel)
+            if xlabel == "epoch":
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
             ax.legend()

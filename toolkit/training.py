@@ -291,7 +291,7 @@ def fit_epochs(session: Session, model, first_epoch: int, verbose,
     if head.generates and settings["sample_length"]:
         callbacks.append(SampleText(run, session.components,
                                     Preprocessor(session.components.stages),
-                                    session.prepared.vocab, session.resolved["generate"]["prime"],
+                                    session.prepared.vocab, session.resolved["generate"],
                                     settings["sample_length"], log_dir))
     callbacks.append(RunWriter(run, clock, monitor, history, guard))
     if log_dir is not None:
