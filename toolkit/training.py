@@ -47,7 +47,8 @@ def changed_keys(old: dict, new: dict, prefix: str = "") -> list[tuple[str, ...]
 
 
 def resumed_config(run: Run, config_path: str | None, overrides: list[str]) -> dict:
-    """The run's stored config, with only ``train.epochs`` / ``train.max_minutes`` changeable."""
+    """The run's stored config, with only the keys of ``RESUMABLE_CHANGES`` (how long and how
+    watchfully to train, not what to train) changeable."""
     stored = run.config
     if config_path is None and not overrides:
         return stored
@@ -60,7 +61,8 @@ def resumed_config(run: Run, config_path: str | None, overrides: list[str]) -> d
         keys = ", ".join(".".join(map(str, c)) for c in changes)
         raise ToolkitError(
             f"cannot resume {run.path} with a different config: {keys} differ from the "
-            f"run's {runs.CONFIG}; only train.epochs and train.max_minutes may change. "
+            f"run's {runs.CONFIG}; only "
+            f"{', '.join(f'{a}.{b}' for a, b in sorted(RESUMABLE_CHANGES))} may change. "
             f"Start a new run with another --run-dir instead")
     return new
 
@@ -118,8 +120,9 @@ def train(config_path: str | Path | dict | None, run_dir: str | Path, overrides:
 
     ``overwrite`` replaces an existing run, once the new config, data and model have
     been checked. ``progress_seconds`` > 0 prints a progress line that often within an
-    epoch (for output that is not a terminal). Raises :class:`TrainingDiverged` when the loss diverges (unless
-    ``train.on_divergence = "continue"``), keeping the last good checkpoint.
+    epoch (for output that is not a terminal). Raises :class:`TrainingDiverged` when the
+    loss diverges (unless ``train.on_divergence = "continue"``), keeping the last good
+    checkpoint.
     """
     session = open_session(config_path, Run(run_dir), list(overrides), resume, overwrite)
     with errors_name(session.source):
