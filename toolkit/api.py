@@ -14,26 +14,18 @@ does, quietly.
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
 
-from toolkit import runs
 from toolkit.errors import ToolkitError
 from toolkit.runs import Run
 
 
 class TrainedRun(Run):
-    """A run opened from Python: what :class:`toolkit.runs.Run` holds, and what the
-    ``generate``, ``attribute`` and ``evaluate`` commands do, as methods."""
-
-    @property
-    def history(self) -> list[dict[str, float]]:
-        """One dict per epoch the run holds (``epoch``, ``loss``, ``nats``, ``val_nats``, ...)."""
-        from toolkit.callbacks import read_history
-
-        return [{key: float(value) if key != "epoch" else int(value)
-                 for key, value in row.items() if value != ""}
-                for row in read_history(self.file(runs.HISTORY))]
+    """A run opened from Python: what :class:`toolkit.runs.Run` holds (``history``,
+    ``metrics()``, ``config``, ``model``, ...), and what the ``generate``, ``attribute``
+    and ``evaluate`` commands do, as methods."""
 
     def generate(self, prime: str | None = None, length: int | None = None,
                  samples: int | None = None, temperature: float | None = None,
@@ -59,10 +51,14 @@ class TrainedRun(Run):
         (built once per number of samples)."""
         from toolkit.generate import Generator
 
-        cache = self.__dict__.setdefault("_generators", {})
-        if samples not in cache:
-            cache[samples] = Generator.from_run(self, samples)
-        return cache[samples]
+        if samples not in self.generators:
+            self.generators[samples] = Generator.from_run(self, samples)
+        return self.generators[samples]
+
+    @cached_property
+    def generators(self) -> dict:
+        """The generators built so far, by number of samples."""
+        return {}
 
     def attribute(self, texts: str | Sequence[str]) -> list:
         """Rank the run's authors for each text: :class:`toolkit.attribution.Attribution`s."""

@@ -9,8 +9,6 @@ dropped and those epochs are trained again, so no epoch is lost or counted twice
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import sys
@@ -25,33 +23,6 @@ import keras  # noqa: E402
 
 from toolkit import runs
 from toolkit.hookspecs import EpochData
-
-
-def read_history(path: Path) -> list[dict]:
-    """The rows of a run's ``history.csv`` (epoch first), or none."""
-    if not path.is_file():
-        return []
-    with path.open(newline="") as f:
-        return [row for row in csv.DictReader(f) if row.get("epoch")]
-
-
-def write_history(path: Path, rows: list[dict]) -> None:
-    """Write history rows atomically, columns ``epoch`` then the others sorted."""
-    columns = ["epoch"] + sorted({key for row in rows for key in row} - {"epoch"})
-    out = io.StringIO()
-    writer = csv.DictWriter(out, columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    runs.atomic_write(path, out.getvalue())
-
-
-def trim_history(path: Path, epochs_done: int) -> list[dict]:
-    """Keep the rows of the epochs a checkpoint holds; returns them."""
-    rows = read_history(path)
-    kept = [row for row in rows if int(row["epoch"]) < epochs_done]
-    if len(kept) != len(rows):
-        write_history(path, kept)
-    return kept
 
 
 class TrainingClock(keras.callbacks.Callback):
@@ -161,7 +132,7 @@ class RunWriter(keras.callbacks.Callback):
         logs = logs or {}
         row = {"epoch": epoch, **{key: float(value) for key, value in logs.items()}}
         self.history = [r for r in self.history if int(r["epoch"]) < epoch] + [row]
-        write_history(self.run.file(runs.HISTORY), self.history)
+        runs.write_history(self.run.file(runs.HISTORY), self.history)
         value = logs.get(self.monitor)
         if value is not None and math.isfinite(float(value)) and float(value) < self.best:
             self.best = float(value)

@@ -8,9 +8,9 @@ split only.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 import sys
 import time
+from dataclasses import dataclass, field
 from itertools import chain
 
 import numpy as np

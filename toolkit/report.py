@@ -18,14 +18,6 @@ from toolkit.errors import ToolkitError
 from toolkit.runs import Run
 
 
-def history_of(run: Run) -> list[dict]:
-    """The run's history rows as numbers."""
-    from toolkit.callbacks import read_history
-
-    return [{k: float(v) for k, v in row.items() if v not in ("", None)}
-            for row in read_history(run.file(runs.HISTORY))]
-
-
 def loss_columns(rows: list[dict]) -> tuple[str, str]:
     """The training and validation figure to draw: nats per token where logged, else loss."""
     return ("nats", "val_nats") if rows and "nats" in rows[0] else ("loss", "val_loss")
@@ -34,7 +26,7 @@ def loss_columns(rows: list[dict]) -> tuple[str, str]:
 def save_curves(run: Run, path: Path) -> bool:
     """Training curves per epoch and against training minutes (accuracy too when logged),
     written atomically as PNG; ``False`` when the run has no history yet."""
-    rows = history_of(run)
+    rows = run.history
     if not rows:
         return False
     import matplotlib

@@ -25,6 +25,8 @@ A run directory holds::
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import signal
@@ -114,6 +116,33 @@ def atomic_save_model(model, path: Path) -> None:
         raise
 
 
+def read_history(path: Path) -> list[dict]:
+    """The rows of a run's ``history.csv`` (epoch first), or none."""
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        return [row for row in csv.DictReader(f) if row.get("epoch")]
+
+
+def write_history(path: Path, rows: list[dict]) -> None:
+    """Write history rows atomically, columns ``epoch`` then the others sorted."""
+    columns = ["epoch"] + sorted({key for row in rows for key in row} - {"epoch"})
+    out = io.StringIO()
+    writer = csv.DictWriter(out, columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write(path, out.getvalue())
+
+
+def trim_history(path: Path, epochs_done: int) -> list[dict]:
+    """Keep the rows of the epochs a checkpoint holds; returns them."""
+    rows = read_history(path)
+    kept = [row for row in rows if int(row["epoch"]) < epochs_done]
+    if len(kept) != len(rows):
+        write_history(path, kept)
+    return kept
+
+
 def remove_stale_temporaries(folder: Path) -> list[Path]:
     """Delete temporary files a killed process left in a run directory; returns them."""
     stale = [p for p in folder.glob(f".*{TMP_SUFFIX}*") if p.is_file()]
@@ -194,6 +223,13 @@ class Run:
     def model(self):
         """The trained model (see :meth:`load_model`), loaded once."""
         return self.load_model()
+
+    @property
+    def history(self) -> list[dict]:
+        """One dict of numbers per epoch the run holds (``epoch``, ``loss``, ``val_nats``, ...)."""
+        return [{key: int(value) if key == "epoch" else float(value)
+                 for key, value in row.items() if value not in ("", None)}
+                for row in read_history(self.file(HISTORY))]
 
     def progress(self) -> dict:
         path = self.file(PROGRESS)

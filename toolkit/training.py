@@ -9,6 +9,7 @@ ready.
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,19 +142,15 @@ def train(config_path: str | Path | dict | None, run_dir: str | Path, overrides:
     return Run(session.run.path)
 
 
-class errors_name:
+@contextmanager
+def errors_name(source: str):
     """Adds the config file to a :class:`ConfigError` raised without one."""
-
-    def __init__(self, source: str):
-        self.source = source
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, traceback):
-        if isinstance(error, ConfigError) and error.source is None:
-            raise ConfigError(error.path, error.message, self.source) from None
-        return False
+    try:
+        yield
+    except ConfigError as error:
+        if error.source is not None:
+            raise
+        raise ConfigError(error.path, error.message, source) from None
 
 
 def open_session(config_path, run: Run, overrides: list[str], resume: bool,
@@ -272,12 +269,12 @@ def fit_epochs(session: Session, model, first_epoch: int, verbose,
 
     from toolkit.callbacks import (DivergenceGuard, FollowEpochs, LearningRateLog,
                                    ProgressLine, RunWriter, SampleText, TimeLimit,
-                                   TrainingClock, trim_history)
+                                   TrainingClock)
     from toolkit.model import layers_of, set_trainable
 
     run, settings, builder = session.run, session.settings, session.components.sequences
     train_data, val_data = session.train_data, session.val_data
-    history = trim_history(run.file(runs.HISTORY), first_epoch)
+    history = runs.trim_history(run.file(runs.HISTORY), first_epoch)
     clock = TrainingClock(builder.batch_size * builder.length,
                           run.progress().get("training_seconds", 0.0) if session.resume else 0.0)
     time_limit = TimeLimit(settings["max_minutes"], clock)

@@ -152,11 +152,10 @@ class AuthorLMsHead(Head):
     def score_passages(self, model, passages, batch_size):
         """``log p(passage | author)``: the summed per-token log-probabilities under each
         author's softmax, computed for every author at once from one pass of the core."""
-        import keras
         from keras import ops
 
         lms = model.get_layer("head_author_lms")
-        features = keras.Model(model.get_layer("tokens").output, lms.input[0])
+        features = self.core_features(model)
         scores = []
         for start in range(0, len(passages), batch_size):
             batch = passages[start:start + batch_size]
@@ -165,6 +164,17 @@ class AuthorLMsHead(Head):
             scores.append(np.asarray(lms.log_likelihoods(features(x, training=False), y,
                                                          weights)))
         return np.concatenate(scores)
+
+    def core_features(self, model):
+        """The sub-model from tokens to the core's output, built once per trained model
+        (attributing many texts must not rebuild it for each)."""
+        import keras
+
+        if getattr(self, "_features_of", None) is not model:
+            self._features = keras.Model(model.get_layer("tokens").output,
+                                         model.get_layer("head_author_lms").input[0])
+            self._features_of = model
+        return self._features
 
 
 @hookimpl
