@@ -29,5 +29,5 @@ def test_gutenberg_boilerplate_is_stripped_and_plain_text_untouched():
 def test_lowercase_and_characters():
     assert Lowercase()("ROMEO:") == "romeo:"
     tokens = Characters()("Ay,\nme")
-    assert tokens == ["A", "y", ",", "\n", "m", "e"]
+    assert list(tokens) == ["A", "y", ",", "\n", "m", "e"]
     assert Characters().detokenize(tokens) == "Ay,\nme"

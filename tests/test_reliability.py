@@ -276,6 +276,18 @@ def test_a_config_and_its_corpus_are_checked_before_tensorflow_loads(tmp_path):
     assert "corpus file not found" in result.stderr
 
 
+@pytest.mark.parametrize("args", [["plugins"], ["config", "show", "configs/tiny.toml"],
+                                  ["--help"]])
+def test_commands_that_need_no_model_never_load_tensorflow(args):
+    code = ("import sys\nfrom toolkit.cli import main\n"
+            "try:\n    status = main(" + repr(args) + ")\n"
+            "except SystemExit as exit:\n    status = exit.code\n"
+            "print('STATUS', status, 'tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    assert result.stdout.split()[-3:] == ["STATUS", "0", "False"], result.stderr[-500:]
+
+
 def test_resume_of_a_run_never_started_starts_it(tmp_path):
     from toolkit.training import train
 

@@ -82,6 +82,18 @@ def test_save_load_generate_round_trip(trained_run):
     assert all(len(t) == 20 for t in nucleus)
 
 
+def test_the_sampling_loop_is_compiled_once_and_reused(trained_run):
+    generator = Generator.from_run(trained_run.path)
+    first = generator.generate("To be", length=300, temperature=0.7, seed=3)
+    generator.generate("Or not", length=20, temperature=1.3, top_k=3, top_p=0.9)
+    again = generator.generate("To be", length=300, temperature=0.7, seed=3)
+    fresh = Generator.from_run(trained_run.path).generate("To be", length=300,
+                                                         temperature=0.7, seed=3)
+    assert first == again == fresh, "the reused loop draws what a fresh one draws"
+    assert len(first[0]) == 300
+    assert generator._sample_chunk.experimental_get_tracing_count() == 1
+
+
 def test_unknown_characters_in_the_prime_are_refused(trained_run, capsys):
     generator = Generator.from_run(trained_run.path)
     with pytest.raises(ToolkitError, match=r"never seen in training: 'Ω', '%'"):
@@ -165,6 +177,6 @@ def test_a_run_opens_once_with_everything_it_needs(trained_run):
     run = Run.open(trained_run.path)
     assert run.model is run.model and run.components is run.components
     assert run.head.generates and not run.head.attributes and run.labels == []
-    assert run.preprocessor("To") == ["T", "o"] and len(run.vocab) > 10
+    assert list(run.preprocessor("To")) == ["T", "o"] and len(run.vocab) > 10
     with pytest.raises(ToolkitError, match="is not a run directory"):
         Run.open(trained_run.path.parent)

@@ -9,6 +9,7 @@ notebook shows them; Python errors still surface as exceptions.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -29,3 +30,12 @@ def load_tensorflow() -> None:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+@functools.cache
+def gpu_available() -> bool:
+    """Whether TensorFlow sees a GPU (where Keras's LSTM takes the cuDNN path)."""
+    load_tensorflow()
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))

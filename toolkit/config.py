@@ -67,6 +67,7 @@ def train_settings(
     divergence_steps: NonNegativeInt = 200,
     tensorboard: bool = True,
     sample_length: NonNegativeInt = 200,
+    xla: Literal["auto", "on", "off"] = "auto",
 ):
     """Training: the last ``validation_fraction`` of every document is held out for
     validation; ``max_minutes`` (0 = no limit) stops training after the epoch that
@@ -78,7 +79,9 @@ def train_settings(
     in a row (0 = only a non-finite loss), stops training with exit status 3 and the
     last good checkpoint kept, unless ``on_divergence = "continue"``. ``tensorboard``
     writes TensorBoard logs under the run's ``logs/``; a generator run samples
-    ``sample_length`` tokens after every epoch (0 = none)."""
+    ``sample_length`` tokens after every epoch (0 = none). ``xla`` compiles the training
+    step with XLA: ``"auto"`` does where it pays (the CPU, with the core's fast LSTM
+    loop; a GPU keeps cuDNN, which XLA cannot compile)."""
 
 
 def generate_settings(

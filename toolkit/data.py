@@ -95,8 +95,11 @@ def prepare(corpus, preprocessor: Preprocessor, vocab_settings: dict, builder,
 
     tokens = preprocess_all(documents, preprocessor)
     plan = builder.plan_split(documents, tokens, validation_fraction, seed)
-    train_tokens = list(chain.from_iterable(tokens[s.document][s.start:s.stop]
-                                            for s in plan["train"]))
+    train_parts = [tokens[s.document][s.start:s.stop] for s in plan["train"]]
+    if all(isinstance(part, str) for part in train_parts):  # characters: keep one str
+        train_tokens = "".join(train_parts)
+    else:
+        train_tokens = list(chain.from_iterable(train_parts))
     if not train_tokens:
         raise ToolkitError(f"corpus {corpus.describe()} gave no tokens to train on "
                            f"({len(documents)} documents)")

@@ -2,12 +2,19 @@
 
 The twin is the trained model rebuilt for ``samples`` parallel sequences (stateful,
 batch size ``samples``) with the trained weights. Priming feeds the prime text
-through it in one call; sampling is keras-nlp's sampler loop, compiled with
-``tf.function``, where each step feeds one token and reads the next distribution.
+through it in one call. Sampling runs a loop of ``CHUNK`` steps compiled once per
+twin (with XLA on the CPU): each step feeds the last token through the twin (advancing
+its state), filters the distribution (temperature, top-k, top-p) and draws the next
+token with a counter-based random generator. Temperature, top-k, top-p, the seed and
+the first token are tensors, not constants, so later calls with other settings, other
+primes and other lengths reuse the same compiled loop; a text of any length is a few
+calls of it. (keras-nlp's samplers bake their settings and the prompt's shape into the
+trace, which costs a retrace per setting.)
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from toolkit.backend import load_tensorflow
@@ -15,28 +22,37 @@ from toolkit.backend import load_tensorflow
 load_tensorflow()
 
 import keras  # noqa: E402
-import keras_nlp
 import numpy as np
 import tensorflow as tf
-from keras import ops
 
+from toolkit.backend import gpu_available
 from toolkit.errors import ToolkitError
-from toolkit.model import inference_twin
 from toolkit.preprocess import Preprocessor
 from toolkit.runs import Run
 from toolkit.state import reset_states
 from toolkit.vocab import OOV, PAD
 
+# Tokens drawn per call of the compiled loop.
+CHUNK = 256
 
-def make_sampler(temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                 seed: int | None = None):
-    """The keras-nlp sampler for these settings (top-p with an optional top-k cut, top-k, or plain)."""
-    if top_p < 1.0:
-        return keras_nlp.samplers.TopPSampler(p=top_p, k=top_k or None, seed=seed,
-                                              temperature=temperature)
-    if top_k:
-        return keras_nlp.samplers.TopKSampler(k=top_k, seed=seed, temperature=temperature)
-    return keras_nlp.samplers.RandomSampler(seed=seed, temperature=temperature)
+
+def filter_logits(logits, allowed, top_k, top_p):
+    """``logits`` with padding, "unknown", everything outside the ``top_k`` most likely
+    (0 = no limit) and outside the smallest set whose probability reaches ``top_p``
+    (1 = no limit) set to -inf. ``top_k`` and ``top_p`` may be tensors."""
+    logits = tf.where(allowed[None, :], logits, -np.inf)
+
+    def cut(logits):
+        ranked = tf.sort(logits, axis=-1, direction="DESCENDING")
+        vocab = tf.shape(logits)[-1]
+        k = tf.where(top_k > 0, tf.minimum(top_k, vocab), vocab)
+        kth = tf.gather(ranked, k - 1, axis=-1)[:, None]
+        # The smallest set of most likely tokens whose probability reaches top_p.
+        before = tf.cumsum(tf.nn.softmax(ranked), axis=-1, exclusive=True)
+        nucleus = tf.reduce_min(tf.where(before < top_p, ranked, np.inf), -1, keepdims=True)
+        return tf.where(logits >= tf.maximum(kth, nucleus), logits, -np.inf)
+
+    return tf.cond((top_k > 0) | (top_p < 1.0), lambda: cut(logits), lambda: logits)
 
 
 @dataclass
@@ -51,6 +67,8 @@ class Generator:
     @classmethod
     def from_run(cls, run: Run | str, samples: int = 1) -> "Generator":
         """A generator for an opened run (or a run directory)."""
+        from toolkit.model import inference_twin
+
         run = run if isinstance(run, Run) else Run.open(run)
         twin = inference_twin(run.model, run.components, len(run.vocab), samples)
         generator = cls(run.preprocessor, run.vocab, twin, samples)
@@ -58,44 +76,49 @@ class Generator:
         return generator
 
     def compile(self):
+        """Build the twin's feeding function and its compiled sampling loop."""
         twin = self.twin
-        banned = ops.convert_to_tensor(
-            np.isin(np.arange(len(self.vocab)), [PAD, OOV]), dtype="bool")
+        allowed = tf.constant(~np.isin(np.arange(len(self.vocab)), [PAD, OOV]))
 
         def feed(tokens):
             """Run tokens through the twin (advancing its state); return the last distribution."""
             return twin(tokens, training=False)[:, -1, :]
 
-        def next_token_logits(prompt, cache, index):
-            probabilities = feed(ops.expand_dims(prompt[:, index - 1], 1))
-            logits = ops.log(ops.maximum(probabilities, 1e-12))
-            # Padding and "unknown" are never generated.
-            logits = ops.where(banned[None, :], -1e9, logits)
-            return logits, None, cache
+        def sample_chunk(token, seed, temperature, top_k, top_p):
+            """``CHUNK`` tokens after ``token`` (shape ``(samples,)``), from the twin's state."""
+            def step(i, token, drawn):
+                probabilities = feed(token[:, None])
+                logits = tf.math.log(tf.maximum(probabilities, 1e-30)) / temperature
+                logits = filter_logits(logits, allowed, top_k, top_p)
+                token = tf.random.stateless_categorical(
+                    logits, 1, seed=tf.stack([seed[0], seed[1] + i]), dtype=tf.int32)[:, 0]
+                return i + 1, token, drawn.write(i, token)
+
+            drawn = tf.TensorArray(tf.int32, CHUNK)
+            _, _, drawn = tf.while_loop(lambda i, *_: i < CHUNK, step, (0, token, drawn))
+            return tf.transpose(drawn.stack())
 
         # Traced per input shape: Keras's TimeDistributed cannot take a masked input
         # whose time dimension is unknown, so shapes stay static.
         self._feed = tf.function(feed)
-        self._next_token_logits = next_token_logits
-        self._sampling = {}
+        self._sample_chunk = tf.function(sample_chunk, jit_compile=not gpu_available())
 
-    def sampling_function(self, prime_length: int, length: int, temperature: float, top_k: int,
-                          top_p: float, seed: int | None):
-        """The compiled sampling loop for these settings. Without a seed it is traced once
-        and reused (a trace costs about a second); a seed gets a fresh sampler each call,
-        so the same seed gives the same text."""
-        key = (prime_length, length, temperature, top_k, top_p)
-        if seed is None and key in self._sampling:
-            return self._sampling[key]
-        sampler = make_sampler(temperature, top_k, top_p, seed)
-
-        @tf.function
-        def sample(prompt, mask):
-            return sampler(self._next_token_logits, prompt, index=prime_length, mask=mask)
-
-        if seed is None:
-            self._sampling[key] = sample
-        return sample
+    def sample(self, last_token: int, length: int, temperature: float = 1.0, top_k: int = 0,
+               top_p: float = 1.0, seed: int | None = None) -> np.ndarray:
+        """``length`` token ids per sample, continuing the twin's current state after
+        ``last_token`` (not yet fed). Shape ``(samples, length)``."""
+        rng = np.random.default_rng(seed)
+        key = rng.integers(0, 2**31 - 1, size=2)
+        token = tf.fill([self.samples], tf.constant(last_token, tf.int32))
+        settings = (tf.constant(float(temperature)), tf.constant(int(top_k)),
+                    tf.constant(float(top_p)))
+        chunks = []
+        for k in range(math.ceil(length / CHUNK)):
+            seed_k = tf.constant([key[0], key[1] + k * CHUNK], tf.int32)
+            chunk = self._sample_chunk(token, seed_k, *settings)
+            token = chunk[:, -1]
+            chunks.append(np.asarray(chunk))
+        return np.concatenate(chunks, axis=1)[:, :length]
 
     def encode_prime(self, prime: str) -> np.ndarray:
         tokens = self.preprocessor(prime)
@@ -130,16 +153,10 @@ class Generator:
         With ``include_prime`` each text starts with the prime as the model saw it
         (after preprocessing), detokenized together with its continuation."""
         ids = self.encode_prime(prime)
-        if seed is not None:
-            keras.utils.set_random_seed(seed)
-        top_k = min(top_k, len(self.vocab))
-        sample = self.sampling_function(len(ids), length, temperature, top_k, top_p, seed)
         reset_states(self.twin)
         if len(ids) > 1:
             self.advance(ids[:-1])
-        prompt = np.zeros((self.samples, len(ids) + length), np.int32)
-        prompt[:, :len(ids)] = ids
-        mask = np.zeros_like(prompt, dtype=bool)
-        mask[:, :len(ids)] = True
-        out = np.asarray(sample(prompt, mask))[:, 0 if include_prime else len(ids):]
+        out = self.sample(int(ids[-1]), length, temperature, top_k, top_p, seed)
+        if include_prime:
+            out = np.concatenate([np.tile(ids, (self.samples, 1)), out], axis=1)
         return [self.preprocessor.detokenize(self.vocab.decode(row)) for row in out]

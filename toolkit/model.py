@@ -93,10 +93,41 @@ def make_optimizer(train: dict) -> keras.optimizers.Optimizer:
     return keras.optimizers.get({"class_name": train["optimizer"], "config": kwargs})
 
 
-def compile_model(model: keras.Model, components: Components, train: dict) -> None:
+# XLA compiles the training and validation steps once, in about 10 seconds: "auto"
+# turns it on only for runs long enough to win that back.
+XLA_MIN_STEPS = 500
+
+
+def uses_xla(model: keras.Model, setting: str = "auto", steps: int | None = None) -> bool:
+    """Whether to compile ``model``'s training step with XLA for ``train.xla = setting``.
+
+    ``"auto"``: on the CPU when a core layer runs :class:`~toolkit.layers.FastLSTM`'s
+    hoisted loop, whose per-step gate arithmetic XLA fuses (measured in
+    docs/benchmarks.md), and the run has at least ``XLA_MIN_STEPS`` training ``steps``
+    (``None``: unknown, taken as long). Keras's own LSTM loop gets slower under XLA on
+    the CPU, and cuDNN (GPU) cannot be compiled. ``"on"`` wherever every layer supports it.
+    """
+    from toolkit.layers import FastLSTM
+
+    layers = list(model._flatten_layers(include_self=False, recursive=True))
+    supported = all(layer.supports_jit for layer in layers)
+    if setting == "off" or not supported:
+        return False
+    if setting == "on":
+        return True
+    long_enough = steps is None or steps >= XLA_MIN_STEPS
+    return long_enough and any(isinstance(layer, FastLSTM) and layer.uses_fast_loop
+                               for layer in layers)
+
+
+def compile_model(model: keras.Model, components: Components, train: dict,
+                  steps: int | None = None) -> None:
+    """Compile for training: the optimizer of ``train``, the head's loss and metrics, XLA
+    as :func:`uses_xla` decides for a run of ``steps`` training steps."""
     # Head metrics are weighted metrics: Keras passes sample weights only to those.
     model.compile(optimizer=make_optimizer(train), loss=components.head.loss(),
-                  weighted_metrics=components.head.metrics())
+                  weighted_metrics=components.head.metrics(),
+                  jit_compile=uses_xla(model, train.get("xla", "auto"), steps))
 
 
 def inference_twin(trained: keras.Model, components: Components, vocab_size: int,

@@ -36,11 +36,13 @@ class Preprocessor:
         self.tokenizer = next(s for s in self.stages if s.produces == "tokens"
                               and s.consumes == "text")
 
-    def __call__(self, text: str) -> list[str]:
+    def __call__(self, text: str) -> Sequence[str]:
+        """The tokens of ``text``: a list, or a ``str`` when every token is one character
+        (a str is a sequence of one-character tokens, and far cheaper to count and encode)."""
         value = text
         for stage in self.stages:
             value = stage(value)
-        return list(value)
+        return value if isinstance(value, str) else list(value)
 
     def detokenize(self, tokens: Sequence[str]) -> str:
         return self.tokenizer.detokenize(tokens)

@@ -26,7 +26,7 @@ from toolkit.runs import Run
 # Keys that may change when a run is resumed: how long to train, not what to train.
 RESUMABLE_CHANGES = {("train", key) for key in ("epochs", "max_minutes", "on_divergence",
                                                  "divergence_steps", "tensorboard",
-                                                 "sample_length")}
+                                                 "sample_length", "xla")}
 
 
 class TrainingDiverged(ToolkitError):
@@ -202,11 +202,12 @@ def prepare_data(session: Session) -> None:
 def build_or_restore_model(session: Session):
     """Phase 3: the checkpoint of a resumed run, or a new compiled model (with the init
     run's weights copied in). Returns the model and the first epoch to train."""
-    from toolkit.model import build_model, compile_model, copy_weights, set_trainable
+    from toolkit.model import build_model, compile_model, copy_weights, set_trainable, uses_xla
 
     run, components, settings = session.run, session.components, session.settings
     if session.restores:
         model = runs.load_keras_file(run.file(runs.CHECKPOINT))
+        model.jit_compile = uses_xla(model, settings["xla"], planned_steps(session))
         # The checkpoint's own step count says how many epochs it holds, even if the
         # process died between writing it and writing progress.json.
         first_epoch = int(model.optimizer.iterations) // len(session.train_data)
@@ -231,7 +232,7 @@ def build_or_restore_model(session: Session):
         except ToolkitError as err:
             raise ConfigError("init.run", str(err)) from None
         set_trainable(model, init["copy"], not init["freeze"])
-    compile_model(model, components, settings)
+    compile_model(model, components, settings, planned_steps(session))
     return model, 0
 
 
@@ -306,7 +307,7 @@ def fit_epochs(session: Session, model, first_epoch: int, verbose,
         if start >= unfreeze_at and not all(layer.trainable
                                             for layer in layers_of(model, init["copy"])):
             set_trainable(model, init["copy"], True)
-            recompile(model, session.components, settings)
+            recompile(model, session.components, settings, planned_steps(session))
         model.fit(train_data.dataset(),
                   validation_data=None if val_data is None else val_data.dataset(),
                   epochs=stop, initial_epoch=start, callbacks=callbacks,
@@ -335,12 +336,17 @@ def finish_run(session: Session, model, clock) -> None:
     runs.write_json(run.file(runs.METRICS), metrics)
 
 
-def recompile(model, components, settings: dict) -> None:
+def planned_steps(session: Session) -> int:
+    """Training steps in the whole run (every epoch, even those already trained)."""
+    return len(session.train_data) * session.settings["epochs"]
+
+
+def recompile(model, components, settings: dict, planned: int | None = None) -> None:
     """Compile again (after freezing or unfreezing), keeping the optimizer's step count."""
     from toolkit.model import compile_model
 
     steps = int(model.optimizer.iterations)
-    compile_model(model, components, settings)
+    compile_model(model, components, settings, planned)
     model.optimizer.build(model.trainable_variables)
     model.optimizer.iterations.assign(steps)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections import Counter
 from pathlib import Path
@@ -11,6 +12,12 @@ import numpy as np
 
 PAD, OOV = 0, 1
 PAD_TOKEN, OOV_TOKEN = "<pad>", "<unk>"
+
+
+def single_characters(tokens: Sequence[str]) -> bool:
+    """Whether every token is exactly one character (checked at C speed)."""
+    lengths = set(map(len, tokens))
+    return lengths == {1}
 
 
 class Vocabulary:
@@ -27,7 +34,12 @@ class Vocabulary:
     @classmethod
     def fit(cls, tokens: Iterable[str], min_count: int = 1, max_size: int = 0) -> "Vocabulary":
         """Most frequent first (ties in code-point order); ``max_size`` counts real tokens only."""
-        counts = Counter(tokens)
+        if isinstance(tokens, str):  # characters: count code points with numpy
+            codes, freq = np.unique(np.frombuffer(tokens.encode("utf-32-le"), np.uint32),
+                                    return_counts=True)
+            counts = dict(zip(map(chr, codes.tolist()), freq.tolist()))
+        else:
+            counts = Counter(tokens)
         kept = sorted((t for t, c in counts.items() if c >= min_count),
                       key=lambda t: (-counts[t], t))
         if max_size:
@@ -38,8 +50,32 @@ class Vocabulary:
         return len(self.tokens)
 
     def encode(self, tokens: Sequence[str]) -> np.ndarray:
+        if isinstance(tokens, str) and self.character_table is not None:
+            return self.encode_characters(tokens)
+        if len(tokens) >= 1000 and self.character_table is not None and single_characters(tokens):
+            return self.encode_characters("".join(tokens))
         get = self.ids.get
         return np.fromiter((get(t, OOV) for t in tokens), dtype=np.int32, count=len(tokens))
+
+    @functools.cached_property
+    def character_table(self) -> np.ndarray | None:
+        """Code point -> id for a vocabulary of single characters (else ``None``)."""
+        characters = self.tokens[2:]
+        if not characters or any(len(t) != 1 for t in characters):
+            return None
+        codes = np.array([ord(t) for t in characters])
+        table = np.full(codes.max() + 1, OOV, np.int32)
+        table[codes] = np.arange(2, len(self.tokens), dtype=np.int32)
+        return table
+
+    def encode_characters(self, text: str) -> np.ndarray:
+        """The ids of ``text``'s characters, in one vectorised lookup."""
+        codes = np.frombuffer(text.encode("utf-32-le"), np.uint32)
+        table = self.character_table
+        ids = np.full(len(codes), OOV, np.int32)
+        known = codes < len(table)
+        ids[known] = table[codes[known]]
+        return ids
 
     def decode(self, ids: Iterable[int]) -> list[str]:
         return [self.tokens[i] for i in ids]

@@ -7,8 +7,10 @@ from toolkit.params import Fraction, PositiveInt
 class LSTMCore:
     """Stacked LSTM layers returning sequences, stateful when the sequence builder needs it.
 
-    ``dropout`` is applied to each layer's outputs; ``recurrent_dropout`` > 0 disables
-    the fast cuDNN kernel on GPUs. Leave ``stateful`` unset to follow the sequence builder.
+    Each layer is a :class:`~toolkit.layers.FastLSTM` (Keras's LSTM with a faster CPU
+    training loop; the same weights). ``dropout`` is applied to each layer's outputs;
+    ``recurrent_dropout`` > 0 disables the fast loops (cuDNN on GPUs, the hoisted loop
+    on CPUs). Leave ``stateful`` unset to follow the sequence builder.
     """
 
     def __init__(self, units: PositiveInt = 256, layers: PositiveInt = 1,
@@ -23,9 +25,11 @@ class LSTMCore:
     def build(self, stateful: bool) -> list:
         import keras
 
+        from toolkit.layers import FastLSTM
+
         layers = []
         for i in range(self.layers):
-            layers.append(keras.layers.LSTM(
+            layers.append(FastLSTM(
                 self.units, return_sequences=True, stateful=stateful,
                 recurrent_dropout=self.recurrent_dropout, name=f"core_lstm_{i}"))
             if self.dropout:

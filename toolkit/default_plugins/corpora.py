@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -194,6 +195,24 @@ def data_dir() -> Path:
     return Path(os.environ.get("TOOLKIT_DATA", USER_CACHE)).expanduser()
 
 
+def download_verified(url: str, target: Path, sha256: str) -> None:
+    """Download ``url`` to ``target`` atomically, refusing content whose SHA-256 differs."""
+    import hashlib
+    import tempfile
+    import urllib.request
+
+    print(f"Downloading {url}", file=sys.stderr)
+    with urllib.request.urlopen(url, timeout=60) as response:
+        content = response.read()
+    digest = hashlib.sha256(content).hexdigest()
+    if digest != sha256:
+        raise ValueError(f"the download's SHA-256 is {digest}, expected {sha256}")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False) as part:
+        part.write(content)
+    os.replace(part.name, target)
+
+
 class TinyShakespeare:
     """Reads ``<data dir>/tinyshakespeare/input.txt``, downloading it once when missing."""
 
@@ -209,20 +228,15 @@ class TinyShakespeare:
                 f"tiny-shakespeare not found at {local}; set TOOLKIT_DATA to a folder that "
                 f"holds {RELATIVE_PATH}, or set corpus.download = true"
             )
-        import keras
-
         try:
-            fetched = keras.utils.get_file(
-                fname="input.txt", origin=URL, file_hash=SHA256, hash_algorithm="sha256",
-                cache_dir=str(data_dir()), cache_subdir="tinyshakespeare",
-            )
+            download_verified(URL, local, SHA256)
         except Exception as err:  # network errors come in many types
             raise ToolkitError(
                 f"tiny-shakespeare is not at {local} and could not be downloaded from {URL} "
                 f"({type(err).__name__}: {err}). Offline, put input.txt at {local} or point "
                 f"TOOLKIT_DATA at a folder that holds {RELATIVE_PATH}."
             ) from None
-        return Path(fetched)
+        return local
 
     def documents(self) -> Iterator[Document]:
         yield Document(read_text(self.path(), "utf-8"), "tinyshakespeare", None)

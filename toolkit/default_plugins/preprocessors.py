@@ -69,8 +69,8 @@ class Characters(Stage):
     produces = "tokens"
     unit = "characters"
 
-    def __call__(self, text: str) -> list[str]:
-        return list(text)
+    def __call__(self, text: str) -> str:
+        return text  # a str is already the sequence of its characters
 
     def detokenize(self, tokens) -> str:
         return "".join(tokens)
