@@ -29,7 +29,7 @@ def with_(**sections):
 def test_defaults_are_filled_in():
     resolved = resolve(BASE)
     assert resolved["core"] == {"use": "lstm", "units": 256, "layers": 1, "dropout": 0.0,
-                                "recurrent_dropout": 0.0}
+                                "recurrent_dropout": 0.0, "dropout_mask": "sequence"}
     assert resolved["init"] == {"copy": ["encoder", "core"], "freeze": False,
                                 "unfreeze_after": 0}
     assert resolved["sequences"]["use"] == "stream"

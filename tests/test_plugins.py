@@ -37,7 +37,7 @@ def test_a_plugin_registered_in_a_fixture_is_usable_by_name(register_plugin):
            "preprocess": [{"use": "reverse", "times": 3}, {"use": "chars"}]}
     resolved = resolve(raw, plugins.registry())
     components = build_components(resolved, plugins.registry())
-    assert Preprocessor(components.stages)("abc") == ["c", "b", "a"]
+    assert list(Preprocessor(components.stages)("abc")) == ["c", "b", "a"]
     with pytest.raises(ToolkitError, match="preprocess.0.times: expected an integer"):
         resolve({**raw, "preprocess": [{"use": "reverse", "times": "x"}, {"use": "chars"}]},
                 plugins.registry())

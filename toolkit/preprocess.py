@@ -41,6 +41,8 @@ class Preprocessor:
         (a str is a sequence of one-character tokens, and far cheaper to count and encode)."""
         value = text
         for stage in self.stages:
+            if stage.consumes == "tokens" and isinstance(value, str):
+                value = list(value)  # token stages always receive a list
             value = stage(value)
         return value if isinstance(value, str) else list(value)
 

@@ -1,5 +1,7 @@
 """Built-in cores: stacked LSTM layers."""
 
+from typing import Literal
+
 from toolkit.hookspecs import hookimpl
 from toolkit.params import Fraction, PositiveInt
 
@@ -8,18 +10,23 @@ class LSTMCore:
     """Stacked LSTM layers returning sequences, stateful when the sequence builder needs it.
 
     Each layer is a :class:`~toolkit.layers.FastLSTM` (Keras's LSTM with a faster CPU
-    training loop; the same weights). ``dropout`` is applied to each layer's outputs;
+    training loop; the same weights). ``dropout`` is applied to each layer's outputs:
+    with ``dropout_mask = "sequence"`` (variational dropout) a window drops the same
+    units at every step, with ``"step"`` a fresh mask is drawn for every step (far
+    slower under XLA on a CPU, whose random numbers are slow to draw).
     ``recurrent_dropout`` > 0 disables the fast loops (cuDNN on GPUs, the hoisted loop
     on CPUs). Leave ``stateful`` unset to follow the sequence builder.
     """
 
     def __init__(self, units: PositiveInt = 256, layers: PositiveInt = 1,
                  dropout: Fraction = 0.0, recurrent_dropout: Fraction = 0.0,
+                 dropout_mask: Literal["sequence", "step"] = "sequence",
                  stateful: bool | None = None):
         self.units = units
         self.layers = layers
         self.dropout = dropout
         self.recurrent_dropout = recurrent_dropout
+        self.dropout_mask = dropout_mask
         self.stateful = stateful
 
     def build(self, stateful: bool) -> list:
@@ -33,7 +40,9 @@ class LSTMCore:
                 self.units, return_sequences=True, stateful=stateful,
                 recurrent_dropout=self.recurrent_dropout, name=f"core_lstm_{i}"))
             if self.dropout:
-                layers.append(keras.layers.Dropout(self.dropout, name=f"core_dropout_{i}"))
+                noise_shape = (None, 1, self.units) if self.dropout_mask == "sequence" else None
+                layers.append(keras.layers.Dropout(self.dropout, noise_shape=noise_shape,
+                                                   name=f"core_dropout_{i}"))
         return layers
 
 
