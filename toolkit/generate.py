@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from toolkit.backend import gpu_available
 from toolkit.errors import ToolkitError
+from toolkit.model import inference_twin
 from toolkit.preprocess import Preprocessor
 from toolkit.runs import Run
 from toolkit.state import reset_states
@@ -67,8 +68,6 @@ class Generator:
     @classmethod
     def from_run(cls, run: Run | str, samples: int = 1) -> "Generator":
         """A generator for an opened run (or a run directory)."""
-        from toolkit.model import inference_twin
-
         run = run if isinstance(run, Run) else Run.open(run)
         twin = inference_twin(run.model, run.components, len(run.vocab), samples)
         generator = cls(run.preprocessor, run.vocab, twin, samples)

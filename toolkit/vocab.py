@@ -14,10 +14,9 @@ PAD, OOV = 0, 1
 PAD_TOKEN, OOV_TOKEN = "<pad>", "<unk>"
 
 
-def single_characters(tokens: Sequence[str]) -> bool:
-    """Whether every token is exactly one character (checked at C speed)."""
-    lengths = set(map(len, tokens))
-    return lengths == {1}
+def code_points(text: str) -> np.ndarray:
+    """The Unicode code points of ``text`` as one array (no Python object per character)."""
+    return np.frombuffer(text.encode("utf-32-le"), np.uint32)
 
 
 class Vocabulary:
@@ -35,8 +34,7 @@ class Vocabulary:
     def fit(cls, tokens: Iterable[str], min_count: int = 1, max_size: int = 0) -> "Vocabulary":
         """Most frequent first (ties in code-point order); ``max_size`` counts real tokens only."""
         if isinstance(tokens, str):  # characters: count code points with numpy
-            codes, freq = np.unique(np.frombuffer(tokens.encode("utf-32-le"), np.uint32),
-                                    return_counts=True)
+            codes, freq = np.unique(code_points(tokens), return_counts=True)
             counts = dict(zip(map(chr, codes.tolist()), freq.tolist()))
         else:
             counts = Counter(tokens)
@@ -52,8 +50,6 @@ class Vocabulary:
     def encode(self, tokens: Sequence[str]) -> np.ndarray:
         if isinstance(tokens, str) and self.character_table is not None:
             return self.encode_characters(tokens)
-        if len(tokens) >= 1000 and self.character_table is not None and single_characters(tokens):
-            return self.encode_characters("".join(tokens))
         get = self.ids.get
         return np.fromiter((get(t, OOV) for t in tokens), dtype=np.int32, count=len(tokens))
 
@@ -70,7 +66,7 @@ class Vocabulary:
 
     def encode_characters(self, text: str) -> np.ndarray:
         """The ids of ``text``'s characters, in one vectorised lookup."""
-        codes = np.frombuffer(text.encode("utf-32-le"), np.uint32)
+        codes = code_points(text)
         table = self.character_table
         ids = np.full(len(codes), OOV, np.int32)
         known = codes < len(table)
