@@ -287,6 +287,15 @@ def test_document_split_needs_two_documents_per_author(tmp_path, corpus_file):
         components.sequences.plan_split(docs, [["x"] * 500] * 7, 0.1, 1)
 
 
+def test_min_documents_leaves_authors_with_fewer_documents_out(tmp_path, corpus_file):
+    components, _ = components_for(tmp_path, corpus_file, "classifier",
+                                   sequences='split = { by = "document", min_documents = 2 }')
+    docs = documents() + [Document("", "lonely", "z")]
+    plan = components.sequences.plan_split(docs, [["x"] * 500] * 7, 0.1, 1)
+    used = {segment.document for segments in plan.values() for segment in segments}
+    assert used == set(range(6))  # the lonely document joins no split
+
+
 def test_unlabelled_documents_are_refused_for_attribution(tmp_path, corpus_file):
     components, _ = components_for(tmp_path, corpus_file, "classifier")
     with pytest.raises(ConfigError, match="needs a label"):
@@ -380,6 +389,100 @@ def test_evaluate_reports_the_lstm_beside_the_baseline(trained_runs, capsys):
     assert report["lstm"]["accuracy"] >= 0.9
     assert sum(map(sum, report["lstm"]["confusion"])) == report["passages"]
     assert (run / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_evaluate_pools_documents_calibrates_and_stacks_on_validation(trained_runs, capsys):
+    run = trained_runs["author-lms"]
+    assert main(["evaluate", str(run), "--unseen-author", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    test_documents = {s.rsplit(":", 1)[0] for s in
+                      json.loads((run / "split.json").read_text())["test"]}
+    for model in ("lstm", "lstm_calibrated", "baseline", "ensemble"):
+        assert report[model]["documents"]["count"] == len(test_documents)
+        assert 0 <= report[model]["ece"] <= 1
+    calibration = json.loads((run / "calibration.json").read_text())
+    assert report["calibration"]["temperature"] == calibration["temperature"] > 0
+    assert report["calibration"]["ece_before"] == report["lstm"]["ece"]
+    assert report["unseen_author"]["auroc"] is None  # two authors: one left when one is out
+    assert set(report["ensemble"]["weights"]) == {"lstm", "ngram"}
+    assert (run / "reliability.png").read_bytes()[:4] == b"\x89PNG"
+    assert (run / "ensemble.pkl").is_file()
+
+
+def test_attribute_with_the_ensemble_answers_like_the_lstm_on_clear_texts(trained_runs,
+                                                                         tmp_path, capsys):
+    run = trained_runs["author-lms"]
+    assert main(["evaluate", str(run)]) == 0
+    files = []
+    for author in CHAINS:
+        files.append(tmp_path / f"{author}.txt")
+        files[-1].write_text(chain_text(author, 300, seed=98))
+    capsys.readouterr()
+    assert main(["attribute", str(run), *map(str, files), "--model", "ensemble", "--json"]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert [r["answer"] for r in results] == list(CHAINS)
+    assert all(r["calibrated"] for r in results)
+
+
+def test_training_keeps_the_epoch_with_the_best_monitor_and_says_why(trained_runs):
+    from toolkit.callbacks import best_epoch
+    from toolkit.runs import Run, read_history
+
+    run = Run(trained_runs["classifier"])
+    kept = run.metrics()["kept"]
+    history = read_history(run.file("history.csv"))
+    assert kept["monitor"] == "val_macro_f1"  # the attribution heads' default
+    assert all(row["val_macro_f1"] != "" for row in history)
+    assert kept["epoch"] == best_epoch(history, "val_macro_f1")[0] + 1
+    assert kept["stopped_by"] == "train.epochs" and "highest val_macro_f1" in kept["why"]
+
+
+def test_patience_stops_a_run_whose_monitor_stopped_improving(tmp_path, corpus_file):
+    from toolkit.training import train
+
+    config = write_config(tmp_path / "c.toml", corpus_file, "classifier", epochs=8)
+    # val_loss cannot go below 0, so "accuracy of 0 nats" never improves past epoch 1
+    # when the learning rate is 0: the run stops after 1 + patience epochs.
+    run = train(config, tmp_path / "run", ["train.patience=2", "train.learning_rate=1e-12",
+                                           "train.monitor=val_loss"], verbose=0)
+    kept = run.metrics()["kept"]
+    assert run.progress()["epochs_done"] <= 3
+    assert kept["stopped_by"].startswith("val_loss did not improve for 2 epochs")
+
+
+def test_a_monitor_the_run_never_logs_is_refused_before_any_file(tmp_path, corpus_file):
+    from toolkit.training import train
+
+    config = write_config(tmp_path / "c.toml", corpus_file, "classifier")
+    with pytest.raises(ConfigError, match=r"train\.monitor: this run never logs "
+                                          r"'val_perplexity'.*val_macro_f1"):
+        train(config, tmp_path / "run", ["train.monitor=val_perplexity"], verbose=0)
+    assert not (tmp_path / "run").exists()
+
+
+def test_each_author_head_writes_text_its_own_head_scores_best(trained_runs, capsys):
+    from toolkit.attribution import Attributor
+    from toolkit.runs import Run
+
+    run = Run(trained_runs["author-lms"])
+    attributor = Attributor(run)
+    for index, author in enumerate(run.labels):
+        assert main(["generate", str(run.path), "--author", author, "--length", "400",
+                     "--prime", "a", "--seed", "3", "--temperature", "0.7"]) == 0
+        text = capsys.readouterr().out.rstrip("\n")
+        passages = attributor.cut(run.vocab.encode(run.preprocessor(text)))
+        scores = attributor.passage_scores(passages).sum(axis=0)
+        assert scores.argmax() == index, (author, text[:80])
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "choose whose style to write with --author"),
+    (["--author", "nobody"], "has no author 'nobody'; its authors are backward, forward"),
+])
+def test_generate_on_an_author_lms_run_needs_a_known_author(trained_runs, capsys, args,
+                                                             message):
+    assert main(["generate", str(trained_runs["author-lms"]), *args]) == 2
+    assert message in capsys.readouterr().err
 
 
 # --- one core, several heads ----------------------------------------------------------

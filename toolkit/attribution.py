@@ -7,9 +7,12 @@ A text is preprocessed as in training, cut into passages of the run's
 - an ``author-lms`` run gives ``log p(passage | author)``, the sum of the per-token
   log-probabilities under that author's head (lower cross-entropy, higher score).
 
-A text's score for an author is the sum over its passages; the probabilities are
-the softmax of those sums (each passage counted as independent evidence, authors
-equally likely a priori).
+Each passage's scores become probabilities through the run's calibration (fitted on
+its validation split when training ended; see :mod:`toolkit.calibration`): per-author
+offsets, a temperature, then a softmax. A text's probabilities are the mean of its
+passages' log-probabilities, softmaxed again (a geometric mean of the passage
+probabilities: as sure as a typical passage). When the top probability is below the
+calibration's threshold, the answer is ``unknown``: probably none of these authors.
 """
 
 from __future__ import annotations
@@ -20,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from toolkit import runs
+from toolkit.calibration import UNKNOWN, log_softmax, pool, stacked
 from toolkit.errors import ToolkitError
 from toolkit.runs import Run
 from toolkit.vocab import OOV, PAD
@@ -27,33 +32,32 @@ from toolkit.vocab import OOV, PAD
 
 @dataclass
 class Attribution:
-    """The ranked authors of one text."""
+    """The ranked authors of one text, and the answer: the top author, or ``unknown``."""
 
     source: str
     passages: int
     tokens: int
     unknown_tokens: int
     ranking: list[tuple[str, float]]  # (author, probability), most probable first
+    answer: str = ""
+    calibrated: bool = False
 
     def to_json(self) -> dict:
-        return {"file": self.source, "passages": self.passages, "tokens": self.tokens,
+        return {"file": self.source, "answer": self.answer, "calibrated": self.calibrated,
+                "passages": self.passages, "tokens": self.tokens,
                 "unknown_tokens": self.unknown_tokens,
                 "ranking": [{"author": a, "probability": p} for a, p in self.ranking]}
-
-
-def softmax_rows(scores: np.ndarray) -> np.ndarray:
-    shifted = scores - scores.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
 
 
 class Attributor:
     """A trained attribution run, ready to score passages and texts.
 
     The run's head scores passages (:meth:`Head.score_passages`) and its sequence
-    builder cuts a text into passages as training passages were cut."""
+    builder cuts a text into passages as training passages were cut. With
+    ``model = "ensemble"`` the LSTM's calibrated log-probabilities are stacked with the
+    n-gram model's, as ``toolkit evaluate`` fitted them (``ensemble.pkl``)."""
 
-    def __init__(self, run: Run):
+    def __init__(self, run: Run, model: str = "lstm"):
         self.run = run
         self.head, self.builder = run.head, run.builder
         if not self.head.attributes:
@@ -64,10 +68,32 @@ class Attributor:
             raise ToolkitError(f"{run.path} has no labels.json: it is not a finished "
                                f"attribution run; train it again")
         self.labels = run.labels
+        self.calibration = run.calibration
+        self.ensemble = None
+        if model == "ensemble":
+            self.ensemble = load_ensemble(run)
+        elif model != "lstm":
+            raise ToolkitError(f"--model: expected \"lstm\" or \"ensemble\", received {model!r}")
 
     def passage_scores(self, passages: np.ndarray) -> np.ndarray:
         """Log-scores ``(passages, authors)`` for a matrix of right-padded passages of ids."""
         return self.head.score_passages(self.run.model, passages, self.builder.batch_size)
+
+    def log_probs(self, passages: np.ndarray) -> np.ndarray:
+        """Calibrated log-probabilities ``(passages, authors)`` (the softmax of the raw scores
+        for a run trained before calibration existed)."""
+        scores = self.passage_scores(passages)
+        if self.calibration is None:
+            return log_softmax(scores)
+        log_probs = self.calibration.log_probs(scores)
+        if self.ensemble is not None:
+            texts = [self.run.preprocessor.detokenize(self.run.vocab.decode(row[row != PAD]))
+                     for row in passages]
+            from toolkit.ngrams import ngram_log_probs
+
+            ngram = ngram_log_probs(self.ensemble["ngram"], texts, len(self.labels))
+            log_probs = stacked([log_probs, ngram], self.ensemble["weights"])
+        return log_probs
 
     def cut(self, ids: np.ndarray) -> np.ndarray:
         """``ids`` as the builder's passages, keeping those the head can score."""
@@ -75,7 +101,7 @@ class Attributor:
         return passages[(passages != PAD).sum(axis=1) >= self.head.min_tokens]
 
     def attribute_text(self, text: str, source: str) -> Attribution:
-        """Rank the run's authors for one text."""
+        """Rank the run's authors for one text, and answer (an author, or ``unknown``)."""
         tokens = self.run.preprocessor(text)
         if not tokens:
             raise ToolkitError(f"{source}: no tokens after preprocessing (is it empty?); "
@@ -85,11 +111,28 @@ class Attributor:
         if not len(passages):
             raise ToolkitError(f"{source}: {len(ids)} token(s) are too few to score; "
                                f"give a longer text")
-        total = self.passage_scores(passages).sum(axis=0)
-        probabilities = softmax_rows(total[None, :])[0]
+        _, pooled = pool(self.log_probs(passages), [source] * len(passages))
+        probabilities = np.exp(pooled[0])
         order = np.argsort(-probabilities, kind="stable")
+        threshold = 0.0 if self.calibration is None else self.calibration.threshold
+        top = float(probabilities[order[0]])
+        answer = self.labels[order[0]] if top >= threshold else UNKNOWN
         return Attribution(source, len(passages), len(ids), int((ids == OOV).sum()),
-                           [(self.labels[i], float(probabilities[i])) for i in order])
+                           [(self.labels[i], float(probabilities[i])) for i in order],
+                           answer, self.calibration is not None)
+
+
+def load_ensemble(run: Run) -> dict:
+    """The stacked n-gram model and weights ``toolkit evaluate`` wrote to the run."""
+    import pickle
+
+    path = run.file(runs.ENSEMBLE)
+    if not path.is_file():
+        raise ToolkitError(f"{run.path} has no {runs.ENSEMBLE}: `toolkit evaluate "
+                           f"{run.path}` fits the ensemble on the validation split and "
+                           f"writes it; run that first")
+    with path.open("rb") as f:
+        return pickle.load(f)
 
 
 def read_text(name: str) -> str:
@@ -112,11 +155,12 @@ def read_text(name: str) -> str:
         raise ToolkitError(f"{name}: cannot be read ({err.strerror})") from None
 
 
-def attribute_files(run_dir: str | Path, names: list[str]) -> list[Attribution]:
+def attribute_files(run_dir: str | Path, names: list[str],
+                    model: str = "lstm") -> list[Attribution]:
     """Attribute each file (``-`` is standard input); every file is read before any is scored."""
     texts = [(name if name != "-" else "<stdin>", read_text(name)) for name in names]
     for source, text in texts:
         if not text.strip():
             raise ToolkitError(f"{source}: is empty; give a text to attribute")
-    attributor = Attributor(Run.open(run_dir))
+    attributor = Attributor(Run.open(run_dir), model)
     return [attributor.attribute_text(text, source) for source, text in texts]

@@ -113,18 +113,88 @@ class DivergenceGuard(keras.callbacks.Callback):
         return self.reason is not None and self.action == "stop"
 
 
+def maximised(figure: str) -> bool:
+    """Whether a logged figure is better when higher (accuracies, F1 scores) or lower
+    (losses, perplexities, nats)."""
+    return "accuracy" in figure or "f1" in figure
+
+
+def improves(figure: str, value: float, best: float | None) -> bool:
+    if not math.isfinite(value):
+        return False
+    return best is None or (value > best if maximised(figure) else value < best)
+
+
+def best_epoch(history: list[dict], figure: str) -> tuple[int, float] | None:
+    """The (0-based epoch, value) with the best ``figure`` in history rows, the first if tied."""
+    best = None
+    for row in history:
+        value = row.get(figure)
+        if value not in (None, "") and improves(figure, float(value), None if best is None else best[1]):
+            best = (int(row["epoch"]), float(value))
+    return best
+
+
+class AttributionValidation(keras.callbacks.Callback):
+    """Adds ``val_macro_f1`` and ``val_accuracy`` (passages attributed to the right author,
+    as ``toolkit evaluate`` counts them) to the epoch logs of an attribution run, from the
+    head's own passage scores on the validation passages."""
+
+    def __init__(self, head, passages, batch_size: int):
+        super().__init__()
+        self.head, self.passages, self.batch_size = head, passages, batch_size
+
+    def on_epoch_end(self, epoch, logs=None):
+        from sklearn.metrics import accuracy_score, f1_score
+
+        if logs is None:
+            return
+        scores = self.head.score_passages(self.model, self.passages.ids, self.batch_size)
+        predicted, true = scores.argmax(axis=1), self.passages.labels
+        classes = list(range(scores.shape[1]))
+        logs["val_macro_f1"] = float(f1_score(true, predicted, labels=classes, average="macro",
+                                              zero_division=0))
+        logs["val_accuracy"] = float(accuracy_score(true, predicted))
+
+
+class Patience(keras.callbacks.Callback):
+    """Stops training once ``figure`` has not improved for ``epochs`` epochs in a row,
+    counting the epochs of a resumed run's history too."""
+
+    def __init__(self, figure: str, epochs: int, history: list[dict]):
+        super().__init__()
+        self.figure, self.epochs = figure, epochs
+        self.best = best_epoch(history, figure)
+        self.last = max((int(row["epoch"]) for row in history), default=-1)
+        self.reason: str | None = None
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.figure)
+        if value is not None and improves(self.figure, float(value),
+                                          None if self.best is None else self.best[1]):
+            self.best = (epoch, float(value))
+        self.last = epoch
+        stale = epoch - (self.best[0] if self.best is not None else -1)
+        if self.epochs and stale >= self.epochs:
+            self.reason = (f"{self.figure} did not improve for {stale} epochs after epoch "
+                           f"{self.best[0] + 1 if self.best else 0} (train.patience = "
+                           f"{self.epochs})")
+            self.model.stop_training = True
+
+
 class RunWriter(keras.callbacks.Callback):
-    """After every epoch: the history row, ``best.keras`` when ``monitor`` improved, the
-    checkpoint (optimizer state included) and ``progress.json``, each atomically and in
-    that order (see the module's docstring). Nothing is written for a diverged epoch."""
+    """After every epoch: the history row, ``best.keras`` when ``monitor`` improved
+    (:func:`maximised` says in which direction), the checkpoint (optimizer state
+    included) and ``progress.json``, each atomically and in that order (see the
+    module's docstring). Nothing is written for a diverged epoch."""
 
     def __init__(self, run, clock: TrainingClock, monitor: str, history: list[dict],
                  guard: DivergenceGuard | None = None):
         super().__init__()
         self.run, self.clock, self.monitor, self.guard = run, clock, monitor, guard
         self.history = list(history)
-        values = [float(row[self.monitor]) for row in self.history if row.get(self.monitor)]
-        self.best = min(values) if values else math.inf
+        best = best_epoch(self.history, monitor)
+        self.best = None if best is None else best[1]
 
     def on_epoch_end(self, epoch, logs=None):
         if self.guard is not None and self.guard.stopped:
@@ -134,7 +204,7 @@ class RunWriter(keras.callbacks.Callback):
         self.history = [r for r in self.history if int(r["epoch"]) < epoch] + [row]
         runs.write_history(self.run.file(runs.HISTORY), self.history)
         value = logs.get(self.monitor)
-        if value is not None and math.isfinite(float(value)) and float(value) < self.best:
+        if value is not None and improves(self.monitor, float(value), self.best):
             self.best = float(value)
             runs.atomic_save_model(self.model, self.run.file(runs.BEST))
         runs.atomic_save_model(self.model, self.run.file(runs.CHECKPOINT))

@@ -52,7 +52,7 @@ def cmd_generate(args) -> int:
     check_generate_options(options)
     from toolkit.generate import Generator  # TensorFlow loads here, once the input is checked
 
-    generator = Generator.from_run(run, samples=options.pop("samples"))
+    generator = Generator.from_run(run, samples=options.pop("samples"), author=args.author)
     texts = generator.generate(options.pop("prime"), include_prime=True, **options)
     for i, text in enumerate(texts):
         if len(texts) > 1:
@@ -79,14 +79,15 @@ def cmd_attribute(args) -> int:
 
     if args.top < 1:
         raise ToolkitError(f"--top: expected a positive number of authors, received {args.top}")
-    results = attribute_files(args.run, args.files or ["-"])
+    results = attribute_files(args.run, args.files or ["-"], args.model)
     if args.json:
         print(json.dumps([r.to_json() for r in results], indent=2, ensure_ascii=False))
         return 0
     for result in results:
         shown = ", ".join(f"{author} {p:.3f}" for author, p in result.ranking[:args.top])
-        print(f"{result.source}: {shown}  ({result.passages} passage"
-              f"{'s' if result.passages != 1 else ''}, {result.tokens} tokens)")
+        note = "" if result.calibrated else "; uncalibrated: train the run again for calibrated probabilities"
+        print(f"{result.source}: {result.answer}  ({shown}; {result.passages} passage"
+              f"{'s' if result.passages != 1 else ''}, {result.tokens} tokens{note})")
     return 0
 
 
@@ -95,7 +96,8 @@ def cmd_evaluate(args) -> int:
 
     from toolkit.evaluate import evaluate, format_report
 
-    report = evaluate(args.run, args.split, baseline=not args.no_baseline)
+    report = evaluate(args.run, args.split, baseline=not args.no_baseline,
+                      unseen_author=args.unseen_author)
     print(json.dumps(report, indent=2, ensure_ascii=False) if args.json
           else format_report(report))
     return 0
@@ -165,6 +167,7 @@ def make_parser(commands: dict) -> argparse.ArgumentParser:
     p.add_argument("--top-p", dest="top_p", type=float, help="nucleus sampling mass")
     p.add_argument("--samples", type=int, help="sequences generated in parallel")
     p.add_argument("--seed", type=int)
+    p.add_argument("--author", help="write in this author's style (author-lms runs)")
     p.set_defaults(func=cmd_generate)
 
     p = sub.add_parser("attribute", help="rank the authors of texts with an attribution run")
@@ -173,6 +176,9 @@ def make_parser(commands: dict) -> argparse.ArgumentParser:
                    help="text files to attribute; - or none reads standard input")
     p.add_argument("--json", action="store_true", help="print the rankings as JSON")
     p.add_argument("--top", type=int, default=3, help="authors shown per file (default 3)")
+    p.add_argument("--model", choices=["lstm", "ensemble"], default="lstm",
+                   help="the run's LSTM (default), or the LSTM stacked with the n-gram "
+                        "model as `toolkit evaluate` fitted them")
     p.set_defaults(func=cmd_attribute)
 
     p = sub.add_parser("evaluate", help="report a run's figures on its held-out split")
@@ -181,6 +187,9 @@ def make_parser(commands: dict) -> argparse.ArgumentParser:
                    help="default: test when the run has one, else validation")
     p.add_argument("--no-baseline", action="store_true",
                    help="skip the character n-gram baseline")
+    p.add_argument("--unseen-author", action="store_true",
+                   help="also report how well \"unknown\" is told apart: each author held "
+                        "out in turn (AUROC)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_evaluate)
 

@@ -68,11 +68,18 @@ def train_settings(
     tensorboard: bool = True,
     sample_length: NonNegativeInt = 200,
     xla: Literal["auto", "on", "off"] = "auto",
+    monitor: str = "auto",
+    patience: NonNegativeInt = 0,
 ):
     """Training: the last ``validation_fraction`` of every document is held out for
     validation; ``max_minutes`` (0 = no limit) stops training after the epoch that
     passes that much wall-clock time; ``clipnorm`` = 0 turns gradient clipping off;
-    ``keep = "best"`` makes the run's model the epoch with the lowest validation loss;
+    ``keep = "best"`` makes the run's model the epoch with the best ``monitor`` figure
+    (``"auto"``: validation macro-F1 for attribution heads, validation perplexity for
+    generators; any logged validation figure, e.g. ``"val_loss"``, ``"val_accuracy"``;
+    accuracies and F1 scores are maximised, losses and perplexities minimised);
+    ``patience`` = N stops a run whose ``monitor`` has not improved for N epochs (0 =
+    never);
     ``cache`` stores token ids so the next run with the same data and preprocessing
     starts at once (``$TOOLKIT_CACHE``). A loss that is not finite, or that stays above
     uniform guessing (ln of the vocabulary size) for ``divergence_steps`` training steps

@@ -11,12 +11,14 @@ perplexity on held-out text. The data are prepared again from the run's config
 from __future__ import annotations
 
 import json
+import pickle
 import time
 
 import numpy as np
 
 from toolkit import runs
 from toolkit.attribution import Attributor
+from toolkit.ngrams import NGRAM_NAME, fit_ngram, ngram_log_probs
 from toolkit.data import prepare_config
 from toolkit.errors import ToolkitError
 from toolkit.runs import Run
@@ -69,28 +71,12 @@ def classification_report(true: np.ndarray, predicted: np.ndarray, labels: list[
 
 def ngram_baseline(train_texts, train_labels, test_texts, test_labels, labels,
                    sample_weight=None) -> dict:
-    """Character 2-4-gram tf-idf with logistic regression, trained and scored on the same split.
-
-    ``sample_weight`` are the training passages' weights (the LSTM's own: balanced
-    class weights when the builder uses them)."""
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
+    """The n-gram baseline trained on one split's passages and reported on another."""
     start = time.perf_counter()
-    model = make_pipeline(
-        TfidfVectorizer(analyzer="char", ngram_range=(2, 4), sublinear_tf=True, min_df=2,
-                        max_features=200_000),
-        LogisticRegression(C=10.0, max_iter=2000))
-    try:
-        model.fit(train_texts, train_labels, logisticregression__sample_weight=sample_weight)
-    except ValueError as err:
-        raise ToolkitError(f"the n-gram baseline cannot be trained on this training split "
-                           f"({err}); use --no-baseline") from None
+    model = fit_ngram(train_texts, train_labels, sample_weight)
     seconds = time.perf_counter() - start
     report = classification_report(np.asarray(test_labels), model.predict(test_texts), labels)
-    return {"name": "char 2-4-gram tf-idf + logistic regression",
-            "training_seconds": round(seconds, 1), **report}
+    return {"name": NGRAM_NAME, "training_seconds": round(seconds, 1), **report}
 
 
 def confusion_text(matrix: list[list[int]], labels: list[str]) -> str:
@@ -133,7 +119,39 @@ def save_confusion_png(matrix: list[list[int]], labels: list[str], title: str, p
     runs.replace_durably(tmp, path)
 
 
-def evaluate(run_dir, split: str | None = None, baseline: bool = True) -> dict:
+def save_reliability_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], title: str,
+                         path: Path) -> None:
+    """A reliability diagram: accuracy against confidence per bin, one line per model
+    (name -> (probabilities, labels)), the diagonal being perfect calibration."""
+    import matplotlib
+
+    from toolkit.calibration import expected_calibration_error, reliability_bins
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(5.5, 5))
+    axes.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
+    for name, (probabilities, labels) in curves.items():
+        points = reliability_bins(probabilities, labels)
+        ece = expected_calibration_error(probabilities, labels)
+        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o",
+                  label=f"{name} (ECE {ece:.3f})")
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("confidence (top probability)")
+    axes.set_ylabel("accuracy")
+    axes.set_title(title)
+    axes.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    tmp = path.with_name(f".{path.stem}{runs.TMP_SUFFIX}.png")
+    figure.savefig(tmp, dpi=120)
+    plt.close(figure)
+    runs.replace_durably(tmp, path)
+
+
+def evaluate(run_dir, split: str | None = None, baseline: bool = True,
+             unseen_author: bool = False) -> dict:
     """The run's report on ``split`` (default: test if it has one, else validation).
 
     A run whose head attributes gets the attribution report; any other the language
@@ -144,7 +162,7 @@ def evaluate(run_dir, split: str | None = None, baseline: bool = True) -> dict:
     prepared = prepared_data(run)
     split = choose_split(prepared, split)
     if run.head.attributes:
-        report = attribution_report(run, prepared, split, baseline)
+        report = attribution_report(run, prepared, split, baseline, unseen_author)
     else:
         report = language_model_report(run, prepared, split)
     runs.write_json(run.file(runs.EVALUATION), report)
@@ -164,33 +182,100 @@ def language_model_report(run: Run, prepared, split: str) -> dict:
             **figures, "summary": run.head.describe(figures)}
 
 
-def attribution_report(run: Run, prepared, split: str, baseline: bool) -> dict:
-    """Accuracy, macro-F1, per-author figures and confusion of the head's passage scores,
-    beside the n-gram baseline trained on the same training passages."""
+def document_of(source: str) -> str:
+    """The document a passage came from: its source without ``:start-stop`` (and ``#i/n``)."""
+    return source.rsplit(":", 1)[0]
+
+
+def model_report(log_probs: np.ndarray, passages, labels: list[str]) -> dict:
+    """Passage-level figures of one model's log-probabilities, and document-level ones
+    (each document's passages pooled, see :func:`toolkit.calibration.pool`)."""
+    from toolkit.calibration import expected_calibration_error, pool
+
+    report = classification_report(passages.labels, log_probs.argmax(axis=1), labels)
+    report["ece"] = round(expected_calibration_error(np.exp(log_probs), passages.labels), 4)
+    documents, pooled = pool(log_probs, [document_of(s) for s in passages.sources])
+    truth = {document_of(s): label for s, label in zip(passages.sources, passages.labels)}
+    true = np.array([truth[d] for d in documents])
+    by_document = classification_report(true, pooled.argmax(axis=1), labels)
+    report["documents"] = {"count": len(documents), "accuracy": by_document["accuracy"],
+                           "macro_f1": by_document["macro_f1"],
+                           "ece": round(expected_calibration_error(np.exp(pooled), true), 4)}
+    return report
+
+
+def attribution_report(run: Run, prepared, split: str, baseline: bool,
+                       unseen_author: bool = False) -> dict:
+    """The head's passage scores on ``split``, raw and calibrated, at passage and document
+    level, beside the n-gram baseline trained on the same training passages and the
+    ensemble of both (stacked on the validation split); the calibration's expected
+    error before and after, and with ``unseen_author`` how well "unknown" is told apart."""
+    from toolkit.calibration import (Calibration, fit_stack, log_softmax, stacked,
+                                     unseen_author_auroc)
+
     builder = run.builder
     attributor = Attributor(run)
     labels = attributor.labels
     passages = builder.data(prepared.splits[split], labels)
     start = time.perf_counter()
     scores = attributor.passage_scores(passages.ids)
+    scoring_seconds = time.perf_counter() - start
+    has_validation = split != "validation" and len(prepared.splits.get("validation", ()))
+    validation = builder.data(prepared.splits["validation"], labels) if has_validation else None
+    val_scores = attributor.passage_scores(validation.ids) if has_validation else None
+    calibration = run.calibration
+    if calibration is None and has_validation:
+        calibration = Calibration.fit(val_scores, validation.labels, run.head.normalise_scores)
+    raw = log_softmax(scores)
     report = {"run": str(run.path), "split": split, "kind": "attribution",
               "head": run.config["head"]["use"], **builder.describe(),
               "passages": len(passages), "labels": labels,
               "training_minutes": run.metrics().get("training_minutes")
               if run.file(runs.METRICS).is_file() else None,
-              "scoring_seconds": round(time.perf_counter() - start, 1),
-              "lstm": classification_report(passages.labels, scores.argmax(axis=1), labels)}
+              "scoring_seconds": round(scoring_seconds, 1),
+              "lstm": model_report(raw, passages, labels)}
+    curves = {"LSTM, raw": (np.exp(raw), passages.labels)}
+    if calibration is not None:
+        calibrated = calibration.log_probs(scores)
+        report["lstm_calibrated"] = model_report(calibrated, passages, labels)
+        report["calibration"] = {**calibration.to_json(),
+                                 "ece_before": report["lstm"]["ece"],
+                                 "ece_after": report["lstm_calibrated"]["ece"]}
+        curves["LSTM, calibrated"] = (np.exp(calibrated), passages.labels)
     if baseline:
         def texts(rows):
             return [run.preprocessor.detokenize(prepared.vocab.decode(row[row != PAD]))
                     for row in rows.ids]
 
         train = builder.data(prepared.splits["train"], labels, training=True)
-        report["baseline"] = ngram_baseline(texts(train), train.labels, texts(passages),
-                                            passages.labels, labels, train.weights)
+        fit_start = time.perf_counter()
+        ngram = fit_ngram(texts(train), train.labels, train.weights)
+        seconds = time.perf_counter() - fit_start
+        ngram_test = ngram_log_probs(ngram, texts(passages), len(labels))
+        report["baseline"] = {"name": NGRAM_NAME, "training_seconds": round(seconds, 1),
+                              **model_report(ngram_test, passages, labels)}
+        if calibration is not None:
+            ngram_val = ngram_log_probs(ngram, texts(validation), len(labels))
+            parts_val = [calibration.log_probs(val_scores), ngram_val]
+            weights = fit_stack(parts_val, validation.labels)
+            ensemble = stacked([calibrated, ngram_test], weights)
+            report["ensemble"] = {"name": "LSTM + n-grams, stacked on validation",
+                                  "weights": {"lstm": round(weights[0], 4),
+                                              "ngram": round(weights[1], 4)},
+                                  **model_report(ensemble, passages, labels)}
+            curves["ensemble"] = (np.exp(ensemble), passages.labels)
+            runs.atomic_write(run.file(runs.ENSEMBLE), pickle.dumps(
+                {"ngram": ngram, "weights": weights, "labels": labels}))
+            if unseen_author:
+                report["unseen_author_ensemble"] = unseen_author_auroc(ensemble, passages.labels)
+    if unseen_author:
+        report["unseen_author"] = unseen_author_auroc(
+            calibrated if calibration is not None else raw, passages.labels)
     save_confusion_png(report["lstm"]["confusion"], labels,
                        f"{run.path.name}: {split} split, accuracy {report['lstm']['accuracy']}",
                        run.file(runs.CONFUSION))
+    save_reliability_png(curves, f"{run.path.name}: {split} split, passages",
+                         run.file(runs.RELIABILITY))
     return report
 
 
@@ -202,12 +287,26 @@ def format_report(report: dict) -> str:
     how = f" (split.by = {report['split_by']})" if "split_by" in report else ""
     lines = [f"{report['run']}: {report['head']} head, {report['split']} split{how}, "
              f"{report['passages']} passages", ""]
-    rows = [("LSTM", report["lstm"])]
-    if "baseline" in report:
-        rows.append(("baseline (char n-grams)", report["baseline"]))
-    lines.append(f"{'model':<26}{'accuracy':>10}{'macro-F1':>10}")
+    rows = [("LSTM", report["lstm"]), ("LSTM, calibrated", report.get("lstm_calibrated")),
+            ("baseline (char n-grams)", report.get("baseline")),
+            ("ensemble (LSTM + n-grams)", report.get("ensemble"))]
+    lines.append(f"{'model':<27}{'accuracy':>10}{'macro-F1':>10}{'ECE':>8}"
+                 f"{'documents':>11}{'doc. acc.':>11}")
     for name, r in rows:
-        lines.append(f"{name:<26}{r['accuracy']:>10.4f}{r['macro_f1']:>10.4f}")
+        if r is not None:
+            lines.append(f"{name:<27}{r['accuracy']:>10.4f}{r['macro_f1']:>10.4f}"
+                         f"{r['ece']:>8.3f}{r['documents']['count']:>11}"
+                         f"{r['documents']['accuracy']:>11.4f}")
+    if "calibration" in report:
+        c = report["calibration"]
+        lines += ["", f"calibration (fitted on {c['fitted_on']['passages']} validation "
+                      f"passages): temperature {c['temperature']:.3g}, expected calibration "
+                      f"error {c['ece_before']:.3f} -> {c['ece_after']:.3f}; \"unknown\" "
+                      f"below a top probability of {c['threshold']:.3f}"]
+    for key, name in (("unseen_author", "LSTM"), ("unseen_author_ensemble", "ensemble")):
+        if report.get(key, {}).get("auroc") is not None:
+            lines.append(f"unseen authors ({name}, each author held out in turn): AUROC "
+                         f"{report[key]['auroc']:.4f} over {report[key]['pairs']} passages")
     lines += ["", f"{'author':<14}{'precision':>10}{'recall':>10}{'passages':>10}"]
     for label, r in report["lstm"]["per_author"].items():
         lines.append(f"{label:<14}{r['precision']:>10.4f}{r['recall']:>10.4f}{r['passages']:>10}")

@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from toolkit.backend import gpu_available
 from toolkit.errors import ToolkitError
-from toolkit.model import inference_twin
+from toolkit.model import AUTHOR_LMS, author_twin, inference_twin
 from toolkit.preprocess import Preprocessor
 from toolkit.runs import Run
 from toolkit.state import reset_states
@@ -35,6 +35,19 @@ from toolkit.vocab import OOV, PAD
 
 # Tokens drawn per call of the compiled loop.
 CHUNK = 256
+
+
+def author_index(run: Run, author: str) -> int:
+    """The index of ``author`` in a per-author language-model run, with errors a user can act on."""
+    try:
+        run.model.get_layer(AUTHOR_LMS)
+    except ValueError:
+        raise ToolkitError(f"--author: {run.path} is a {run.config['head']['use']!r} run; "
+                           f"only author-lms runs write in one author's style") from None
+    if author not in run.labels:
+        raise ToolkitError(f"--author: {run.path} has no author {author!r}; its authors are "
+                           f"{', '.join(run.labels)}")
+    return run.labels.index(author)
 
 
 def filter_logits(logits, allowed, top_k, top_p):
@@ -66,10 +79,19 @@ class Generator:
     samples: int
 
     @classmethod
-    def from_run(cls, run: Run | str, samples: int = 1) -> "Generator":
-        """A generator for an opened run (or a run directory)."""
+    def from_run(cls, run: Run | str, samples: int = 1, author: str | None = None) -> "Generator":
+        """A generator for an opened run (or a run directory); ``author`` names one author
+        of a per-author language-model run, whose head then writes."""
         run = run if isinstance(run, Run) else Run.open(run)
-        twin = inference_twin(run.model, run.components, len(run.vocab), samples)
+        if author is not None:
+            twin = author_twin(run.model, run.components, len(run.vocab), samples,
+                               author_index(run, author))
+        elif not run.head.generates and run.config["head"]["use"] == "author-lms":
+            raise ToolkitError(f"{run.path} holds one language model per author: choose "
+                               f"whose style to write with --author (one of "
+                               f"{', '.join(run.labels)})")
+        else:
+            twin = inference_twin(run.model, run.components, len(run.vocab), samples)
         generator = cls(run.preprocessor, run.vocab, twin, samples)
         generator.compile()
         return generator

@@ -339,8 +339,13 @@ class Head:
     - ``labelled``: the run needs the corpus's authors (kept in ``labels.json``).
     - ``generates``: an inference twin of the model samples text (``toolkit generate``).
     - ``attributes``: :meth:`score_passages` ranks authors (``toolkit attribute``).
-    - ``monitor``: the logged value that picks the kept epoch, lower is better.
+    - ``monitor``: the logged value that picks the kept epoch when ``train.monitor =
+      "auto"``: higher is better for accuracies and F1 scores, lower for the rest. An
+      attributing head's runs log ``val_macro_f1`` and ``val_accuracy`` from
+      :meth:`score_passages` on the validation passages.
     - ``min_tokens``: a passage needs this many real tokens to be scored.
+    - ``normalise_scores``: its passage scores are likelihoods whose scale differs by
+      author, so each author's mean validation score is subtracted before calibration.
     """
 
     target = "next-token"
@@ -349,6 +354,7 @@ class Head:
     attributes = False
     monitor = "val_perplexity"
     min_tokens = 1
+    normalise_scores = False
 
     def inputs(self, batch_size: int | None) -> dict:
         """Extra ``keras.Input``s by name, beside ``"tokens"`` (none by default)."""

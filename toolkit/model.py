@@ -27,13 +27,7 @@ def build_model(components: Components, vocab_size: int, batch_size: int | None,
     batch = batch_size if stateful else None
     tokens = keras.Input(batch_shape=(batch, None), dtype="int32", name="tokens")
     extra = components.head.inputs(batch)
-    encoder = components.encoder.build(vocab_size)
-    encoder.name = ENCODER
-    features = encoder(tokens)
-    for i, layer in enumerate(components.core.build(stateful)):
-        if not layer.name.startswith(CORE_PREFIX):
-            layer.name = f"{CORE_PREFIX}{i}"
-        features = layer(features)
+    features = encode(components, vocab_size, tokens, stateful)
     context = HeadContext(vocab_size, list(labels), {"tokens": tokens, **extra})
     try:
         outputs = components.head.build(features, context)
@@ -41,6 +35,18 @@ def build_model(components: Components, vocab_size: int, batch_size: int | None,
         raise ConfigError("head", str(err)) from None
     inputs = {"tokens": tokens, **extra} if extra else tokens
     return keras.Model(inputs, outputs, name="text_model")
+
+
+def encode(components: Components, vocab_size: int, tokens, stateful: bool):
+    """The encoder (named ``encoder``) and the core layers (``core_*``) applied to ``tokens``."""
+    encoder = components.encoder.build(vocab_size)
+    encoder.name = ENCODER
+    features = encoder(tokens)
+    for i, layer in enumerate(components.core.build(stateful)):
+        if not layer.name.startswith(CORE_PREFIX):
+            layer.name = f"{CORE_PREFIX}{i}"
+        features = layer(features)
+    return features
 
 
 def layers_of(model: keras.Model, parts=("encoder", "core")) -> list[keras.layers.Layer]:
@@ -142,5 +148,25 @@ def inference_twin(trained: keras.Model, components: Components, vocab_size: int
                            "use `toolkit attribute` or `toolkit evaluate` with it")
     twin = build_model(components, vocab_size, batch_size, stateful=True)
     twin.set_weights(trained.get_weights())
+    reset_states(twin)
+    return twin
+
+
+AUTHOR_LMS = "head_author_lms"
+
+
+def author_twin(trained: keras.Model, components: Components, vocab_size: int,
+                batch_size: int, author: int) -> keras.Model:
+    """A stateful generator for one author of a per-author language-model run: the shared
+    encoder and core, with that author's softmax as a ``TimeDistributed`` Dense head."""
+    tokens = keras.Input(batch_shape=(batch_size, None), dtype="int32", name="tokens")
+    features = encode(components, vocab_size, tokens, stateful=True)
+    dense = keras.layers.Dense(vocab_size, activation="softmax", dtype="float32")
+    outputs = keras.layers.TimeDistributed(dense, name="head_generator")(features)
+    twin = keras.Model(tokens, outputs, name="author_generator")
+    copy_weights(trained, twin, ("encoder", "core"))
+    heads = trained.get_layer(AUTHOR_LMS)
+    dense.set_weights([keras.ops.convert_to_numpy(heads.kernel[author]),
+                       keras.ops.convert_to_numpy(heads.bias[author])])
     reset_states(twin)
     return twin

@@ -19,8 +19,14 @@ A run directory holds::
     samples.json      generator runs: a text sampled after every epoch
     curves.png        the training curves, per epoch and against training minutes
     logs/             TensorBoard logs (``tensorboard --logdir runs/``); append-only
-    evaluation.json   the report of ``toolkit evaluate`` (and confusion.png for attribution);
-                      removed when training resumes, since it describes an older model
+    calibration.json  attribution runs: per-author offsets, temperature and the "unknown"
+                      threshold, fitted on the validation split when training ends
+    evaluation.json   the report of ``toolkit evaluate`` (and confusion.png and
+                      reliability.png for attribution); removed when training resumes,
+                      since it describes an older model
+    ensemble.pkl      attribution runs, written by ``toolkit evaluate``: the n-gram model
+                      and the weights that stack it with the LSTM (``attribute --model
+                      ensemble``); removed when training resumes
 """
 
 from __future__ import annotations
@@ -44,9 +50,13 @@ CONFIG, VOCAB, CHECKPOINT, PROGRESS = "config.toml", "vocab.json", "checkpoint.k
 HISTORY, MODEL, METRICS, BEST = "history.csv", "model.keras", "metrics.json", "best.keras"
 LABELS, SPLIT, EVALUATION, CONFUSION = "labels.json", "split.json", "evaluation.json", "confusion.png"
 SAMPLES, CURVES, LOGS, REPORT = "samples.json", "curves.png", "logs", "report.html"
+CALIBRATION, RELIABILITY, ENSEMBLE = "calibration.json", "reliability.png", "ensemble.pkl"
 TMP_SUFFIX = ".tmp"
 RUN_FILES = (CONFIG, VOCAB, CHECKPOINT, PROGRESS, HISTORY, MODEL, METRICS, BEST, LABELS, SPLIT,
-             EVALUATION, CONFUSION, SAMPLES, CURVES, REPORT)
+             EVALUATION, CONFUSION, SAMPLES, CURVES, REPORT, CALIBRATION, RELIABILITY,
+             ENSEMBLE)
+# What describes one trained model and goes stale when training resumes.
+STALE_ON_RESUME = (EVALUATION, CONFUSION, CALIBRATION, RELIABILITY, ENSEMBLE)
 
 
 # Test-only fault injection: TOOLKIT_FAULT_AT=N kills the process (SIGKILL) at the Nth
@@ -91,12 +101,13 @@ def replace_durably(tmp: Path, path: Path) -> None:
     fault_point()
 
 
-def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (temporary file, fsync, rename)."""
+def atomic_write(path: Path, text: str | bytes) -> None:
+    """Write ``text`` (or bytes) to ``path`` atomically (temporary file, fsync, rename)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TMP_SUFFIX)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with (os.fdopen(fd, "wb") if isinstance(text, bytes)
+              else os.fdopen(fd, "w", encoding="utf-8")) as f:
             f.write(text)
         replace_durably(Path(tmp), path)
     except BaseException:
@@ -212,6 +223,14 @@ class Run:
     @cached_property
     def vocab(self) -> Vocabulary:
         return Vocabulary.load(self.file(VOCAB))
+
+    @cached_property
+    def calibration(self):
+        """The run's :class:`~toolkit.calibration.Calibration` (attribution runs trained
+        since it existed), or ``None``."""
+        from toolkit.calibration import Calibration
+
+        return Calibration.read(self.file(CALIBRATION))
 
     @cached_property
     def labels(self) -> list[str]:

@@ -26,7 +26,7 @@ from toolkit.runs import Run
 # Keys that may change when a run is resumed: how long to train, not what to train.
 RESUMABLE_CHANGES = {("train", key) for key in ("epochs", "max_minutes", "on_divergence",
                                                  "divergence_steps", "tensorboard",
-                                                 "sample_length", "xla")}
+                                                 "sample_length", "xla", "patience")}
 
 
 class TrainingDiverged(ToolkitError):
@@ -103,6 +103,7 @@ class Session:
     labels: list | None = None
     train_data: EpochData | None = None
     val_data: EpochData | None = None
+    stopped_by: str | None = None
 
     @property
     def settings(self) -> dict:
@@ -129,6 +130,7 @@ def train(config_path: str | Path | dict | None, run_dir: str | Path, overrides:
     with errors_name(session.source):
         prepare_data(session)
         model, first_epoch = build_or_restore_model(session)
+        check_monitor(session)
     write_run_files(session, overwrite)
     clock, guard = fit_epochs(session, model, first_epoch, verbose, progress_seconds)
     if guard.stopped:
@@ -248,7 +250,7 @@ def write_run_files(session: Session, overwrite: bool) -> None:
     run.path.mkdir(parents=True, exist_ok=True)
     runs.remove_stale_temporaries(run.path)
     if session.resume:
-        for name in (runs.EVALUATION, runs.CONFUSION):
+        for name in runs.STALE_ON_RESUME:
             run.file(name).unlink(missing_ok=True)
     if not session.resume:
         splits = session.prepared.splits
@@ -268,9 +270,9 @@ def fit_epochs(session: Session, model, first_epoch: int, verbose,
     two parts). Returns the clock and the guard."""
     import keras
 
-    from toolkit.callbacks import (DivergenceGuard, FollowEpochs, LearningRateLog,
-                                   ProgressLine, RunWriter, SampleText, TimeLimit,
-                                   TrainingClock)
+    from toolkit.callbacks import (AttributionValidation, DivergenceGuard, FollowEpochs,
+                                   LearningRateLog, Patience, ProgressLine, RunWriter,
+                                   SampleText, TimeLimit, TrainingClock)
     from toolkit.model import layers_of, set_trainable
 
     run, settings, builder = session.run, session.settings, session.components.sequences
@@ -281,14 +283,18 @@ def fit_epochs(session: Session, model, first_epoch: int, verbose,
     time_limit = TimeLimit(settings["max_minutes"], clock)
     guard = DivergenceGuard(len(session.prepared.vocab), settings["divergence_steps"],
                             settings["on_divergence"])
-    monitor = session.components.head.monitor if val_data is not None else "loss"
+    head = session.components.head
+    monitor = monitored(session)
     callbacks = [clock, FollowEpochs(train_data), guard, *builder.callbacks(train_data),
                  LearningRateLog()]
+    if head.attributes and val_data is not None:
+        callbacks.append(AttributionValidation(head, val_data.passages, builder.batch_size))
+    patience = Patience(monitor, settings["patience"], history)
+    callbacks.append(patience)
     if progress_seconds:
         callbacks.append(ProgressLine(progress_seconds, settings["epochs"], len(train_data),
                                       builder.batch_size * builder.length))
     log_dir = run.file(runs.LOGS) if settings["tensorboard"] else None
-    head = session.components.head
     if head.generates and settings["sample_length"]:
         callbacks.append(SampleText(run, session.components,
                                     Preprocessor(session.components.stages),
@@ -312,7 +318,42 @@ def fit_epochs(session: Session, model, first_epoch: int, verbose,
                   validation_data=None if val_data is None else val_data.dataset(),
                   epochs=stop, initial_epoch=start, callbacks=callbacks,
                   shuffle=False, verbose=verbose)
+        if patience.reason:
+            break
+    session.stopped_by = (guard.reason or patience.reason or
+                          ("train.max_minutes" if time_limit.stopped else "train.epochs"))
     return clock, guard
+
+
+def monitor_choices(head) -> list[str]:
+    """The figures ``train.monitor`` may name for ``head``: the losses and the validation
+    figures of its metrics (and, for attribution heads, macro-F1 and accuracy)."""
+    names = ["loss", "val_loss", *(f"val_{metric.name}" for metric in head.metrics())]
+    if head.attributes:
+        names += ["val_macro_f1", "val_accuracy"]
+    return list(dict.fromkeys(names))
+
+
+def monitored(session: Session) -> str:
+    """The figure that picks the kept epoch: ``train.monitor``, or the head's own default
+    (``"loss"`` when there is no validation split)."""
+    setting = session.settings["monitor"]
+    if session.val_data is None:
+        return "loss"
+    return session.components.head.monitor if setting == "auto" else setting
+
+
+def check_monitor(session: Session) -> None:
+    """Refuse a ``train.monitor`` that the run would never log, before any file is written."""
+    setting = session.settings["monitor"]
+    if setting == "auto":
+        return
+    choices = monitor_choices(session.components.head)
+    if session.val_data is None:
+        choices = ["loss"]
+    if setting not in choices:
+        raise ConfigError("train.monitor", f"this run never logs {setting!r}; choose "
+                                           f"\"auto\" or one of {choices}")
 
 
 def finish_run(session: Session, model, clock) -> None:
@@ -328,12 +369,50 @@ def finish_run(session: Session, model, clock) -> None:
     save_curves(Run(run.path), run.file(runs.CURVES))
     metrics = summarize(model, session.components.head, session.val_data,
                         session.prepared.stats, run, clock)
+    metrics["kept"] = kept_epoch(session)
     init = session.resolved["init"]
     if init.get("run") is not None:  # what the run started from, layer by layer
         metrics["init"] = {"run": init["run"], "copied_layers": [
             layer.name for layer in layers_of(model, init["copy"])], "freeze": init["freeze"],
             "unfreeze_after": init["unfreeze_after"]}
+    if session.components.head.attributes and session.val_data is not None:
+        calibration = fit_calibration(model, session.components, session.val_data.passages)
+        runs.write_json(run.file(runs.CALIBRATION), calibration.to_json())
+        metrics["calibration"] = calibration.to_json()
     runs.write_json(run.file(runs.METRICS), metrics)
+
+
+def fit_calibration(model, components, passages):
+    """The attribution run's :class:`~toolkit.calibration.Calibration`, fitted on its
+    validation passages."""
+    from toolkit.calibration import Calibration
+
+    head = components.head
+    scores = head.score_passages(model, passages.ids, components.sequences.batch_size)
+    return Calibration.fit(scores, passages.labels, normalise=head.normalise_scores)
+
+
+def kept_epoch(session: Session) -> dict:
+    """Which epoch ``model.keras`` holds, and why: the best by ``train.monitor`` or the
+    last one, and what ended training."""
+    from toolkit.callbacks import best_epoch, maximised
+
+    history = runs.read_history(session.run.file(runs.HISTORY))
+    monitor, keep = monitored(session), session.settings["keep"]
+    last = max((int(row["epoch"]) for row in history), default=-1)
+    best = best_epoch(history, monitor)
+    if keep == "best" and best is not None:
+        epoch, value = best
+        why = f"the {'highest' if maximised(monitor) else 'lowest'} {monitor} of {last + 1} epochs"
+    else:
+        epoch = last
+        value = next((float(r[monitor]) for r in history
+                      if int(r["epoch"]) == last and r.get(monitor) not in (None, "")), None)
+        why = "the last epoch (train.keep = \"last\")" if keep == "last" else \
+              f"the last epoch (no {monitor} was logged)"
+    return {"epoch": epoch + 1, "monitor": monitor,
+            "value": None if value is None else round(value, 5), "why": why,
+            "stopped_by": session.stopped_by}
 
 
 def planned_steps(session: Session) -> int:

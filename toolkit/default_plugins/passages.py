@@ -20,7 +20,8 @@ TARGETS = ("next-token", "label", "next-token-by-label")
 
 
 def split_settings(by: Literal["region", "passage", "document"] = "region",
-                   test: Fraction = 0.2, gap: NonNegativeInt | None = None):
+                   test: Fraction = 0.2, gap: NonNegativeInt | None = None,
+                   min_documents: PositiveInt = 1):
     """How passages are split (``train.validation_fraction`` is the validation share).
 
     ``by = "region"``: every document is cut into contiguous regions, train first,
@@ -28,7 +29,8 @@ def split_settings(by: Literal["region", "passage", "document"] = "region",
     one passage) dropped between regions. ``"passage"``: passages are dealt to the
     splits at random, stratified by author. ``"document"``: one whole document per
     author is the test set (cross-work attribution); validation is the tail of
-    the remaining documents."""
+    the remaining documents. Authors with fewer than ``min_documents`` documents
+    are left out of every split (``"document"`` needs 2)."""
 
 
 SplitTable = Annotated[dict, Table(split_settings)]
@@ -161,6 +163,7 @@ class PassageBuilder(SequenceBuilder):
         self.split_by = split.get("by", "region")
         self.test_fraction = split.get("test", 0.2)
         self.gap = length if split.get("gap") is None else split["gap"]
+        self.min_documents = split.get("min_documents", 1)
         self.target = "label"
 
     def accept_head(self, head) -> None:
@@ -209,13 +212,17 @@ class PassageBuilder(SequenceBuilder):
                               f"their sum below 1")
         plan = {"train": [], "validation": [], "test": []}
         rng = np.random.default_rng(seed)
+        kept = self.kept_documents(documents)
         if self.split_by == "region":
             for d, n in enumerate(lengths):
+                if d not in kept:
+                    continue
                 self.regions(plan, d, n, validation_fraction, self.test_fraction)
         elif self.split_by == "passage":
             by_label = defaultdict(list)
             for d, n in enumerate(lengths):
-                by_label[documents[d].label].extend(self.cut(d, 0, n))
+                if d in kept:
+                    by_label[documents[d].label].extend(self.cut(d, 0, n))
             for label in sorted(by_label, key=str):
                 passages = [by_label[label][i] for i in rng.permutation(len(by_label[label]))]
                 n_test = int(round(len(passages) * self.test_fraction))
@@ -224,7 +231,7 @@ class PassageBuilder(SequenceBuilder):
                 plan["validation"] += passages[n_test:n_test + n_val]
                 plan["train"] += passages[n_test + n_val:]
         else:
-            self.hold_out_documents(plan, documents, lengths, validation_fraction, rng)
+            self.hold_out_documents(plan, documents, lengths, validation_fraction, rng, kept)
         for segments in plan.values():
             segments.sort(key=lambda s: (s.document, s.start))
         if not plan["train"]:
@@ -244,16 +251,29 @@ class PassageBuilder(SequenceBuilder):
         if test_fraction:
             plan["test"] += self.cut(d, val_end + self.gap, n)
 
-    def hold_out_documents(self, plan, documents, lengths, validation_fraction, rng):
+    def kept_documents(self, documents) -> set[int]:
+        """The documents whose authors have at least ``min_documents`` documents."""
+        counts = Counter(document.label for document in documents)
+        kept = {d for d, document in enumerate(documents)
+                if counts[document.label] >= self.min_documents}
+        if not kept:
+            raise ConfigError("sequences.split.min_documents",
+                              f"no author has {self.min_documents} documents (the most is "
+                              f"{max(counts.values(), default=0)}); lower it")
+        return kept
+
+    def hold_out_documents(self, plan, documents, lengths, validation_fraction, rng, kept):
         by_label = defaultdict(list)
         for d, document in enumerate(documents):
-            by_label[document.label].append(d)
+            if d in kept:
+                by_label[document.label].append(d)
         single = sorted(label for label, docs in by_label.items() if len(docs) < 2)
         if single:
             raise ConfigError("sequences.split.by",
                               f"\"document\" holds out a whole document per author, but "
-                              f"{', '.join(single)} have only one; leave them out of the "
-                              f"corpus or use split.by = \"region\"")
+                              f"{', '.join(single)} have only one; set "
+                              f"sequences.split.min_documents = 2 to leave such authors out, "
+                              f"or use split.by = \"region\"")
         for label in sorted(by_label):
             docs = [by_label[label][i] for i in rng.permutation(len(by_label[label]))]
             plan["test"] += self.cut(docs[0], 0, lengths[docs[0]])

@@ -1,0 +1,96 @@
+"""Calibration: temperature scaling, expected calibration error, pooling, stacking, "unknown"."""
+
+import numpy as np
+import pytest
+
+from toolkit.calibration import (Calibration, expected_calibration_error, fit_stack,
+                                 fit_temperature, fit_threshold, held_out_confidences,
+                                 log_softmax, pool, stacked, unseen_author_auroc)
+
+
+def sampled(logits: np.ndarray, seed: int = 0) -> np.ndarray:
+    """Labels drawn from softmax(logits): data for which those logits are calibrated."""
+    rng = np.random.default_rng(seed)
+    probabilities = np.exp(log_softmax(logits))
+    return np.array([rng.choice(len(p), p=p) for p in probabilities])
+
+
+def test_temperature_scaling_recovers_the_temperature_that_made_the_data():
+    rng = np.random.default_rng(1)
+    true_logits = rng.normal(0, 2, size=(4000, 5))
+    labels = sampled(true_logits)
+    overconfident = true_logits * 3.0
+    assert fit_temperature(overconfident, labels) == pytest.approx(3.0, rel=0.1)
+
+
+def test_calibrated_probabilities_have_a_small_expected_error_and_overconfident_ones_not():
+    rng = np.random.default_rng(2)
+    logits = rng.normal(0, 2, size=(5000, 4))
+    labels = sampled(logits, seed=3)
+    assert expected_calibration_error(np.exp(log_softmax(logits)), labels) < 0.03
+    assert expected_calibration_error(np.exp(log_softmax(logits * 4)), labels) > 0.1
+    calibration = Calibration.fit(logits * 4, labels, normalise=False)
+    after = np.exp(calibration.log_probs(logits * 4))
+    assert expected_calibration_error(after, labels) < 0.03
+
+
+def test_expected_calibration_error_by_hand():
+    # Two passages at confidence 0.9 (one right) and two at 0.6 (both right):
+    # |0.5 - 0.9| * 2/4 + |1.0 - 0.6| * 2/4 = 0.4
+    probabilities = np.array([[0.9, 0.1], [0.9, 0.1], [0.6, 0.4], [0.4, 0.6]])
+    labels = np.array([0, 1, 0, 1])
+    assert expected_calibration_error(probabilities, labels) == pytest.approx(0.4)
+
+
+def test_per_author_offsets_remove_a_head_that_likes_every_text():
+    # Author 2's head gives every passage 50 nats more: raw scores always pick it.
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 3, size=300)
+    scores = rng.normal(-1000, 1, size=(300, 3))
+    scores[np.arange(300), labels] += 5
+    scores[:, 2] += 50
+    assert (scores.argmax(axis=1) == 2).all()
+    calibration = Calibration.fit(scores, labels, normalise=True)
+    assert (calibration.log_probs(scores).argmax(axis=1) == labels).mean() > 0.95
+
+
+def test_pooling_averages_the_passages_of_each_document():
+    log_probs = np.log(np.array([[0.9, 0.1], [0.3, 0.7], [0.2, 0.8]]))
+    documents, pooled = pool(log_probs, ["a", "b", "a"])
+    assert documents == ["a", "b"]
+    geometric = np.sqrt(np.array([0.9 * 0.2, 0.1 * 0.8]))
+    np.testing.assert_allclose(np.exp(pooled[0]), geometric / geometric.sum())
+    np.testing.assert_allclose(np.exp(pooled[1]), [0.3, 0.7])
+
+
+def test_stacking_weights_the_informative_model_and_ignores_noise():
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 4, size=2000)
+    informative = rng.normal(0, 1, size=(2000, 4))
+    informative[np.arange(2000), labels] += 2
+    noise = rng.normal(0, 3, size=(2000, 4))
+    parts = [log_softmax(informative), log_softmax(noise)]
+    weights = fit_stack(parts, labels)
+    assert weights[0] > 0.5 and weights[1] < 0.1 * weights[0]
+    assert (stacked(parts, weights).argmax(axis=1) == labels).mean() > 0.6
+
+
+def test_the_unknown_threshold_separates_strangers_when_the_model_can():
+    # A model sure of its authors' passages and unsure of everything else.
+    rng = np.random.default_rng(6)
+    labels = np.repeat(np.arange(4), 50)
+    logits = rng.normal(0, 0.3, size=(200, 4))
+    logits[np.arange(200), labels] += 6
+    confidence, unknown = held_out_confidences(log_softmax(logits), labels)
+    assert unknown.sum() == 200 and len(unknown) == 800
+    threshold = fit_threshold(confidence, unknown)
+    assert (confidence[unknown] < threshold).mean() > 0.9
+    assert (confidence[~unknown] >= threshold).mean() > 0.9
+    assert unseen_author_auroc(log_softmax(logits), labels)["auroc"] > 0.95
+
+
+def test_no_unknown_rule_when_nothing_tells_strangers_apart():
+    confidence = np.full(10, 0.7)
+    assert fit_threshold(confidence, np.arange(10) < 5) == 0.0
+    two_authors = np.log(np.array([[0.9, 0.1], [0.2, 0.8]]))
+    assert Calibration.fit(two_authors, np.array([0, 1]), normalise=False).threshold == 0.0

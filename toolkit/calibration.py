@@ -1,0 +1,194 @@
+"""How sure an attribution is: score normalisation, temperature scaling, pooling,
+stacking with the n-gram model, and the "none of these authors" rule.
+
+Everything here works on score matrices ``(passages, authors)`` (a head's
+log-scores, see :meth:`~toolkit.hookspecs.Head.score_passages`) and is fitted on the
+validation split only, so the test split stays unseen:
+
+- **offsets** (per-author language models): a head that gives every text a high
+  likelihood (a big author's, or a simple style's) would win too often; each
+  author's mean validation score is subtracted (Bagnall's normalisation). Fitted
+  without labels.
+- **temperature**: the normalised scores divided by one number ``T`` fitted to
+  minimise the validation negative log-likelihood (Guo et al., 2017), so that a
+  passage given 0.8 is right about 80 % of the time.
+- **pooling**: a document's answer is the mean of its passages' calibrated
+  log-probabilities (a geometric mean of the passage probabilities), softmaxed again:
+  as sure as a typical passage, where summing would multiply correlated evidence.
+- **rejection**: below a threshold on the top probability the answer is
+  ``unknown``. The threshold is fitted by holding each author out in turn: that
+  author's validation passages play texts by a stranger (scored over the other
+  authors only), the rest known texts, and the threshold that best separates them
+  (balanced accuracy) is kept.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+UNKNOWN = "unknown"
+
+
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def nll(log_probs: np.ndarray, labels: np.ndarray) -> float:
+    """Mean negative log-likelihood of the true labels."""
+    return float(-log_probs[np.arange(len(labels)), labels].mean())
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature ``T`` minimising the NLL of ``softmax(logits / T)`` on ``labels``."""
+    from scipy.optimize import minimize_scalar
+
+    if not len(labels):
+        return 1.0
+    result = minimize_scalar(lambda t: nll(log_softmax(logits / np.exp(t)), labels),
+                             bounds=(-6.0, 9.0), method="bounded")
+    return float(np.exp(result.x))
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray,
+                               bins: int = 15) -> float:
+    """ECE: the |accuracy - confidence| gap of the top answer, averaged over ``bins``
+    equal-width confidence bins weighted by their share of the passages."""
+    if not len(labels):
+        return 0.0
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    gap = 0.0
+    for b in range(bins):
+        inside = which == b
+        if inside.any():
+            gap += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
+    return float(gap)
+
+
+def reliability_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> list:
+    """Per confidence bin: (mean confidence, accuracy, passages), for the diagram."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    return [(float(confidence[which == b].mean()), float(correct[which == b].mean()),
+             int((which == b).sum())) for b in range(bins) if (which == b).any()]
+
+
+def pool(log_probs: np.ndarray, groups: list) -> tuple[list, np.ndarray]:
+    """Documents' log-probabilities: the mean of their passages' rows, renormalised.
+    Returns the groups in first-seen order and one row per group."""
+    order = list(dict.fromkeys(groups))
+    index = {g: i for i, g in enumerate(order)}
+    sums = np.zeros((len(order), log_probs.shape[1]))
+    counts = np.zeros(len(order))
+    for row, group in zip(log_probs, groups):
+        sums[index[group]] += row
+        counts[index[group]] += 1
+    return order, log_softmax(sums / counts[:, None])
+
+
+def held_out_confidences(log_probs: np.ndarray, labels: np.ndarray):
+    """Top probabilities with each author held out in turn: the held-out author's passages
+    are strangers (``unknown = True``), scored over the other authors, renormalised."""
+    authors = log_probs.shape[1]
+    confidence, unknown = [], []
+    for a in range(authors):
+        others = [b for b in range(authors) if b != a]
+        if not others:
+            continue
+        top = np.exp(log_softmax(log_probs[:, others])).max(axis=1)
+        confidence.append(top)
+        unknown.append(labels == a)
+    return np.concatenate(confidence), np.concatenate(unknown)
+
+
+def fit_threshold(confidence: np.ndarray, unknown: np.ndarray) -> float:
+    """The top-probability threshold with the best balanced accuracy at telling known
+    texts (at or above it) from strangers' (below it)."""
+    if unknown.all() or not unknown.any():
+        return 0.0
+    best, threshold = 0.5, 0.0  # accepting everything: the rule to beat
+    for t in np.unique(confidence):
+        accepted = confidence >= t
+        score = (accepted[~unknown].mean() + (~accepted[unknown]).mean()) / 2
+        if score > best:
+            best, threshold = score, float(t)
+    return threshold
+
+
+def unseen_author_auroc(log_probs: np.ndarray, labels: np.ndarray) -> dict:
+    """How well the top probability separates known authors' texts from strangers', each
+    author held out in turn: AUROC, and the share of each kind the threshold would pass."""
+    from sklearn.metrics import roc_auc_score
+
+    if log_probs.shape[1] < 3:
+        return {"auroc": None, "why": "needs 3 or more authors: with one held out, a "
+                                      "single candidate is always sure"}
+    confidence, unknown = held_out_confidences(log_probs, labels)
+    if unknown.all() or not unknown.any():
+        return {"auroc": None}
+    return {"auroc": round(float(roc_auc_score(~unknown, confidence)), 4),
+            "pairs": int(len(unknown))}
+
+
+@dataclass
+class Calibration:
+    """Per-author offsets, a temperature and a rejection threshold, fitted on validation."""
+
+    offsets: list[float]
+    temperature: float = 1.0
+    threshold: float = 0.0
+    fitted_on: dict = field(default_factory=dict)
+
+    @classmethod
+    def fit(cls, scores: np.ndarray, labels: np.ndarray, normalise: bool) -> "Calibration":
+        """Fit on validation scores and labels; ``normalise`` subtracts each author's mean
+        score (per-author language models) before the temperature is fitted."""
+        offsets = scores.mean(axis=0) if normalise and len(scores) else np.zeros(scores.shape[1])
+        centred = scores - offsets
+        temperature = fit_temperature(centred, labels)
+        log_probs = log_softmax(centred / temperature)
+        # With two authors, holding one out leaves one candidate, always sure: no rule.
+        threshold = (fit_threshold(*held_out_confidences(log_probs, labels))
+                     if scores.shape[1] > 2 else 0.0)
+        return cls([float(o) for o in offsets], temperature, threshold,
+                   {"passages": int(len(labels)), "normalised": bool(normalise)})
+
+    def log_probs(self, scores: np.ndarray) -> np.ndarray:
+        """Calibrated log-probabilities of raw head scores."""
+        return log_softmax((scores - np.asarray(self.offsets)) / self.temperature)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def read(cls, path: Path) -> "Calibration | None":
+        if not path.is_file():
+            return None
+        return cls(**json.loads(path.read_text()))
+
+
+def fit_stack(parts: list[np.ndarray], labels: np.ndarray) -> list[float]:
+    """Non-negative weights for a weighted sum of models' log-probabilities (a product of
+    experts), minimising the validation NLL of its softmax. Two or three numbers: little
+    to overfit on a small validation split."""
+    from scipy.optimize import minimize
+
+    def loss(w):
+        return nll(log_softmax(sum(wi * p for wi, p in zip(np.exp(w), parts))), labels)
+
+    result = minimize(loss, np.zeros(len(parts)), method="Nelder-Mead",
+                      options={"xatol": 1e-3, "fatol": 1e-5, "maxiter": 400})
+    return [float(w) for w in np.exp(result.x)]
+
+
+def stacked(parts: list[np.ndarray], weights: list[float]) -> np.ndarray:
+    return log_softmax(sum(w * p for w, p in zip(weights, parts)))
