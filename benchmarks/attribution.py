@@ -1,17 +1,23 @@
-"""Author attribution on NLTK's Gutenberg selection: the three LSTM configs vs the n-gram baseline.
+"""Author attribution: the LSTM configs against the n-gram baseline, on seen and unseen documents.
 
 Trains each variant with ``toolkit train`` (the configs' own ``train.max_minutes``
-budgets: 10 to 15 minutes; 6 for the document split; about 90 minutes in all), then runs ``toolkit evaluate`` on its test split, which also trains the
-character 2-4-gram tf-idf + logistic-regression baseline on exactly the same
-training passages. Writes ``OUT/attribution.json`` and prints a Markdown table.
+budgets and ``train.patience``), then runs ``toolkit evaluate --unseen-author`` on
+its test split. That report holds, at passage and at document level (a document's
+passages pooled): the LSTM (raw and calibrated on validation), the character
+2-4-gram tf-idf + logistic-regression baseline trained on exactly the same training
+passages, and the ensemble stacking both on validation; the expected calibration
+error; the AUROC of telling a held-out author's passages from known ones. Writes
+``OUT/attribution.json`` and prints a Markdown table (``--table`` prints it again).
 
-The ``words`` variants use configs/gutenberg-authors-words.toml (a word-level
-classifier). Variants: ``region`` splits every book 70 / 10 / 20 (train / validation / test);
-``document`` holds out one whole book of each of Austen, Chesterton and Shakespeare
-(the authors with several books). The finetune variant first trains
-configs/gutenberg-pretrain-char.toml, whose training text is the same first 70 %
-of every book; it is skipped for the document split, where that language model
-would have read the held-out books.
+Variants on NLTK's Gutenberg selection: ``region`` splits every book 70 / 10 / 20
+(train / validation / test); ``document`` holds out one whole book of each of
+Austen, Chesterton and Shakespeare (the authors with several books). The
+``finetune-region`` variant first trains ``pretrain`` (configs/gutenberg-pretrain-char.toml,
+the same first 70 % of every book); there is no Gutenberg finetune row for the
+document split, where that language model would have read the held-out books.
+Variants ``inaugural-*``: NLTK's inaugural addresses, one whole speech of each of the
+18 speakers with two or more held out; ``inaugural-finetune`` starts from ``pretrain``
+(Gutenberg books, which share no text with the speeches).
 
     NLTK_DATA=../shared/nltk_data python benchmarks/attribution.py --out runs/bench
 """
@@ -35,25 +41,50 @@ VARIANTS = {  # in the order they run: the region figures first
     "pretrain": ("configs/gutenberg-pretrain-char.toml", []),
     "finetune-region": ("configs/gutenberg-authors-finetune.toml", ["init.run={pretrain}"]),
     "words-document": ("configs/gutenberg-authors-words.toml", DOCUMENT_SPLIT),
-    "lms-document": ("configs/gutenberg-authors-lms.toml", DOCUMENT_SPLIT),
+    "lms-document": ("configs/gutenberg-authors-lms-documents.toml", []),
     "char-document": ("configs/gutenberg-authors-char.toml", DOCUMENT_SPLIT),
+    # Inaugural addresses: one whole speech per speaker held out (18 speakers).
+    "inaugural-lms": ("configs/inaugural-authors-lms.toml", []),
+    "inaugural-char": ("configs/inaugural-authors-char.toml", []),
+    "inaugural-finetune": ("configs/inaugural-authors-finetune.toml", ["init.run={pretrain}"]),
 }
+MODELS = (("lstm", "LSTM"), ("lstm_calibrated", "LSTM, calibrated"),
+          ("baseline", "n-grams"), ("ensemble", "ensemble"))
 
 
 def toolkit(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "toolkit.cli", *args], check=True)
 
 
+def table(summary: dict) -> str:
+    """Markdown: per variant and model, passage accuracy / macro-F1, document accuracy, ECE."""
+    lines = ["| variant | minutes | test passages / documents | model | accuracy | macro-F1 "
+             "| document accuracy | ECE |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for name, e in summary.items():
+        for key, label in MODELS:
+            r = e.get(key)
+            if r is None:
+                continue
+            documents = r.get("documents", {})
+            lines.append(f"| {name} | {e['training_minutes']} | {e['passages']} / "
+                         f"{documents.get('count', '')} | {label} | {r['accuracy']} "
+                         f"| {r['macro_f1']} | {documents.get('accuracy', '')} "
+                         f"| {r.get('ece', '')} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="runs/bench", help="folder for the runs")
     parser.add_argument("--only", nargs="*", choices=sorted(VARIANTS), help="variants to run")
+    parser.add_argument("--table", action="store_true",
+                        help="print the table of OUT/attribution.json and train nothing")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary_path = out / "attribution.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    for name in args.only or VARIANTS:
+    for name in [] if args.table else (args.only or VARIANTS):
         config, overrides = VARIANTS[name]
         run_dir = out / name
         sets = [f"--set={o.format(pretrain=out / 'pretrain')}" for o in overrides]
@@ -64,24 +95,20 @@ def main() -> int:
         entry = {"config": config, "overrides": overrides, "wall_minutes": round(wall / 60, 2),
                  "training_minutes": metrics["training_minutes"],
                  "epochs": metrics["epochs_done"]}
+        entry["kept"] = metrics.get("kept")
         if name != "pretrain":
-            toolkit("evaluate", str(run_dir))
+            toolkit("evaluate", str(run_dir), "--unseen-author")
             report = json.loads((run_dir / "evaluation.json").read_text())
-            entry.update(passages=report["passages"], lstm=report["lstm"],
-                         baseline=report["baseline"])
+            entry.update(passages=report["passages"],
+                         **{key: report[key] for key, _ in MODELS if key in report},
+                         **{key: report.get(key) for key in
+                            ("calibration", "unseen_author", "unseen_author_ensemble")})
         else:
             entry["validation"] = metrics["validation"]
         summary[name] = entry
         summary_path.write_text(json.dumps(summary, indent=2) + "\n")
 
-    print("| variant | training minutes | epochs | test passages | LSTM accuracy | LSTM macro-F1 "
-          "| baseline accuracy | baseline macro-F1 |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for name, e in summary.items():
-        if "lstm" in e:
-            print(f"| {name} | {e['training_minutes']} | {e['epochs']} | {e['passages']} "
-                  f"| {e['lstm']['accuracy']} | {e['lstm']['macro_f1']} "
-                  f"| {e['baseline']['accuracy']} | {e['baseline']['macro_f1']} |")
+    print(table(summary))
     return 0
 
 

@@ -287,6 +287,37 @@ def test_document_split_needs_two_documents_per_author(tmp_path, corpus_file):
         components.sequences.plan_split(docs, [["x"] * 500] * 7, 0.1, 1)
 
 
+def test_random_crops_cut_the_training_text_afresh_each_epoch(tmp_path, corpus_file):
+    from toolkit.data import prepare_config
+
+    components, resolved = components_for(tmp_path, corpus_file, "classifier",
+                                          sequences='crops = "random"')
+    builder = components.sequences
+    prepared = prepare_config(components, resolved)
+    labels = prepared.labels
+    passages = builder.data(prepared.splits["train"], labels, training=True)
+    data = builder.training(passages, seed=1)
+    text = {name: ids for name, ids in zip(prepared.splits["train"].sources,
+                                          prepared.splits["train"].ids)}
+    streams = {}  # each document's training ids, in order
+    for source, ids in text.items():
+        streams.setdefault(source.split(":")[0], []).append(ids)
+    joined = {d: ",".join(map(str, np.concatenate(parts))) for d, parts in streams.items()}
+    epochs = []
+    for epoch in (0, 1):
+        data.set_epoch(epoch)
+        batches = [data[k] for k in range(len(data))]
+        rows = np.concatenate([b[0] for b in batches])
+        assert len(rows) == len(passages)
+        assert sorted(np.concatenate([b[1] for b in batches])) == sorted(passages.labels)
+        for row, label in zip(rows, np.concatenate([b[1] for b in batches])):
+            piece = ",".join(map(str, row[row != 0]))
+            inside = [d for d, ids in joined.items() if piece in ids]
+            assert inside and all(labels[label] in d for d in inside)  # its author's text
+        epochs.append(sorted(map(tuple, rows)))
+    assert epochs[0] != epochs[1]
+
+
 def test_min_documents_leaves_authors_with_fewer_documents_out(tmp_path, corpus_file):
     components, _ = components_for(tmp_path, corpus_file, "classifier",
                                    sequences='split = { by = "document", min_documents = 2 }')

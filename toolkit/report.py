@@ -122,18 +122,25 @@ def run_section(run: Run, index: int) -> str:
                          f'<pre class="sample">{html.escape(sample["text"])}</pre>')
     evaluation = read_json(run.file(runs.EVALUATION))
     if evaluation and evaluation.get("kind") == "attribution":
-        rows = [["LSTM", evaluation["lstm"]["accuracy"], evaluation["lstm"]["macro_f1"]]]
-        if "baseline" in evaluation:
-            rows.append(["baseline (char n-grams)", evaluation["baseline"]["accuracy"],
-                         evaluation["baseline"]["macro_f1"]])
+        rows = []
+        for key, name in (("lstm", "LSTM"), ("lstm_calibrated", "LSTM, calibrated"),
+                          ("baseline", "baseline (char n-grams)"),
+                          ("ensemble", "ensemble (LSTM + n-grams)")):
+            r = evaluation.get(key)
+            if r is not None:
+                documents = r.get("documents", {})
+                rows.append([name, r["accuracy"], r["macro_f1"], r.get("ece", ""),
+                             documents.get("accuracy", "")])
         parts += [f'<h3>Attribution, {html.escape(evaluation["split"])} split '
                   f'({evaluation["passages"]} passages)</h3>',
-                  table(["model", "accuracy", "macro-F1"], rows, "attribution"),
+                  table(["model", "accuracy", "macro-F1", "ECE", "document accuracy"], rows,
+                        "attribution"),
                   table(["author", "precision", "recall", "F1", "passages"],
                         [[a, r["precision"], r["recall"], r["f1"], r["passages"]]
                          for a, r in evaluation["lstm"]["per_author"].items()], "authors")]
-        if run.file(runs.CONFUSION).is_file():
-            parts.append(image_tag(run.file(runs.CONFUSION), f"{run.path.name} confusion"))
+        for name in (runs.CONFUSION, runs.RELIABILITY):
+            if run.file(name).is_file():
+                parts.append(image_tag(run.file(name), f"{run.path.name} {Path(name).stem}"))
     elif evaluation:
         parts += [f'<h3>Evaluation, {html.escape(evaluation["split"])} split</h3>',
                   f'<p>{html.escape(evaluation.get("summary", ""))}</p>']

@@ -71,19 +71,59 @@ def balanced_weights(labels: list[str]) -> dict[str, float]:
     return {label: len(labels) / (len(counts) * n) for label, n in counts.items()}
 
 
+def contiguous_runs(passages: Passages):
+    """Passages that follow one another in a document, joined into runs of ids: for each
+    run its ids, and for each passage ``(run, start in the run, length)``. ``None`` when
+    the sources do not say where passages lie (rows cut further, or no sources)."""
+    if len(passages.sources) != len(passages) or any("#" in s for s in passages.sources):
+        return None
+    runs, rows, previous = [], [], None
+    for source, row in zip(passages.sources, passages.ids):
+        document, span = source.rsplit(":", 1)
+        start, stop = map(int, span.split("-"))
+        ids = row[:np.count_nonzero(row)]  # right-padded with PAD = 0
+        if previous == (document, start):
+            rows.append((len(runs) - 1, len(runs[-1]), len(ids)))
+            runs[-1] = np.concatenate([runs[-1], ids])
+        else:
+            rows.append((len(runs), 0, len(ids)))
+            runs.append(ids)
+        previous = (document, stop)
+    return runs, np.array(rows, np.int64).reshape(-1, 3)
+
+
 class PassageData(EpochData):
     """Batches of passages, shuffled anew each epoch when a seed is given.
 
     The targets depend on the head: the passage's author (``"label"``), the next
     token at every position (``"next-token"``), or the next token together with
-    the author as a second input (``"next-token-by-label"``).
+    the author as a second input (``"next-token-by-label"``). With ``crops =
+    "random"`` (training only) the passages of each contiguous run of text are moved
+    together by a random shift in ``[-length/2, length/2)`` each epoch (kept inside the
+    run), so the model sees fresh cuts of the same text: as many passages, of the same
+    lengths and labels, every epoch.
     """
 
-    def __init__(self, passages: Passages, batch_size: int, target: str, seed=None):
+    def __init__(self, passages: Passages, batch_size: int, target: str, seed=None,
+                 crops: str = "fixed"):
         super().__init__()
         self.passages, self.batch_size, self.target, self.seed = passages, batch_size, target, seed
         self.length = passages.ids.shape[1]
+        self.runs = contiguous_runs(passages) if crops == "random" and seed is not None else None
+        self.ids = passages.ids
         self.order = self.shuffled()
+
+    def cropped(self) -> np.ndarray:
+        """This epoch's passages: each run's passages shifted together, inside the run."""
+        runs, rows = self.runs
+        rng = np.random.default_rng([self.seed, self.epoch, 1])
+        half = self.length // 2
+        shifts = rng.integers(-half, half, size=len(runs)) if half else np.zeros(len(runs), int)
+        ids = np.zeros_like(self.passages.ids)
+        for r, (run, start, size) in enumerate(rows):
+            begin = min(max(start + shifts[run], 0), len(runs[run]) - size)
+            ids[r, :size] = runs[run][begin:begin + size]
+        return ids
 
     def shuffled(self):
         rows = np.arange(len(self.passages))
@@ -94,13 +134,15 @@ class PassageData(EpochData):
     def set_epoch(self, epoch):
         super().set_epoch(epoch)
         self.order = self.shuffled()
+        if self.runs is not None:
+            self.ids = self.cropped()
 
     def __len__(self):
         return math.ceil(len(self.passages) / self.batch_size)
 
     def __getitem__(self, k):
         rows = self.order[k * self.batch_size:(k + 1) * self.batch_size]
-        ids, weights = self.passages.ids[rows], self.passages.weights[rows]
+        ids, weights = self.ids[rows], self.passages.weights[rows]
         if self.target == "label":
             return ids, self.passages.labels[rows], weights
         x, y = ids[:, :-1], ids[:, 1:]
@@ -140,7 +182,8 @@ class PassageBuilder(SequenceBuilder):
     Documents are cut into passages of ``length`` tokens, or with ``cut =
     "paragraphs"`` into runs of whole paragraphs of up to ``length`` tokens (a longer
     paragraph is cut in pieces). A passage shorter than ``min_length`` (default half
-    a passage) is dropped. Passages are right-padded with id 0, which the encoder masks. ``class_weight = "balanced"`` weights each
+    a passage) is dropped. ``crops = "random"`` cuts the training text afresh every
+    epoch (see :class:`PassageData`); validation and test passages stay fixed. Passages are right-padded with id 0, which the encoder masks. ``class_weight = "balanced"`` weights each
     training passage by n / (authors x passages of its author), so a long book
     does not outvote a short one. The split (``[sequences.split]``) never puts one
     token in two splits and is reproducible from ``train.seed``.
@@ -152,12 +195,13 @@ class PassageBuilder(SequenceBuilder):
                  min_length: PositiveInt | None = None,
                  cut: Literal["tokens", "paragraphs"] = "tokens",
                  class_weight: Literal["balanced", "none"] = "balanced",
+                 crops: Literal["fixed", "random"] = "fixed",
                  split: SplitTable = None):
         self.batch_size, self.length = batch_size, length
         self.min_length = min_length or max(1, length // 2)
         if self.min_length > length:
             raise ValueError(f"min_length = {min_length} is longer than length = {length}")
-        self.class_weight, self.cut_by = class_weight, cut
+        self.class_weight, self.cut_by, self.crops = class_weight, cut, crops
         self.paragraphs: dict[int, list[int]] = {}
         split = split or {}
         self.split_by = split.get("by", "region")
@@ -287,7 +331,7 @@ class PassageBuilder(SequenceBuilder):
                                    "balanced" if weighted else "none")
 
     def training(self, passages: Passages, seed):
-        return PassageData(passages, self.batch_size, self.target, seed)
+        return PassageData(passages, self.batch_size, self.target, seed, self.crops)
 
     def validation(self, passages: Passages):
         return PassageData(passages, self.batch_size, self.target)
