@@ -302,7 +302,8 @@ def test_random_crops_cut_the_training_text_afresh_each_epoch(tmp_path, corpus_f
     streams = {}  # each document's training ids, in order
     for source, ids in text.items():
         streams.setdefault(source.split(":")[0], []).append(ids)
-    joined = {d: ",".join(map(str, np.concatenate(parts))) for d, parts in streams.items()}
+    joined = {d: "," + ",".join(map(str, np.concatenate(parts))) + ","
+              for d, parts in streams.items()}
     epochs = []
     for epoch in (0, 1):
         data.set_epoch(epoch)
@@ -311,7 +312,7 @@ def test_random_crops_cut_the_training_text_afresh_each_epoch(tmp_path, corpus_f
         assert len(rows) == len(passages)
         assert sorted(np.concatenate([b[1] for b in batches])) == sorted(passages.labels)
         for row, label in zip(rows, np.concatenate([b[1] for b in batches])):
-            piece = ",".join(map(str, row[row != 0]))
+            piece = "," + ",".join(map(str, row[row != 0])) + ","
             inside = [d for d, ids in joined.items() if piece in ids]
             assert inside and all(labels[label] in d for d in inside)  # its author's text
         epochs.append(sorted(map(tuple, rows)))
@@ -453,32 +454,93 @@ def test_attribute_with_the_ensemble_answers_like_the_lstm_on_clear_texts(traine
     results = json.loads(capsys.readouterr().out)
     assert [r["answer"] for r in results] == list(CHAINS)
     assert all(r["calibrated"] for r in results)
+    assert main(["attribute", str(run), *map(str, files), "--json"]) == 0
+    alone = json.loads(capsys.readouterr().out)
+    assert [r["ranking"] for r in alone] != [r["ranking"] for r in results]
 
 
-def test_training_keeps_the_epoch_with_the_best_monitor_and_says_why(trained_runs):
-    from toolkit.callbacks import best_epoch
+def test_below_the_threshold_the_answer_is_unknown(trained_runs, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_runs["author-lms"], run)
+    calibration = json.loads((run / "calibration.json").read_text())
+    # A threshold above any probability: every answer must be "unknown".
+    (run / "calibration.json").write_text(json.dumps({**calibration, "threshold": 1.5}))
+    text = tmp_path / "t.txt"
+    text.write_text(chain_text("forward", 120, seed=5))
+    assert main(["attribute", str(run), str(text)]) == 0
+    assert capsys.readouterr().out.startswith(f"{text}: unknown  (forward ")
+
+
+def test_evaluate_without_a_test_split_reports_validation_and_skips_the_ensemble(
+        tmp_path, corpus_file, capsys):
+    from toolkit.training import train
+
+    config = write_config(tmp_path / "c.toml", corpus_file, "author-lms", epochs=1,
+                          sequences='split = { test = 0.0 }')
+    run = train(config, tmp_path / "run", verbose=0)
+    assert main(["evaluate", str(run.path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["split"] == "validation" and "ensemble" not in report
+    assert report["calibration"]["fitted_on_this_split"] is True
+
+
+def test_an_old_run_without_monitor_keys_resumes_choosing_epochs_as_before(trained_runs,
+                                                                         tmp_path):
+    import re
+    import shutil
+
+    from toolkit.runs import Run
+    from toolkit.training import train
+
+    old = tmp_path / "old"
+    shutil.copytree(trained_runs["classifier"], old)
+    stored = (old / "config.toml").read_text()
+    (old / "config.toml").write_text(re.sub(r"(?m)^(monitor|patience) = .*\n", "", stored))
+    assert Run(old).config["train"]["monitor"] == "val_loss"  # what classifiers used then
+    run = train(None, old, ["train.epochs=5"], resume=True, verbose=0)
+    assert run.progress()["epochs_done"] == 5
+    assert run.metrics()["kept"]["monitor"] == "val_loss"
+
+
+def test_the_kept_model_has_the_best_validation_macro_f1_and_metrics_say_why(trained_runs):
+    from sklearn.metrics import f1_score
+
+    from toolkit.attribution import Attributor
+    from toolkit.evaluate import prepared_data
     from toolkit.runs import Run, read_history
 
     run = Run(trained_runs["classifier"])
     kept = run.metrics()["kept"]
-    history = read_history(run.file("history.csv"))
     assert kept["monitor"] == "val_macro_f1"  # the attribution heads' default
-    assert all(row["val_macro_f1"] != "" for row in history)
-    assert kept["epoch"] == best_epoch(history, "val_macro_f1")[0] + 1
+    history = read_history(run.file("history.csv"))
+    logged = [float(row["val_macro_f1"]) for row in history]
+    assert kept["value"] == pytest.approx(max(logged), abs=1e-5)
+    assert kept["epoch"] == logged.index(max(logged)) + 1
+    # The model the run kept scores that figure on the validation split.
+    validation = run.builder.data(prepared_data(run).splits["validation"], run.labels)
+    predicted = Attributor(run).passage_scores(validation.ids).argmax(axis=1)
+    assert f1_score(validation.labels, predicted, average="macro") == \
+        pytest.approx(kept["value"], abs=1e-4)
     assert kept["stopped_by"] == "train.epochs" and "highest val_macro_f1" in kept["why"]
 
 
-def test_patience_stops_a_run_whose_monitor_stopped_improving(tmp_path, corpus_file):
+def test_patience_stops_a_run_whose_monitor_stopped_improving_and_resume_respects_it(
+        tmp_path, corpus_file):
     from toolkit.training import train
 
     config = write_config(tmp_path / "c.toml", corpus_file, "classifier", epochs=8)
-    # val_loss cannot go below 0, so "accuracy of 0 nats" never improves past epoch 1
-    # when the learning rate is 0: the run stops after 1 + patience epochs.
+    # With a learning rate of 1e-12 nothing changes: val_loss is best at epoch 1 and the
+    # run stops after 1 + patience epochs.
     run = train(config, tmp_path / "run", ["train.patience=2", "train.learning_rate=1e-12",
                                            "train.monitor=val_loss"], verbose=0)
     kept = run.metrics()["kept"]
-    assert run.progress()["epochs_done"] <= 3
-    assert kept["stopped_by"].startswith("val_loss did not improve for 2 epochs")
+    assert run.progress()["epochs_done"] == 3
+    assert kept["stopped_by"] == ("val_loss did not improve for 2 epochs after epoch 1 "
+                                  "(train.patience = 2)")
+    run = train(None, tmp_path / "run", ["train.epochs=10"], resume=True, verbose=0)
+    assert run.progress()["epochs_done"] == 3  # still out of patience: nothing more trained
 
 
 def test_a_monitor_the_run_never_logs_is_refused_before_any_file(tmp_path, corpus_file):

@@ -82,7 +82,7 @@ def test_the_unknown_threshold_separates_strangers_when_the_model_can():
     logits = rng.normal(0, 0.3, size=(200, 4))
     logits[np.arange(200), labels] += 6
     confidence, unknown = held_out_confidences(log_softmax(logits), labels)
-    assert unknown.sum() == 200 and len(unknown) == 800
+    assert unknown.sum() == 200 and len(unknown) == 400  # every passage in both roles
     threshold = fit_threshold(confidence, unknown)
     assert (confidence[unknown] < threshold).mean() > 0.9
     assert (confidence[~unknown] >= threshold).mean() > 0.9
@@ -94,3 +94,29 @@ def test_no_unknown_rule_when_nothing_tells_strangers_apart():
     assert fit_threshold(confidence, np.arange(10) < 5) == 0.0
     two_authors = np.log(np.array([[0.9, 0.1], [0.2, 0.8]]))
     assert Calibration.fit(two_authors, np.array([0, 1]), normalise=False).threshold == 0.0
+
+
+def test_known_texts_are_scored_over_all_authors_and_strangers_over_the_others():
+    log_probs = np.log(np.array([[0.5, 0.3, 0.2]]))
+    confidence, unknown = held_out_confidences(log_probs, np.array([0]))
+    np.testing.assert_allclose(confidence, [0.5, 0.6])  # 0.3 / (0.3 + 0.2) without author 0
+    assert unknown.tolist() == [False, True]
+
+
+def test_the_threshold_rejects_below_it_and_keeps_ties_together():
+    confidence = np.array([0.2, 0.3, 0.3, 0.9, 0.8, 0.3])
+    unknown = np.array([True, True, True, False, False, False])
+    assert fit_threshold(confidence, unknown) == pytest.approx(0.8)
+
+
+def test_offsets_are_per_token_so_short_passages_are_not_over_corrected():
+    # Author 1's head finds every token 0.5 nats likelier; a passage's score sums tokens.
+    rng = np.random.default_rng(7)
+    tokens = rng.integers(20, 100, size=400)
+    labels = rng.integers(0, 2, size=400)
+    per_token = rng.normal(-2, 0.05, size=(400, 2))
+    per_token[:, 1] += 0.5
+    per_token[np.arange(400), labels] += 0.2
+    scores = per_token * tokens[:, None]
+    calibration = Calibration.fit(scores, labels, normalise=True, tokens=tokens)
+    assert (calibration.log_probs(scores, tokens).argmax(axis=1) == labels).mean() > 0.95

@@ -72,6 +72,9 @@ class Attributor:
         self.ensemble = None
         if model == "ensemble":
             self.ensemble = load_ensemble(run)
+            if self.calibration is None:
+                raise ToolkitError(f"{run.path} has no {runs.CALIBRATION}, which the ensemble "
+                                   f"was fitted with; run `toolkit evaluate {run.path}` again")
         elif model != "lstm":
             raise ToolkitError(f"--model: expected \"lstm\" or \"ensemble\", received {model!r}")
 
@@ -85,7 +88,7 @@ class Attributor:
         scores = self.passage_scores(passages)
         if self.calibration is None:
             return log_softmax(scores)
-        log_probs = self.calibration.log_probs(scores)
+        log_probs = self.calibration.log_probs(scores, real_tokens(passages))
         if self.ensemble is not None:
             texts = [self.run.preprocessor.detokenize(self.run.vocab.decode(row[row != PAD]))
                      for row in passages]
@@ -120,6 +123,11 @@ class Attributor:
         return Attribution(source, len(passages), len(ids), int((ids == OOV).sum()),
                            [(self.labels[i], float(probabilities[i])) for i in order],
                            answer, self.calibration is not None)
+
+
+def real_tokens(passages: np.ndarray) -> np.ndarray:
+    """The number of real (not padding) tokens of each right-padded passage."""
+    return (passages != PAD).sum(axis=1)
 
 
 def load_ensemble(run: Run) -> dict:

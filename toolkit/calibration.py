@@ -7,8 +7,8 @@ validation split only, so the test split stays unseen:
 
 - **offsets** (per-author language models): a head that gives every text a high
   likelihood (a big author's, or a simple style's) would win too often; each
-  author's mean validation score is subtracted (Bagnall's normalisation). Fitted
-  without labels.
+  author's mean validation score per token, times the passage's tokens, is
+  subtracted (Bagnall's normalisation). Fitted without labels.
 - **temperature**: the normalised scores divided by one number ``T`` fitted to
   minimise the validation negative log-likelihood (Guo et al., 2017), so that a
   passage given 0.8 is right about 80 % of the time.
@@ -96,37 +96,44 @@ def pool(log_probs: np.ndarray, groups: list) -> tuple[list, np.ndarray]:
 
 
 def held_out_confidences(log_probs: np.ndarray, labels: np.ndarray):
-    """Top probabilities with each author held out in turn: the held-out author's passages
-    are strangers (``unknown = True``), scored over the other authors, renormalised."""
+    """Top probabilities of known texts and of strangers' texts: every passage once as a
+    known author's (over all the authors), and once as a stranger's, with its own author
+    held out (over the other authors, renormalised). Returns the confidences and whether
+    each is a stranger's (``unknown``)."""
     authors = log_probs.shape[1]
-    confidence, unknown = [], []
+    confidence = [np.exp(log_probs).max(axis=1)]
+    unknown = [np.zeros(len(labels), bool)]
     for a in range(authors):
+        rows = labels == a
         others = [b for b in range(authors) if b != a]
-        if not others:
+        if not rows.any() or not others:
             continue
-        top = np.exp(log_softmax(log_probs[:, others])).max(axis=1)
-        confidence.append(top)
-        unknown.append(labels == a)
+        confidence.append(np.exp(log_softmax(log_probs[rows][:, others])).max(axis=1))
+        unknown.append(np.ones(int(rows.sum()), bool))
     return np.concatenate(confidence), np.concatenate(unknown)
 
 
 def fit_threshold(confidence: np.ndarray, unknown: np.ndarray) -> float:
     """The top-probability threshold with the best balanced accuracy at telling known
-    texts (at or above it) from strangers' (below it)."""
+    texts (at or above it) from strangers' (below it); 0 (accept everything) unless a
+    threshold does better than that."""
     if unknown.all() or not unknown.any():
         return 0.0
-    best, threshold = 0.5, 0.0  # accepting everything: the rule to beat
-    for t in np.unique(confidence):
-        accepted = confidence >= t
-        score = (accepted[~unknown].mean() + (~accepted[unknown]).mean()) / 2
-        if score > best:
-            best, threshold = score, float(t)
-    return threshold
+    order = np.argsort(confidence, kind="stable")
+    ranked, strange = confidence[order], unknown[order]
+    # Threshold at ranked[i]: everything before i is rejected.
+    rejected_strangers = np.concatenate([[0], np.cumsum(strange)])[:-1]
+    rejected_known = np.concatenate([[0], np.cumsum(~strange)])[:-1]
+    first = np.r_[True, ranked[1:] != ranked[:-1]]  # ties: reject all or none of them
+    score = ((1 - rejected_known / (~strange).sum()) + rejected_strangers / strange.sum()) / 2
+    score = np.where(first, score, -1.0)
+    best = int(np.argmax(score))
+    return float(ranked[best]) if score[best] > 0.5 else 0.0
 
 
 def unseen_author_auroc(log_probs: np.ndarray, labels: np.ndarray) -> dict:
-    """How well the top probability separates known authors' texts from strangers', each
-    author held out in turn: AUROC, and the share of each kind the threshold would pass."""
+    """How well the top probability separates known authors' passages from strangers'
+    (see :func:`held_out_confidences`): the AUROC over the ``pairs`` of passages and roles."""
     from sklearn.metrics import roc_auc_score
 
     if log_probs.shape[1] < 3:
@@ -141,7 +148,8 @@ def unseen_author_auroc(log_probs: np.ndarray, labels: np.ndarray) -> dict:
 
 @dataclass
 class Calibration:
-    """Per-author offsets, a temperature and a rejection threshold, fitted on validation."""
+    """Per-author offsets (per token), a temperature and a rejection threshold, fitted on
+    validation."""
 
     offsets: list[float]
     temperature: float = 1.0
@@ -149,22 +157,32 @@ class Calibration:
     fitted_on: dict = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, scores: np.ndarray, labels: np.ndarray, normalise: bool) -> "Calibration":
-        """Fit on validation scores and labels; ``normalise`` subtracts each author's mean
-        score (per-author language models) before the temperature is fitted."""
-        offsets = scores.mean(axis=0) if normalise and len(scores) else np.zeros(scores.shape[1])
-        centred = scores - offsets
-        temperature = fit_temperature(centred, labels)
-        log_probs = log_softmax(centred / temperature)
+    def fit(cls, scores: np.ndarray, labels: np.ndarray, normalise: bool,
+            tokens: np.ndarray | None = None) -> "Calibration":
+        """Fit on validation scores and labels. ``normalise`` subtracts each author's mean
+        score per token times the passage's ``tokens`` (per-author language models, whose
+        scores are sums over tokens) before the temperature is fitted."""
+        tokens = np.ones(len(scores)) if tokens is None else np.asarray(tokens, float)
+        per_token = scores / np.maximum(tokens, 1)[:, None]
+        offsets = (per_token.mean(axis=0) if normalise and len(scores)
+                   else np.zeros(scores.shape[1]))
+        calibration = cls([float(o) for o in offsets])
+        centred = calibration.centred(scores, tokens)
+        calibration.temperature = fit_temperature(centred, labels)
+        log_probs = calibration.log_probs(scores, tokens)
         # With two authors, holding one out leaves one candidate, always sure: no rule.
-        threshold = (fit_threshold(*held_out_confidences(log_probs, labels))
-                     if scores.shape[1] > 2 else 0.0)
-        return cls([float(o) for o in offsets], temperature, threshold,
-                   {"passages": int(len(labels)), "normalised": bool(normalise)})
+        if scores.shape[1] > 2:
+            calibration.threshold = fit_threshold(*held_out_confidences(log_probs, labels))
+        calibration.fitted_on = {"passages": int(len(labels)), "normalised": bool(normalise)}
+        return calibration
 
-    def log_probs(self, scores: np.ndarray) -> np.ndarray:
-        """Calibrated log-probabilities of raw head scores."""
-        return log_softmax((scores - np.asarray(self.offsets)) / self.temperature)
+    def centred(self, scores: np.ndarray, tokens: np.ndarray | None = None) -> np.ndarray:
+        tokens = np.ones(len(scores)) if tokens is None else np.asarray(tokens, float)
+        return scores - np.asarray(self.offsets)[None, :] * tokens[:, None]
+
+    def log_probs(self, scores: np.ndarray, tokens: np.ndarray | None = None) -> np.ndarray:
+        """Calibrated log-probabilities of raw head scores of passages of ``tokens`` tokens."""
+        return log_softmax(self.centred(scores, tokens) / self.temperature)
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -113,10 +113,14 @@ class DivergenceGuard(keras.callbacks.Callback):
         return self.reason is not None and self.action == "stop"
 
 
+MAXIMISED = ("accuracy", "f1", "auc", "precision", "recall")
+
+
 def maximised(figure: str) -> bool:
-    """Whether a logged figure is better when higher (accuracies, F1 scores) or lower
-    (losses, perplexities, nats)."""
-    return "accuracy" in figure or "f1" in figure
+    """Whether a logged figure is better when higher (accuracies, F1 scores, AUC,
+    precision, recall: names containing one of ``MAXIMISED``) or lower (losses,
+    perplexities, nats and anything else)."""
+    return any(word in figure for word in MAXIMISED)
 
 
 def improves(figure: str, value: float, best: float | None) -> bool:
@@ -158,28 +162,38 @@ class AttributionValidation(keras.callbacks.Callback):
 
 
 class Patience(keras.callbacks.Callback):
-    """Stops training once ``figure`` has not improved for ``epochs`` epochs in a row,
-    counting the epochs of a resumed run's history too."""
+    """Stops training once ``figure`` has not improved for ``epochs`` epochs in a row
+    (0 = never), counting the epochs of a resumed run's history too; epochs before
+    ``counts_from`` (trained with frozen layers) do not count. :attr:`reason` is set
+    at once when the history already ran out of patience (a resumed run that stopped)."""
 
-    def __init__(self, figure: str, epochs: int, history: list[dict]):
+    def __init__(self, figure: str, epochs: int, history: list[dict], counts_from: int = 0):
         super().__init__()
-        self.figure, self.epochs = figure, epochs
-        self.best = best_epoch(history, figure)
-        self.last = max((int(row["epoch"]) for row in history), default=-1)
+        self.figure, self.epochs, self.counts_from = figure, epochs, counts_from
+        counted = [row for row in history if int(row["epoch"]) >= counts_from]
+        self.best = best_epoch(counted, figure)
         self.reason: str | None = None
+        if counted:
+            self.check(max(int(row["epoch"]) for row in counted))
 
     def on_epoch_end(self, epoch, logs=None):
+        if epoch < self.counts_from:
+            return
         value = (logs or {}).get(self.figure)
         if value is not None and improves(self.figure, float(value),
                                           None if self.best is None else self.best[1]):
             self.best = (epoch, float(value))
-        self.last = epoch
-        stale = epoch - (self.best[0] if self.best is not None else -1)
+        if self.check(epoch):
+            self.model.stop_training = True
+
+    def check(self, epoch: int) -> bool:
+        """Whether ``figure`` has gone ``epochs`` epochs without improving by ``epoch``."""
+        since = self.best[0] if self.best is not None else self.counts_from - 1
+        stale = epoch - since
         if self.epochs and stale >= self.epochs:
             self.reason = (f"{self.figure} did not improve for {stale} epochs after epoch "
-                           f"{self.best[0] + 1 if self.best else 0} (train.patience = "
-                           f"{self.epochs})")
-            self.model.stop_training = True
+                           f"{since + 1} (train.patience = {self.epochs})")
+        return self.reason is not None
 
 
 class RunWriter(keras.callbacks.Callback):

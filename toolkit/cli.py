@@ -85,7 +85,8 @@ def cmd_attribute(args) -> int:
         return 0
     for result in results:
         shown = ", ".join(f"{author} {p:.3f}" for author, p in result.ranking[:args.top])
-        note = "" if result.calibrated else "; uncalibrated: train the run again for calibrated probabilities"
+        note = ("" if result.calibrated else f"; uncalibrated: `toolkit evaluate {args.run}` "
+                f"fits the run's calibration")
         print(f"{result.source}: {result.answer}  ({shown}; {result.passages} passage"
               f"{'s' if result.passages != 1 else ''}, {result.tokens} tokens{note})")
     return 0

@@ -306,6 +306,14 @@ def upgrade_stored(stored: dict[str, Any]) -> dict[str, Any]:
         init = {new: core.pop(old) for old, new in MOVED_TO_INIT.items() if old in core}
         stored["init"] = {"copy": ["encoder", "core"], "freeze": False, "unfreeze_after": 0,
                           **init}
+    train = stored.setdefault("train", {})
+    if "monitor" not in train:
+        # What picked the kept epoch before train.monitor existed: a resumed old run
+        # goes on choosing its best epoch as it did.
+        before = {"classifier": "val_loss", "author-lms": "val_perplexity"}
+        train["monitor"] = before.get(stored.get("head", {}).get("use"), "auto")
+    for name, parameter in params.parameters(train_settings).items():
+        train.setdefault(name, parameter.default)
     return stored
 
 

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from toolkit import runs
-from toolkit.attribution import Attributor
+from toolkit.attribution import Attributor, real_tokens
 from toolkit.ngrams import NGRAM_NAME, fit_ngram, ngram_log_probs
 from toolkit.data import prepare_config
 from toolkit.errors import ToolkitError
@@ -67,16 +67,6 @@ def classification_report(true: np.ndarray, predicted: np.ndarray, labels: list[
                        for i in classes},
         "confusion": confusion_matrix(true, predicted, labels=classes).tolist(),
     }
-
-
-def ngram_baseline(train_texts, train_labels, test_texts, test_labels, labels,
-                   sample_weight=None) -> dict:
-    """The n-gram baseline trained on one split's passages and reported on another."""
-    start = time.perf_counter()
-    model = fit_ngram(train_texts, train_labels, sample_weight)
-    seconds = time.perf_counter() - start
-    report = classification_report(np.asarray(test_labels), model.predict(test_texts), labels)
-    return {"name": NGRAM_NAME, "training_seconds": round(seconds, 1), **report}
 
 
 def confusion_text(matrix: list[list[int]], labels: list[str]) -> str:
@@ -224,8 +214,10 @@ def attribution_report(run: Run, prepared, split: str, baseline: bool,
     validation = builder.data(prepared.splits["validation"], labels) if has_validation else None
     val_scores = attributor.passage_scores(validation.ids) if has_validation else None
     calibration = run.calibration
-    if calibration is None and has_validation:
-        calibration = Calibration.fit(val_scores, validation.labels, run.head.normalise_scores)
+    if calibration is None and has_validation:  # a run trained before calibration existed
+        calibration = Calibration.fit(val_scores, validation.labels, run.head.normalise_scores,
+                                      real_tokens(validation.ids))
+        runs.write_json(run.file(runs.CALIBRATION), calibration.to_json())
     raw = log_softmax(scores)
     report = {"run": str(run.path), "split": split, "kind": "attribution",
               "head": run.config["head"]["use"], **builder.describe(),
@@ -236,11 +228,13 @@ def attribution_report(run: Run, prepared, split: str, baseline: bool,
               "lstm": model_report(raw, passages, labels)}
     curves = {"LSTM, raw": (np.exp(raw), passages.labels)}
     if calibration is not None:
-        calibrated = calibration.log_probs(scores)
+        calibrated = calibration.log_probs(scores, real_tokens(passages.ids))
         report["lstm_calibrated"] = model_report(calibrated, passages, labels)
         report["calibration"] = {**calibration.to_json(),
                                  "ece_before": report["lstm"]["ece"],
-                                 "ece_after": report["lstm_calibrated"]["ece"]}
+                                 "ece_after": report["lstm_calibrated"]["ece"],
+                                 # on the validation split it is measured where it was fitted
+                                 "fitted_on_this_split": not has_validation}
         curves["LSTM, calibrated"] = (np.exp(calibrated), passages.labels)
     if baseline:
         def texts(rows):
@@ -254,9 +248,10 @@ def attribution_report(run: Run, prepared, split: str, baseline: bool,
         ngram_test = ngram_log_probs(ngram, texts(passages), len(labels))
         report["baseline"] = {"name": NGRAM_NAME, "training_seconds": round(seconds, 1),
                               **model_report(ngram_test, passages, labels)}
-        if calibration is not None:
+        if calibration is not None and has_validation:  # stacked on validation only
             ngram_val = ngram_log_probs(ngram, texts(validation), len(labels))
-            parts_val = [calibration.log_probs(val_scores), ngram_val]
+            parts_val = [calibration.log_probs(val_scores, real_tokens(validation.ids)),
+                         ngram_val]
             weights = fit_stack(parts_val, validation.labels)
             ensemble = stacked([calibrated, ngram_test], weights)
             report["ensemble"] = {"name": "LSTM + n-grams, stacked on validation",
@@ -300,13 +295,14 @@ def format_report(report: dict) -> str:
     if "calibration" in report:
         c = report["calibration"]
         lines += ["", f"calibration (fitted on {c['fitted_on']['passages']} validation "
-                      f"passages): temperature {c['temperature']:.3g}, expected calibration "
+                      f"passages{', this split' if c['fitted_on_this_split'] else ''}): "
+                      f"temperature {c['temperature']:.3g}, expected calibration "
                       f"error {c['ece_before']:.3f} -> {c['ece_after']:.3f}; \"unknown\" "
                       f"below a top probability of {c['threshold']:.3f}"]
     for key, name in (("unseen_author", "LSTM"), ("unseen_author_ensemble", "ensemble")):
         if report.get(key, {}).get("auroc") is not None:
             lines.append(f"unseen authors ({name}, each author held out in turn): AUROC "
-                         f"{report[key]['auroc']:.4f} over {report[key]['pairs']} passages")
+                         f"{report[key]['auroc']:.4f} ({report[key]['pairs']} passage roles)")
     lines += ["", f"{'author':<14}{'precision':>10}{'recall':>10}{'passages':>10}"]
     for label, r in report["lstm"]["per_author"].items():
         lines.append(f"{label:<14}{r['precision']:>10.4f}{r['recall']:>10.4f}{r['passages']:>10}")

@@ -289,7 +289,11 @@ def fit_epochs(session: Session, model, first_epoch: int, verbose,
                  LearningRateLog()]
     if head.attributes and val_data is not None:
         callbacks.append(AttributionValidation(head, val_data.passages, builder.batch_size))
-    patience = Patience(monitor, settings["patience"], history)
+    init = session.resolved["init"]
+    unfreeze_at = init["unfreeze_after"] or settings["epochs"]
+    # Epochs with frozen layers do not count against patience: the run changes at unfreezing.
+    patience = Patience(monitor, settings["patience"], history,
+                        counts_from=init["unfreeze_after"] if init["freeze"] else 0)
     callbacks.append(patience)
     if progress_seconds:
         callbacks.append(ProgressLine(progress_seconds, settings["epochs"], len(train_data),
@@ -304,11 +308,9 @@ def fit_epochs(session: Session, model, first_epoch: int, verbose,
     if log_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(str(log_dir), write_graph=False))
     callbacks.append(time_limit)
-    init = session.resolved["init"]
-    unfreeze_at = init["unfreeze_after"] or settings["epochs"]
     for start, stop in ((first_epoch, min(unfreeze_at, settings["epochs"])),
                         (max(first_epoch, unfreeze_at), settings["epochs"])):
-        if start >= stop or time_limit.stopped or guard.stopped:
+        if start >= stop or time_limit.stopped or guard.stopped or patience.reason:
             continue
         if start >= unfreeze_at and not all(layer.trainable
                                             for layer in layers_of(model, init["copy"])):
@@ -318,9 +320,7 @@ def fit_epochs(session: Session, model, first_epoch: int, verbose,
                   validation_data=None if val_data is None else val_data.dataset(),
                   epochs=stop, initial_epoch=start, callbacks=callbacks,
                   shuffle=False, verbose=verbose)
-        if patience.reason:
-            break
-    session.stopped_by = (guard.reason or patience.reason or
+    session.stopped_by = (guard.reason if guard.stopped else patience.reason or
                           ("train.max_minutes" if time_limit.stopped else "train.epochs"))
     return clock, guard
 
@@ -348,9 +348,13 @@ def check_monitor(session: Session) -> None:
     setting = session.settings["monitor"]
     if setting == "auto":
         return
-    choices = monitor_choices(session.components.head)
     if session.val_data is None:
-        choices = ["loss"]
+        if setting != "loss":
+            raise ConfigError("train.monitor", f"this run has no validation split, so it "
+                                               f"never logs {setting!r}; choose \"auto\" or "
+                                               f"\"loss\", or set train.validation_fraction")
+        return
+    choices = monitor_choices(session.components.head)
     if setting not in choices:
         raise ConfigError("train.monitor", f"this run never logs {setting!r}; choose "
                                            f"\"auto\" or one of {choices}")
@@ -385,11 +389,13 @@ def finish_run(session: Session, model, clock) -> None:
 def fit_calibration(model, components, passages):
     """The attribution run's :class:`~toolkit.calibration.Calibration`, fitted on its
     validation passages."""
+    from toolkit.attribution import real_tokens
     from toolkit.calibration import Calibration
 
     head = components.head
     scores = head.score_passages(model, passages.ids, components.sequences.batch_size)
-    return Calibration.fit(scores, passages.labels, normalise=head.normalise_scores)
+    return Calibration.fit(scores, passages.labels, head.normalise_scores,
+                           real_tokens(passages.ids))
 
 
 def kept_epoch(session: Session) -> dict:
@@ -403,7 +409,8 @@ def kept_epoch(session: Session) -> dict:
     best = best_epoch(history, monitor)
     if keep == "best" and best is not None:
         epoch, value = best
-        why = f"the {'highest' if maximised(monitor) else 'lowest'} {monitor} of {last + 1} epochs"
+        logged = sum(row.get(monitor) not in (None, "") for row in history)
+        why = f"the {'highest' if maximised(monitor) else 'lowest'} {monitor} of {logged} epochs"
     else:
         epoch = last
         value = next((float(r[monitor]) for r in history

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
 from collections import Counter, defaultdict
 from typing import Annotated, Literal
 
@@ -17,6 +18,7 @@ from toolkit.hookspecs import EpochData, Passages, SequenceBuilder
 from toolkit.vocab import PAD
 
 TARGETS = ("next-token", "label", "next-token-by-label")
+SPLIT_ROW = re.compile(r"#\d+/\d+$")  # a segment cut into several rows (see passages_from_split)
 
 
 def split_settings(by: Literal["region", "passage", "document"] = "region",
@@ -75,7 +77,8 @@ def contiguous_runs(passages: Passages):
     """Passages that follow one another in a document, joined into runs of ids: for each
     run its ids, and for each passage ``(run, start in the run, length)``. ``None`` when
     the sources do not say where passages lie (rows cut further, or no sources)."""
-    if len(passages.sources) != len(passages) or any("#" in s for s in passages.sources):
+    if len(passages.sources) != len(passages) or any(SPLIT_ROW.search(s)
+                                                      for s in passages.sources):
         return None
     runs, rows, previous = [], [], None
     for source, row in zip(passages.sources, passages.ids):
@@ -331,7 +334,13 @@ class PassageBuilder(SequenceBuilder):
                                    "balanced" if weighted else "none")
 
     def training(self, passages: Passages, seed):
-        return PassageData(passages, self.batch_size, self.target, seed, self.crops)
+        data = PassageData(passages, self.batch_size, self.target, seed, self.crops)
+        if self.crops == "random" and data.runs is None:
+            raise ConfigError("sequences.crops", "\"random\" needs each training passage "
+                                                 "to be one row, but some were cut into "
+                                                 "several (WordPiece pieces outnumber the "
+                                                 "words planned); use crops = \"fixed\"")
+        return data
 
     def validation(self, passages: Passages):
         return PassageData(passages, self.batch_size, self.target)
