@@ -58,6 +58,7 @@ def train_settings(
     optimizer: Literal["adam", "adamw", "rmsprop", "sgd"] = "adam",
     learning_rate: PositiveFloat = 0.002,
     clipnorm: NonNegativeFloat = 5.0,
+    weight_decay: NonNegativeFloat = 0.0,
     validation_fraction: Fraction = 0.1,
     max_minutes: NonNegativeFloat = 0.0,
     keep: Literal["best", "last"] = "best",
@@ -74,6 +75,8 @@ def train_settings(
     """Training: the last ``validation_fraction`` of every document is held out for
     validation; ``max_minutes`` (0 = no limit) stops training after the epoch that
     passes that much wall-clock time; ``clipnorm`` = 0 turns gradient clipping off;
+    ``weight_decay`` > 0 decays every weight by that factor times the learning rate at
+    each step (decoupled, as AdamW does; any optimizer);
     ``keep = "best"`` makes the run's model the epoch with the best ``monitor`` figure
     (``"auto"``: validation macro-F1 for attribution heads, validation perplexity for
     generators; any logged validation figure, e.g. ``"val_loss"``, ``"val_accuracy"``;

@@ -179,11 +179,14 @@ def document_of(source: str) -> str:
 
 def model_report(log_probs: np.ndarray, passages, labels: list[str]) -> dict:
     """Passage-level figures of one model's log-probabilities, and document-level ones
-    (each document's passages pooled, see :func:`toolkit.calibration.pool`)."""
+    (each document's passages pooled, see :func:`toolkit.calibration.pool`) when the
+    passages say which document they came from."""
     from toolkit.calibration import expected_calibration_error, pool
 
     report = classification_report(passages.labels, log_probs.argmax(axis=1), labels)
     report["ece"] = round(expected_calibration_error(np.exp(log_probs), passages.labels), 4)
+    if len(passages.sources) != len(passages):  # a builder that does not say where passages lie
+        return report
     documents, pooled = pool(log_probs, [document_of(s) for s in passages.sources])
     truth = {document_of(s): label for s, label in zip(passages.sources, passages.labels)}
     true = np.array([truth[d] for d in documents])
@@ -289,9 +292,10 @@ def format_report(report: dict) -> str:
                  f"{'documents':>11}{'doc. acc.':>11}")
     for name, r in rows:
         if r is not None:
+            documents = r.get("documents", {"count": "-", "accuracy": "-"})
             lines.append(f"{name:<27}{r['accuracy']:>10.4f}{r['macro_f1']:>10.4f}"
-                         f"{r['ece']:>8.3f}{r['documents']['count']:>11}"
-                         f"{r['documents']['accuracy']:>11.4f}")
+                         f"{r['ece']:>8.3f}{documents['count']:>11}"
+                         f"{documents['accuracy']:>11}")
     if "calibration" in report:
         c = report["calibration"]
         lines += ["", f"calibration (fitted on {c['fitted_on']['passages']} validation "

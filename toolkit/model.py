@@ -96,6 +96,8 @@ def make_optimizer(train: dict) -> keras.optimizers.Optimizer:
     kwargs = {"learning_rate": train["learning_rate"]}
     if train["clipnorm"]:
         kwargs["clipnorm"] = train["clipnorm"]
+    if train.get("weight_decay"):
+        kwargs["weight_decay"] = train["weight_decay"]
     return keras.optimizers.get({"class_name": train["optimizer"], "config": kwargs})
 
 
