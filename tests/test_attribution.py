@@ -459,6 +459,18 @@ def test_attribute_with_the_ensemble_answers_like_the_lstm_on_clear_texts(traine
     assert [r["ranking"] for r in alone] != [r["ranking"] for r in results]
 
 
+def test_the_ensemble_is_refused_until_evaluate_has_fitted_it(trained_runs, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_runs["classifier"], run)
+    (run / "ensemble.pkl").unlink(missing_ok=True)
+    text = tmp_path / "t.txt"
+    text.write_text(chain_text("forward", 120, seed=5))
+    assert main(["attribute", str(run), str(text), "--model", "ensemble"]) == 2
+    assert f"{run} has no ensemble.pkl: `toolkit evaluate {run}`" in capsys.readouterr().err
+
+
 def test_below_the_threshold_the_answer_is_unknown(trained_runs, tmp_path, capsys):
     import shutil
 

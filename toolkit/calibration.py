@@ -8,7 +8,8 @@ validation split only, so the test split stays unseen:
 - **offsets** (per-author language models): a head that gives every text a high
   likelihood (a big author's, or a simple style's) would win too often; each
   author's mean validation score per token, times the passage's tokens, is
-  subtracted (Bagnall's normalisation). Fitted without labels.
+  subtracted (Bagnall's normalisation), where that lowers the validation
+  negative log-likelihood.
 - **temperature**: the normalised scores divided by one number ``T`` fitted to
   minimise the validation negative log-likelihood (Guo et al., 2017), so that a
   passage given 0.8 is right about 80 % of the time.
@@ -159,21 +160,30 @@ class Calibration:
     @classmethod
     def fit(cls, scores: np.ndarray, labels: np.ndarray, normalise: bool,
             tokens: np.ndarray | None = None) -> "Calibration":
-        """Fit on validation scores and labels. ``normalise`` subtracts each author's mean
-        score per token times the passage's ``tokens`` (per-author language models, whose
-        scores are sums over tokens) before the temperature is fitted."""
+        """Fit on validation scores and labels. ``normalise`` (per-author language models,
+        whose scores are sums over tokens) also tries subtracting each author's mean score
+        per token times the passage's ``tokens``, and keeps that only if it lowers the
+        validation negative log-likelihood (``fitted_on["nll"]``: without, with)."""
         tokens = np.ones(len(scores)) if tokens is None else np.asarray(tokens, float)
-        per_token = scores / np.maximum(tokens, 1)[:, None]
-        offsets = (per_token.mean(axis=0) if normalise and len(scores)
-                   else np.zeros(scores.shape[1]))
-        calibration = cls([float(o) for o in offsets])
-        centred = calibration.centred(scores, tokens)
-        calibration.temperature = fit_temperature(centred, labels)
+        candidates = [np.zeros(scores.shape[1])]
+        if normalise and len(scores):
+            candidates.append((scores / np.maximum(tokens, 1)[:, None]).mean(axis=0))
+        fitted = []
+        for offsets in candidates:
+            calibration = cls([float(o) for o in offsets])
+            calibration.temperature = fit_temperature(calibration.centred(scores, tokens), labels)
+            fitted.append((nll(calibration.log_probs(scores, tokens), labels)
+                           if len(labels) else 0.0, calibration))
+        # The offsets are kept only where they pay: a lower validation NLL once each
+        # candidate has its own temperature.
+        best = min(range(len(fitted)), key=lambda i: fitted[i][0])
+        calibration = fitted[best][1]
         log_probs = calibration.log_probs(scores, tokens)
         # With two authors, holding one out leaves one candidate, always sure: no rule.
         if scores.shape[1] > 2:
             calibration.threshold = fit_threshold(*held_out_confidences(log_probs, labels))
-        calibration.fitted_on = {"passages": int(len(labels)), "normalised": bool(normalise)}
+        calibration.fitted_on = {"passages": int(len(labels)), "normalised": best == 1,
+                                 "nll": [round(n, 4) for n, _ in fitted]}
         return calibration
 
     def centred(self, scores: np.ndarray, tokens: np.ndarray | None = None) -> np.ndarray:
