@@ -158,15 +158,19 @@ class Calibration:
     fitted_on: dict = field(default_factory=dict)
 
     @classmethod
-    def fit(cls, scores: np.ndarray, labels: np.ndarray, normalise: bool,
+    def fit(cls, scores: np.ndarray, labels: np.ndarray, normalise: str | bool,
             tokens: np.ndarray | None = None) -> "Calibration":
-        """Fit on validation scores and labels. ``normalise`` (per-author language models,
-        whose scores are sums over tokens) also tries subtracting each author's mean score
-        per token times the passage's ``tokens``, and keeps that only if it lowers the
-        validation negative log-likelihood (``fitted_on["nll"]``: without, with)."""
+        """Fit on validation scores and labels. Per-author offsets (for per-author language
+        models, whose scores are sums over tokens: each author's mean score per token
+        times the passage's ``tokens``) are subtracted when ``normalise = "yes"``, never
+        with ``"no"``, and with ``"auto"`` (or ``True``) only if they lower the validation
+        negative log-likelihood (``fitted_on["nll"]``: without, with)."""
         tokens = np.ones(len(scores)) if tokens is None else np.asarray(tokens, float)
-        candidates = [np.zeros(scores.shape[1])]
-        if normalise and len(scores):
+        normalise = {True: "auto", False: "no"}.get(normalise, normalise)
+        candidates = []
+        if normalise != "yes" or not len(scores):
+            candidates.append(np.zeros(scores.shape[1]))
+        if normalise != "no" and len(scores):
             candidates.append((scores / np.maximum(tokens, 1)[:, None]).mean(axis=0))
         fitted = []
         for offsets in candidates:
@@ -182,7 +186,9 @@ class Calibration:
         # With two authors, holding one out leaves one candidate, always sure: no rule.
         if scores.shape[1] > 2:
             calibration.threshold = fit_threshold(*held_out_confidences(log_probs, labels))
-        calibration.fitted_on = {"passages": int(len(labels)), "normalised": best == 1,
+        calibration.fitted_on = {"passages": int(len(labels)),
+                                 "normalised": bool(np.any(calibration.offsets)),
+                                 "normalise": normalise,
                                  "nll": [round(n, 4) for n, _ in fitted]}
         return calibration
 

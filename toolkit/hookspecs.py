@@ -344,8 +344,9 @@ class Head:
       attributing head's runs log ``val_macro_f1`` and ``val_accuracy`` from
       :meth:`score_passages` on the validation passages.
     - ``min_tokens``: a passage needs this many real tokens to be scored.
-    - ``normalise_scores``: its passage scores are likelihoods whose scale differs by
-      author, so each author's mean validation score is subtracted before calibration.
+    - ``normalise_scores``: ``"no"``, or, for scores whose scale differs by author
+      (likelihoods), ``"yes"`` or ``"auto"``: subtract per-author offsets fitted on
+      validation before calibration (see :class:`toolkit.calibration.Calibration`).
     """
 
     target = "next-token"
@@ -354,7 +355,7 @@ class Head:
     attributes = False
     monitor = "val_perplexity"
     min_tokens = 1
-    normalise_scores = False
+    normalise_scores = "no"
 
     def inputs(self, batch_size: int | None) -> dict:
         """Extra ``keras.Input``s by name, beside ``"tokens"`` (none by default)."""
