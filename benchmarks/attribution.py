@@ -79,6 +79,8 @@ def main() -> int:
     parser.add_argument("--only", nargs="*", choices=sorted(VARIANTS), help="variants to run")
     parser.add_argument("--table", action="store_true",
                         help="print the table of OUT/attribution.json and train nothing")
+    parser.add_argument("--evaluate-only", action="store_true",
+                        help="evaluate the variants' existing runs again, without training")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -88,13 +90,15 @@ def main() -> int:
         config, overrides = VARIANTS[name]
         run_dir = out / name
         sets = [f"--set={o.format(pretrain=out / 'pretrain')}" for o in overrides]
-        start = time.perf_counter()
-        toolkit("train", config, "--run-dir", str(run_dir), "--overwrite", *sets)
-        wall = time.perf_counter() - start
+        entry = summary.get(name, {}) if args.evaluate_only else {}
+        if not args.evaluate_only:
+            start = time.perf_counter()
+            toolkit("train", config, "--run-dir", str(run_dir), "--overwrite", *sets)
+            entry["wall_minutes"] = round((time.perf_counter() - start) / 60, 2)
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        entry = {"config": config, "overrides": overrides, "wall_minutes": round(wall / 60, 2),
-                 "training_minutes": metrics["training_minutes"],
-                 "epochs": metrics["epochs_done"]}
+        entry.update(config=config, overrides=overrides,
+                     training_minutes=metrics["training_minutes"],
+                     epochs=metrics["epochs_done"])
         entry["kept"] = metrics.get("kept")
         if name != "pretrain":
             toolkit("evaluate", str(run_dir), "--unseen-author")

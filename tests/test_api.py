@@ -18,8 +18,9 @@ def test_the_api_guide_runs_as_written(tmp_path, monkeypatch, capsys):
         exec(compile(block, "docs/api.md", "exec"), namespace)
     out = capsys.readouterr().out
     assert "nats_per_token" in out and "expected a positive integer, received 0" in out
-    assert namespace["ranking"][0][0] == "xyz"
-    assert len(namespace["texts"]) == 2 and all(t.startswith("To be") is False or True
+    answer = namespace["answer"]
+    assert answer.answer == answer.ranking[0][0] == "xyz" and answer.calibrated
+    assert len(namespace["texts"]) == 2 and all(isinstance(t, str) and t
                                                 for t in namespace["texts"])
     assert namespace["report"]["kind"] == "attribution" and "baseline" in namespace["report"]
     assert len(namespace["run"].history) == 2

@@ -120,3 +120,12 @@ def test_offsets_are_per_token_so_short_passages_are_not_over_corrected():
     scores = per_token * tokens[:, None]
     calibration = Calibration.fit(scores, labels, normalise=True, tokens=tokens)
     assert (calibration.log_probs(scores, tokens).argmax(axis=1) == labels).mean() > 0.95
+
+
+def test_stacking_weights_also_act_as_a_temperature():
+    # One model whose logits are 5 times too flat: its best weight is about 5.
+    rng = np.random.default_rng(8)
+    logits = rng.normal(0, 2, size=(3000, 4))
+    labels = sampled(logits, seed=9)
+    weights = fit_stack([log_softmax(logits / 5)], labels)
+    assert weights[0] == pytest.approx(5, rel=0.15)

@@ -30,9 +30,11 @@ class TrainedRun(Run):
     def generate(self, prime: str | None = None, length: int | None = None,
                  samples: int | None = None, temperature: float | None = None,
                  top_k: int | None = None, top_p: float | None = None,
-                 seed: int | None = None, include_prime: bool = False) -> list[str]:
+                 seed: int | None = None, include_prime: bool = False,
+                 author: str | None = None) -> list[str]:
         """``samples`` texts continuing ``prime``; unset options take the run's
-        ``[generate]`` defaults, checked as ``toolkit generate`` checks its flags."""
+        ``[generate]`` defaults, checked as ``toolkit generate`` checks its flags.
+        ``author`` writes in one author's style with an author-lms run."""
         from toolkit import params
         from toolkit.config import generate_settings
 
@@ -41,38 +43,41 @@ class TrainedRun(Run):
         options = {**self.config["generate"], **{k: v for k, v in given.items()
                                                  if v is not None}}
         options = params.validate(generate_settings, options, "generate")
-        generator = self.generator(options.pop("samples"))
+        generator = self.generator(options.pop("samples"), author)
         return generator.generate(options.pop("prime"), include_prime=include_prime,
                                   **{k: options.get(k) for k in ("length", "temperature",
                                                                  "top_k", "top_p", "seed")})
 
-    def generator(self, samples: int = 1):
+    def generator(self, samples: int = 1, author: str | None = None):
         """The run's :class:`toolkit.generate.Generator` for ``samples`` parallel texts
-        (built once per number of samples)."""
+        (for one ``author`` of an author-lms run), built once per both."""
         from toolkit.generate import Generator
 
-        if samples not in self.generators:
-            self.generators[samples] = Generator.from_run(self, samples)
-        return self.generators[samples]
+        if (samples, author) not in self.generators:
+            self.generators[samples, author] = Generator.from_run(self, samples, author)
+        return self.generators[samples, author]
 
     @cached_property
     def generators(self) -> dict:
-        """The generators built so far, by number of samples."""
+        """The generators built so far, by number of samples and author."""
         return {}
 
-    def attribute(self, texts: str | Sequence[str]) -> list:
-        """Rank the run's authors for each text: :class:`toolkit.attribution.Attribution`s."""
+    def attribute(self, texts: str | Sequence[str], model: str = "lstm") -> list:
+        """Rank the run's authors for each text and answer (an author, or ``unknown``):
+        :class:`toolkit.attribution.Attribution`s. ``model = "ensemble"`` stacks the
+        n-gram model as ``evaluate()`` fitted it."""
         from toolkit.attribution import Attributor
 
         texts = [texts] if isinstance(texts, str) else list(texts)
-        attributor = Attributor(self)
+        attributor = Attributor(self, model)
         return [attributor.attribute_text(text, f"text {i + 1}") for i, text in enumerate(texts)]
 
-    def evaluate(self, split: str | None = None, baseline: bool = True) -> dict:
+    def evaluate(self, split: str | None = None, baseline: bool = True,
+                 unseen_author: bool = False) -> dict:
         """The report of ``toolkit evaluate`` (also written to ``evaluation.json``)."""
         from toolkit.evaluate import evaluate
 
-        return evaluate(self, split, baseline)
+        return evaluate(self, split, baseline, unseen_author)
 
 
 def open_run(path: str | Path) -> TrainedRun:

@@ -39,9 +39,16 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
 
 
-def nll(log_probs: np.ndarray, labels: np.ndarray) -> float:
-    """Mean negative log-likelihood of the true labels."""
-    return float(-log_probs[np.arange(len(labels)), labels].mean())
+def nll(log_probs: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> float:
+    """Mean negative log-likelihood of the true labels (weighted by ``weights``)."""
+    return float(np.average(-log_probs[np.arange(len(labels)), labels], weights=weights))
+
+
+def balanced(labels: np.ndarray) -> np.ndarray:
+    """Weights that give every author's passages the same total (scikit-learn's "balanced")."""
+    classes, counts = np.unique(labels, return_counts=True)
+    per_class = dict(zip(classes, len(labels) / (len(classes) * counts)))
+    return np.array([per_class[label] for label in labels])
 
 
 def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -212,15 +219,19 @@ class Calibration:
 
 def fit_stack(parts: list[np.ndarray], labels: np.ndarray) -> list[float]:
     """Non-negative weights for a weighted sum of models' log-probabilities (a product of
-    experts), minimising the validation NLL of its softmax. Two or three numbers: little
-    to overfit on a small validation split."""
+    experts), minimising the validation NLL of its softmax with every author's passages
+    weighing the same in all (so a small author counts as much as a big one). Two or
+    three numbers: little to overfit on a small validation split."""
     from scipy.optimize import minimize
 
-    def loss(w):
-        return nll(log_softmax(sum(wi * p for wi, p in zip(np.exp(w), parts))), labels)
+    weights = balanced(labels)
 
-    result = minimize(loss, np.zeros(len(parts)), method="Nelder-Mead",
-                      options={"xatol": 1e-3, "fatol": 1e-5, "maxiter": 400})
+    def loss(log_w):
+        return nll(log_softmax(sum(np.exp(w) * p for w, p in zip(log_w, parts))), labels,
+                   weights)
+
+    result = minimize(loss, np.zeros(len(parts)), method="L-BFGS-B",
+                      bounds=[(-7.0, 4.0)] * len(parts))
     return [float(w) for w in np.exp(result.x)]
 
 
