@@ -129,3 +129,22 @@ def test_stacking_weights_also_act_as_a_temperature():
     labels = sampled(logits, seed=9)
     weights = fit_stack([log_softmax(logits / 5)], labels)
     assert weights[0] == pytest.approx(5, rel=0.15)
+
+
+def test_author_biases_fitted_on_validation_give_a_small_author_its_texts_back():
+    # Author 2 has few passages and a head that scores its own texts 5 nats too low.
+    rng = np.random.default_rng(10)
+    def data(n):
+        labels = rng.choice(3, size=n, p=[0.48, 0.48, 0.04])
+        scores = rng.normal(0, 1, size=(n, 3))
+        scores[np.arange(n), labels] += 4
+        scores[:, 2] -= 5
+        return scores, labels
+    validation, test = data(3000), data(3000)
+    calibration = Calibration.fit(*validation, normalise=False)
+    assert calibration.biases is not None
+    recall = lambda log_probs, labels: (log_probs.argmax(1)[labels == 2] == 2).mean()
+    assert recall(log_softmax(test[0]), test[1]) < 0.5
+    assert recall(calibration.log_probs(test[0]), test[1]) > 0.8
+    few = Calibration.fit(validation[0][:30], validation[1][:30], normalise=False)
+    assert few.biases is None  # 30 passages for 3 authors: too few to fit biases
