@@ -80,7 +80,8 @@ def main() -> int:
     parser.add_argument("--table", action="store_true",
                         help="print the table of OUT/attribution.json and train nothing")
     parser.add_argument("--evaluate-only", action="store_true",
-                        help="evaluate the variants' existing runs again, without training")
+                        help="evaluate the variants' existing runs again (calibration "
+                             "refitted), without training")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,7 +102,8 @@ def main() -> int:
                      epochs=metrics["epochs_done"])
         entry["kept"] = metrics.get("kept")
         if name != "pretrain":
-            toolkit("evaluate", str(run_dir), "--unseen-author")
+            toolkit("evaluate", str(run_dir), "--unseen-author",
+                    *(["--recalibrate"] if args.evaluate_only else []))
             report = json.loads((run_dir / "evaluation.json").read_text())
             entry.update(passages=report["passages"],
                          **{key: report[key] for key, _ in MODELS if key in report},

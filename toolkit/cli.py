@@ -98,7 +98,7 @@ def cmd_evaluate(args) -> int:
     from toolkit.evaluate import evaluate, format_report
 
     report = evaluate(args.run, args.split, baseline=not args.no_baseline,
-                      unseen_author=args.unseen_author)
+                      unseen_author=args.unseen_author, recalibrate=args.recalibrate)
     print(json.dumps(report, indent=2, ensure_ascii=False) if args.json
           else format_report(report))
     return 0
@@ -188,6 +188,9 @@ def make_parser(commands: dict) -> argparse.ArgumentParser:
                    help="default: test when the run has one, else validation")
     p.add_argument("--no-baseline", action="store_true",
                    help="skip the character n-gram baseline")
+    p.add_argument("--recalibrate", action="store_true",
+                   help="fit the run's calibration on its validation split again "
+                        "(calibration.json)")
     p.add_argument("--unseen-author", action="store_true",
                    help="also report how well \"unknown\" is told apart: each author held "
                         "out in turn (AUROC)")

@@ -141,7 +141,7 @@ def save_reliability_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], title
 
 
 def evaluate(run_dir, split: str | None = None, baseline: bool = True,
-             unseen_author: bool = False) -> dict:
+             unseen_author: bool = False, recalibrate: bool = False) -> dict:
     """The run's report on ``split`` (default: test if it has one, else validation).
 
     A run whose head attributes gets the attribution report; any other the language
@@ -152,7 +152,8 @@ def evaluate(run_dir, split: str | None = None, baseline: bool = True,
     prepared = prepared_data(run)
     split = choose_split(prepared, split)
     if run.head.attributes:
-        report = attribution_report(run, prepared, split, baseline, unseen_author)
+        report = attribution_report(run, prepared, split, baseline, unseen_author,
+                                    recalibrate)
     else:
         report = language_model_report(run, prepared, split)
     runs.write_json(run.file(runs.EVALUATION), report)
@@ -198,11 +199,12 @@ def model_report(log_probs: np.ndarray, passages, labels: list[str]) -> dict:
 
 
 def attribution_report(run: Run, prepared, split: str, baseline: bool,
-                       unseen_author: bool = False) -> dict:
+                       unseen_author: bool = False, recalibrate: bool = False) -> dict:
     """The head's passage scores on ``split``, raw and calibrated, at passage and document
     level, beside the n-gram baseline trained on the same training passages and the
     ensemble of both (stacked on the validation split); the calibration's expected
-    error before and after, and with ``unseen_author`` how well "unknown" is told apart."""
+    error before and after, and with ``unseen_author`` how well "unknown" is told apart.
+    ``recalibrate`` fits the run's calibration on validation again (and writes it)."""
     from toolkit.calibration import (Calibration, fit_stack, log_softmax, stacked,
                                      unseen_author_auroc)
 
@@ -216,8 +218,8 @@ def attribution_report(run: Run, prepared, split: str, baseline: bool,
     has_validation = split != "validation" and len(prepared.splits.get("validation", ()))
     validation = builder.data(prepared.splits["validation"], labels) if has_validation else None
     val_scores = attributor.passage_scores(validation.ids) if has_validation else None
-    calibration = run.calibration
-    if calibration is None and has_validation:  # a run trained before calibration existed
+    calibration = None if recalibrate else run.calibration
+    if calibration is None and has_validation:  # asked for, or trained before it existed
         calibration = Calibration.fit(val_scores, validation.labels, run.head.normalise_scores,
                                       real_tokens(validation.ids))
         runs.write_json(run.file(runs.CALIBRATION), calibration.to_json())
