@@ -82,7 +82,7 @@ def test_the_unknown_threshold_separates_strangers_when_the_model_can():
     logits = rng.normal(0, 0.3, size=(200, 4))
     logits[np.arange(200), labels] += 6
     confidence, unknown = held_out_confidences(log_softmax(logits), labels)
-    assert unknown.sum() == 200 and len(unknown) == 400  # every passage in both roles
+    assert unknown.sum() == 200 and len(unknown) == 800  # 4 folds of 200 passages
     threshold = fit_threshold(confidence, unknown)
     assert (confidence[unknown] < threshold).mean() > 0.9
     assert (confidence[~unknown] >= threshold).mean() > 0.9
@@ -96,11 +96,13 @@ def test_no_unknown_rule_when_nothing_tells_strangers_apart():
     assert Calibration.fit(two_authors, np.array([0, 1]), normalise=False).threshold == 0.0
 
 
-def test_known_texts_are_scored_over_all_authors_and_strangers_over_the_others():
-    log_probs = np.log(np.array([[0.5, 0.3, 0.2]]))
-    confidence, unknown = held_out_confidences(log_probs, np.array([0]))
-    np.testing.assert_allclose(confidence, [0.5, 0.6])  # 0.3 / (0.3 + 0.2) without author 0
-    assert unknown.tolist() == [False, True]
+def test_in_each_fold_known_and_strangers_texts_are_scored_over_the_same_authors():
+    log_probs = np.log(np.array([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3]]))
+    confidence, unknown = held_out_confidences(log_probs, np.array([0, 1]))
+    # fold 0 (authors 1, 2): 0.3/0.5 stranger, 0.6/0.9 known; fold 1 (authors 0, 2):
+    # 0.5/0.7 known, 0.3/0.4 stranger
+    np.testing.assert_allclose(confidence, [0.6, 2 / 3, 5 / 7, 0.75])
+    assert unknown.tolist() == [True, False, False, True]
 
 
 def test_the_threshold_rejects_below_it_and_keeps_ties_together():

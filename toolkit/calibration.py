@@ -108,20 +108,20 @@ def pool(log_probs: np.ndarray, groups: list) -> tuple[list, np.ndarray]:
 
 
 def held_out_confidences(log_probs: np.ndarray, labels: np.ndarray):
-    """Top probabilities of known texts and of strangers' texts: every passage once as a
-    known author's (over all the authors), and once as a stranger's, with its own author
-    held out (over the other authors, renormalised). Returns the confidences and whether
-    each is a stranger's (``unknown``)."""
+    """Top probabilities with each author held out in turn, as a model of the other
+    authors would give them: every passage is scored over the other authors
+    (renormalised), the held-out author's passages as strangers' (``unknown = True``),
+    the others' as known authors'. Returns the confidences and ``unknown``."""
     authors = log_probs.shape[1]
-    confidence = [np.exp(log_probs).max(axis=1)]
-    unknown = [np.zeros(len(labels), bool)]
+    confidence, unknown = [], []
     for a in range(authors):
-        rows = labels == a
         others = [b for b in range(authors) if b != a]
-        if not rows.any() or not others:
+        if not (labels == a).any() or len(others) < 2:
             continue
-        confidence.append(np.exp(log_softmax(log_probs[rows][:, others])).max(axis=1))
-        unknown.append(np.ones(int(rows.sum()), bool))
+        confidence.append(np.exp(log_softmax(log_probs[:, others])).max(axis=1))
+        unknown.append(labels == a)
+    if not confidence:
+        return np.zeros(0), np.zeros(0, bool)
     return np.concatenate(confidence), np.concatenate(unknown)
 
 
