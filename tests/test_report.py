@@ -68,7 +68,8 @@ def test_a_report_of_several_runs_compares_them(reported_runs, tmp_path, capsys)
     page = output.read_text()
     assert "Side by side" in page and page.count('<section class="run"') == 2
     assert "baseline (char n-grams)" in page and "after epoch 2" in page
-    assert page.count("data:image/png;base64,") == 3  # two runs' curves, one confusion matrix
+    # two runs' curves, the attribution run's confusion matrix and reliability diagram
+    assert page.count("data:image/png;base64,") == 4
     assert "http" not in page.replace("http-equiv", "")  # self-contained: nothing fetched
 
 
@@ -104,13 +105,14 @@ def test_the_report_renders_in_a_real_browser(reported_runs, tmp_path):
         browser.get(output.as_uri())
         images = browser.execute_script(
             "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
-        assert len(images) == 3 and all(done and width > 300 for _, done, width in images), \
+        assert len(images) == 4 and all(done and width > 300 for _, done, width in images), \
             images
         rows = browser.execute_script(
             "return Array.from(document.querySelectorAll('table')).map("
             "t => [t.className, t.rows.length, t.getBoundingClientRect().height])")
         classes = {name: (count, height) for name, count, height in rows}
-        assert classes["compare"][0] == 3 and classes["attribution"][0] == 3
+        # the attribution table: a header, then LSTM, calibrated LSTM, n-grams, ensemble
+        assert classes["compare"][0] == 3 and classes["attribution"][0] == 5
         assert all(height > 0 for _, height in classes.values())
         errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
         assert errors == []
