@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit import runs
-from toolkit.calibration import UNKNOWN, log_softmax, pool, stacked
+from toolkit.calibration import UNKNOWN, Calibration, log_softmax, pool, stacked
 from toolkit.errors import ToolkitError
 from toolkit.runs import Run
 from toolkit.vocab import OOV, PAD
@@ -90,11 +90,10 @@ class Attributor:
             return log_softmax(scores)
         log_probs = self.calibration.log_probs(scores, real_tokens(passages))
         if self.ensemble is not None:
-            texts = [self.run.preprocessor.detokenize(self.run.vocab.decode(row[row != PAD]))
-                     for row in passages]
             from toolkit.ngrams import ngram_log_probs
 
-            ngram = ngram_log_probs(self.ensemble["ngram"], texts, len(self.labels))
+            ngram = ngram_log_probs(self.ensemble["ngram"], passage_texts(self.run, passages),
+                                    len(self.labels))
             log_probs = stacked([log_probs, ngram], self.ensemble["weights"])
         return log_probs
 
@@ -128,6 +127,18 @@ class Attributor:
 def real_tokens(passages: np.ndarray) -> np.ndarray:
     """The number of real (not padding) tokens of each right-padded passage."""
     return (passages != PAD).sum(axis=1)
+
+
+def passage_texts(run: Run, passages: np.ndarray) -> list[str]:
+    """Right-padded passages of ids as text again (what the n-gram model reads)."""
+    return [run.preprocessor.detokenize(run.vocab.decode(row[row != PAD])) for row in passages]
+
+
+def calibrate(head, scores: np.ndarray, passages) -> Calibration:
+    """The :class:`~toolkit.calibration.Calibration` of ``head``'s ``scores`` of labelled
+    validation ``passages``."""
+    return Calibration.fit(scores, passages.labels, head.normalise_scores,
+                           real_tokens(passages.ids))
 
 
 def load_ensemble(run: Run) -> dict:

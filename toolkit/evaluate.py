@@ -13,17 +13,17 @@ from __future__ import annotations
 import json
 import pickle
 import time
+from pathlib import Path
 
 import numpy as np
 
 from toolkit import runs
-from toolkit.attribution import Attributor, real_tokens
+from toolkit.attribution import Attributor, calibrate, passage_texts, real_tokens
 from toolkit.ngrams import NGRAM_NAME, fit_ngram, ngram_log_probs
 from toolkit.data import prepare_config
 from toolkit.errors import ToolkitError
 from toolkit.runs import Run
 from toolkit.state import reset_states
-from toolkit.vocab import PAD
 
 
 def prepared_data(run: Run):
@@ -205,8 +205,7 @@ def attribution_report(run: Run, prepared, split: str, baseline: bool,
     ensemble of both (stacked on the validation split); the calibration's expected
     error before and after, and with ``unseen_author`` how well "unknown" is told apart.
     ``recalibrate`` fits the run's calibration on validation again (and writes it)."""
-    from toolkit.calibration import (Calibration, fit_stack, log_softmax, stacked,
-                                     unseen_author_auroc)
+    from toolkit.calibration import fit_stack, log_softmax, stacked, unseen_author_auroc
 
     builder = run.builder
     attributor = Attributor(run)
@@ -220,8 +219,7 @@ def attribution_report(run: Run, prepared, split: str, baseline: bool,
     val_scores = attributor.passage_scores(validation.ids) if has_validation else None
     calibration = None if recalibrate else run.calibration
     if calibration is None and has_validation:  # asked for, or trained before it existed
-        calibration = Calibration.fit(val_scores, validation.labels, run.head.normalise_scores,
-                                      real_tokens(validation.ids))
+        calibration = calibrate(run.head, val_scores, validation)
         runs.write_json(run.file(runs.CALIBRATION), calibration.to_json())
     raw = log_softmax(scores)
     report = {"run": str(run.path), "split": split, "kind": "attribution",
@@ -242,19 +240,15 @@ def attribution_report(run: Run, prepared, split: str, baseline: bool,
                                  "fitted_on_this_split": not has_validation}
         curves["LSTM, calibrated"] = (np.exp(calibrated), passages.labels)
     if baseline:
-        def texts(rows):
-            return [run.preprocessor.detokenize(prepared.vocab.decode(row[row != PAD]))
-                    for row in rows.ids]
-
         train = builder.data(prepared.splits["train"], labels, training=True)
         fit_start = time.perf_counter()
-        ngram = fit_ngram(texts(train), train.labels, train.weights)
+        ngram = fit_ngram(passage_texts(run, train.ids), train.labels, train.weights)
         seconds = time.perf_counter() - fit_start
-        ngram_test = ngram_log_probs(ngram, texts(passages), len(labels))
+        ngram_test = ngram_log_probs(ngram, passage_texts(run, passages.ids), len(labels))
         report["baseline"] = {"name": NGRAM_NAME, "training_seconds": round(seconds, 1),
                               **model_report(ngram_test, passages, labels)}
         if calibration is not None and has_validation:  # stacked on validation only
-            ngram_val = ngram_log_probs(ngram, texts(validation), len(labels))
+            ngram_val = ngram_log_probs(ngram, passage_texts(run, validation.ids), len(labels))
             parts_val = [calibration.log_probs(val_scores, real_tokens(validation.ids)),
                          ngram_val]
             weights = fit_stack(parts_val, validation.labels)

@@ -389,13 +389,11 @@ def finish_run(session: Session, model, clock) -> None:
 def fit_calibration(model, components, passages):
     """The attribution run's :class:`~toolkit.calibration.Calibration`, fitted on its
     validation passages."""
-    from toolkit.attribution import real_tokens
-    from toolkit.calibration import Calibration
+    from toolkit.attribution import calibrate
 
     head = components.head
-    scores = head.score_passages(model, passages.ids, components.sequences.batch_size)
-    return Calibration.fit(scores, passages.labels, head.normalise_scores,
-                           real_tokens(passages.ids))
+    return calibrate(head, head.score_passages(model, passages.ids,
+                                               components.sequences.batch_size), passages)
 
 
 def kept_epoch(session: Session) -> dict:
