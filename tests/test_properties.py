@@ -24,7 +24,8 @@ def test_streams_feed_every_pair_once_in_order_and_rows_continue(n, batch_size, 
                                                                  offset, data):
     assume(n - 1 - offset >= batch_size)
     ids = np.asarray(data.draw(st.lists(st.integers(2, 50), min_size=n, max_size=n)), np.int32)
-    x, y, w = stream_layout(ids, batch_size, length, offset)
+    x, y, w, resets = stream_layout(ids, batch_size, length, offset)
+    assert not resets.any(), "one document: no state resets"
     assert x.shape == y.shape == w.shape and x.shape[1:] == (batch_size, length)
     # row i of batch k + 1 continues row i of batch k: rows read across batches
     rows_x = x.transpose(1, 0, 2).reshape(batch_size, -1)

@@ -95,14 +95,15 @@ def test_validation_starts_from_a_zero_state():
     val = builder.validation(ids).dataset()
     reset_states(model)
     clean = model.evaluate(val, verbose=0, return_dict=True)["perplexity"]
-    model.predict(ids[:40].reshape(4, 10), verbose=0)  # leaves a non-zero state behind
+    model.predict({"tokens": ids[:40].reshape(4, 10), "resets": np.zeros((4, 10))},
+                  verbose=0)  # leaves a non-zero state behind
     from toolkit.state import StateResets
     after = model.evaluate(val, verbose=0, return_dict=True, callbacks=[StateResets()])
     np.testing.assert_allclose(after["perplexity"], clean, rtol=1e-5)
 
 
 def test_padding_changes_neither_state_nor_predictions():
-    builder = StreamBuilder(batch_size=2, length=6)
+    builder = StreamBuilder(batch_size=2, length=6, documents="joined")
     for encoder in (EmbeddingEncoder(4), OneHotEncoder()):
         model = tiny_model(builder, encoder)
         x = np.array([[3, 4, 5, 6, 0, 0], [7, 8, 9, 10, 11, 2]], np.int32)

@@ -16,7 +16,7 @@ def rows(a):
                                                    (97, 3, 5, 2), (50, 7, 4, 0)])
 def test_rows_are_contiguous_streams_with_shifted_targets(n, batch, length, offset):
     ids = np.arange(1, n + 1, dtype=np.int32)  # no id 0: 0 is padding
-    x, y, w = stream_layout(ids, batch, length, offset)
+    x, y, w, _ = stream_layout(ids, batch, length, offset)
     assert x.shape == y.shape == w.shape and x.shape[1:] == (batch, length)
     x, y, w = rows(x), rows(y), rows(w)
     for i in range(batch):
@@ -53,13 +53,13 @@ def test_random_offsets_change_each_epoch_and_repeat_with_the_seed():
 def test_training_data_follows_the_epoch_it_is_given():
     ids = np.arange(1, 500, dtype=np.int32)
     data = StreamBuilder(batch_size=4, length=10).training(ids, seed=3)
-    first = data[0][0].copy()
+    first = data[0][0]["tokens"].copy()
     offsets = StreamBuilder(4, 10).offsets(3)
     epoch = next(e for e in range(1, 50) if offsets(e) != offsets(0))
     data.set_epoch(epoch)
     assert data.offset == offsets(epoch)
-    assert data[0][0][0, 0] == ids[data.offset]
-    assert not np.array_equal(first, data[0][0])
+    assert data[0][0]["tokens"][0, 0] == ids[data.offset]
+    assert not np.array_equal(first, data[0][0]["tokens"])
 
 
 def test_a_split_too_small_for_the_streams_is_refused():

@@ -301,14 +301,18 @@ def source_name(config: str | Path | dict) -> str:
 
 
 def upgrade_stored(stored: dict[str, Any]) -> dict[str, Any]:
-    """A run's stored config in today's layout: runs written before ``[init]`` existed kept
-    its keys in ``[core]``."""
+    """A run's stored config in today's layout, meaning what it meant when the run was
+    trained: runs written before ``[init]`` existed kept its keys in ``[core]``, and
+    streams joined documents before ``sequences.documents`` existed."""
     stored = copy.deepcopy(stored)
     core = stored.get("core", {})
     if "init" not in stored:
         init = {new: core.pop(old) for old, new in MOVED_TO_INIT.items() if old in core}
         stored["init"] = {"copy": ["encoder", "core"], "freeze": False, "unfreeze_after": 0,
                           **init}
+    sequences = stored.get("sequences", {})
+    if sequences.get("use") == "stream" and "documents" not in sequences:
+        sequences["documents"] = "joined"  # streams ran from one document into the next
     train = stored.setdefault("train", {})
     if "monitor" not in train:
         # What picked the kept epoch before train.monitor existed: a resumed old run

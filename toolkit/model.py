@@ -18,16 +18,25 @@ CORE_PREFIX = "core_"
 
 
 def build_model(components: Components, vocab_size: int, batch_size: int | None,
-                stateful: bool, labels: list[str] = ()) -> keras.Model:
+                stateful: bool, labels: list[str] = (), resets: bool | None = None
+                ) -> keras.Model:
     """Assemble the model. A stateful model needs a fixed ``batch_size``; time is free.
 
     The encoder layer is named ``encoder`` and every core layer ``core_*``: that is
-    how :func:`copy_weights` finds them in another run's model.
+    how :func:`copy_weights` finds them in another run's model. With ``resets``
+    (``None``: when the sequence builder's streams keep documents apart) the model
+    also takes ``"resets"``, ``(batch, time)`` floats, 1 where a row's recurrent state
+    starts again from zero.
     """
     batch = batch_size if stateful else None
+    if resets is None:
+        resets = stateful and getattr(components.sequences, "resets_state", False)
     tokens = keras.Input(batch_shape=(batch, None), dtype="int32", name="tokens")
-    extra = components.head.inputs(batch)
-    features = encode(components, vocab_size, tokens, stateful)
+    extra = dict(components.head.inputs(batch))
+    if resets:
+        extra["resets"] = keras.Input(batch_shape=(batch, None), dtype="float32",
+                                      name="resets")
+    features = encode(components, vocab_size, tokens, stateful, extra.get("resets"))
     context = HeadContext(vocab_size, list(labels), {"tokens": tokens, **extra})
     try:
         outputs = components.head.build(features, context)
@@ -37,15 +46,25 @@ def build_model(components: Components, vocab_size: int, batch_size: int | None,
     return keras.Model(inputs, outputs, name="text_model")
 
 
-def encode(components: Components, vocab_size: int, tokens, stateful: bool):
-    """The encoder (named ``encoder``) and the core layers (``core_*``) applied to ``tokens``."""
+def encode(components: Components, vocab_size: int, tokens, stateful: bool, resets=None):
+    """The encoder (named ``encoder``) and the core layers (``core_*``) applied to
+    ``tokens``; recurrent layers also get ``resets`` when it is given."""
     encoder = components.encoder.build(vocab_size)
     encoder.name = ENCODER
     features = encoder(tokens)
     for i, layer in enumerate(components.core.build(stateful)):
         if not layer.name.startswith(CORE_PREFIX):
             layer.name = f"{CORE_PREFIX}{i}"
-        features = layer(features)
+        if resets is not None and isinstance(layer, keras.layers.RNN):
+            if not getattr(layer, "supports_resets", False):
+                raise ConfigError("sequences.documents", (
+                    f"core layer {layer.name!r} ({type(layer).__name__}) cannot start a "
+                    f"row's state again mid-batch, which \"separate\" documents need (a "
+                    f"plain LSTM can: core.recurrent_dropout = 0); set it to \"joined\" "
+                    f"to read the documents as one text"))
+            features = layer(features, resets=resets)
+        else:
+            features = layer(features)
     return features
 
 
@@ -148,7 +167,7 @@ def inference_twin(trained: keras.Model, components: Components, vocab_size: int
     if not components.head.generates:
         raise ToolkitError("this run's head does not generate text (it attributes it); "
                            "use `toolkit attribute` or `toolkit evaluate` with it")
-    twin = build_model(components, vocab_size, batch_size, stateful=True)
+    twin = build_model(components, vocab_size, batch_size, stateful=True, resets=False)
     twin.set_weights(trained.get_weights())
     reset_states(twin)
     return twin

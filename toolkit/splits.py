@@ -35,6 +35,14 @@ class Split:
     def num_tokens(self) -> int:
         return sum(len(a) for a in self.ids)
 
+    def starts(self) -> np.ndarray:
+        """Where each segment after the first begins in :meth:`concatenated` (empty
+        segments skipped): the document boundaries a stream must not read across."""
+        lengths = np.array([len(a) for a in self.ids], np.int64)
+        ends = np.cumsum(lengths)
+        starts = ends[:-1][lengths[1:] > 0]
+        return np.unique(starts[starts > 0])
+
     def concatenated(self) -> np.ndarray:
         """Every segment's ids end to end, in corpus order (what a language model reads)."""
         return np.concatenate(self.ids) if self.ids else np.zeros(0, np.int32)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from typing import Callable, Literal
 
 import numpy as np
@@ -12,53 +13,100 @@ from toolkit.hookspecs import EpochData, SequenceBuilder, hookimpl
 from toolkit.params import NonNegativeInt, PositiveInt
 
 
-def stream_layout(ids: np.ndarray, batch_size: int, length: int, offset: int = 0):
-    """Lay ``ids[offset:]`` out as ``batch_size`` contiguous streams cut into windows.
+@dataclass
+class TokenStream:
+    """The ids a stream builder reads: one split's segments end to end (``ids``, which may
+    be memory-mapped), and ``starts``, the sorted positions where a document other than
+    the first begins. Empty ``starts``: one text, or documents joined as one."""
 
-    Returns ``(x, y, w)``, each of shape ``(num_batches, batch_size, length)``: row
-    ``i`` of batch ``k + 1`` continues row ``i`` of batch ``k``; ``y`` is ``x`` shifted
-    by one token; ``w`` is 1 for real positions and 0 for the padding (id 0) that fills
-    the end of the streams. Every stream has ``ceil((len(ids) - 1) / batch_size)``
-    positions whatever the offset, so the number of batches never changes.
+    ids: np.ndarray
+    starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def as_stream(data) -> TokenStream:
+    """A :class:`TokenStream` from a builder's data, or from plain ids (one document)."""
+    return data if isinstance(data, TokenStream) else TokenStream(np.asarray(data))
+
+
+class StreamLayout:
+    """``ids[offset:]`` laid out as ``batch_size`` contiguous streams cut into windows.
+
+    Row ``i`` of batch ``k + 1`` continues row ``i`` of batch ``k``. Batch ``k`` is
+    ``(x, y, w, resets)``, each ``(batch_size, length)``: ``y`` is ``x`` shifted by one
+    token; ``w`` is 1 for trained pairs and 0 for the padding (id 0) that fills the end
+    of the streams and for a pair whose target begins another document; ``resets`` is
+    1 where ``x`` is the first token of a document (the row's state must start from
+    zero there). Every stream has ``ceil((len(ids) - 1) / batch_size)`` positions
+    whatever the offset, so the number of batches never changes. Batches are read
+    from ``ids`` when asked for: memory-mapped ids are never loaded whole.
     """
-    pairs = len(ids) - 1
-    row_length = math.ceil(pairs / batch_size)
-    num_batches = math.ceil(row_length / length)
-    span = num_batches * length
-    x = np.zeros((batch_size, span), np.int32)
-    y = np.zeros((batch_size, span), np.int32)
-    w = np.zeros((batch_size, span), np.float32)
-    usable = ids[offset:]
-    for row in range(batch_size):
-        start = row * row_length
-        stop = min(start + row_length, len(usable) - 1)
-        n = stop - start
-        if n <= 0:
-            break
-        x[row, :n] = usable[start:stop]
-        y[row, :n] = usable[start + 1:stop + 1]
-        w[row, :n] = 1.0
 
-    def by_batch(a):
-        return a.reshape(batch_size, num_batches, length).transpose(1, 0, 2)
+    def __init__(self, stream: TokenStream, batch_size: int, length: int, offset: int = 0):
+        self.ids, self.batch_size, self.length, self.offset = stream.ids, batch_size, length, offset
+        self.starts = np.asarray(stream.starts, np.int64)
+        self.row_length = math.ceil((len(self.ids) - 1) / batch_size)
+        self.num_batches = math.ceil(self.row_length / length)
+        rows = np.arange(batch_size)
+        self.row_begin = offset + rows * self.row_length
+        last = len(self.ids) - 1  # the last position with a next token
+        self.row_end = np.minimum(self.row_begin + self.row_length, last)
 
-    return by_batch(x), by_batch(y), by_batch(w)
+    def __len__(self) -> int:
+        return self.num_batches
+
+    def is_start(self, positions: np.ndarray) -> np.ndarray:
+        """Whether each position is the first token of a document after the first."""
+        if not len(self.starts):
+            return np.zeros(positions.shape, bool)
+        index = np.searchsorted(self.starts, positions)
+        found = np.minimum(index, len(self.starts) - 1)
+        return (index < len(self.starts)) & (self.starts[found] == positions)
+
+    def __getitem__(self, k):
+        positions = self.row_begin[:, None] + k * self.length + np.arange(self.length)
+        real = positions < self.row_end[:, None]
+        safe = np.where(real, positions, 0)
+        x = np.where(real, self.ids[safe], 0).astype(np.int32)
+        y = np.where(real, self.ids[safe + 1], 0).astype(np.int32)
+        resets = real & self.is_start(positions)
+        w = real & ~self.is_start(positions + 1)
+        return x, y, w.astype(np.float32), resets.astype(np.float32)
+
+
+def stream_layout(ids, batch_size: int, length: int, offset: int = 0):
+    """Every batch of a :class:`StreamLayout` at once: ``(x, y, w, resets)``, each
+    ``(num_batches, batch_size, length)``. ``ids`` is a :class:`TokenStream` or plain ids."""
+    layout = StreamLayout(as_stream(ids), batch_size, length, offset)
+    batches = [layout[k] for k in range(len(layout))]
+    return tuple(np.stack(part) for part in zip(*batches))
 
 
 class StreamData(EpochData):
-    """Stream batches in time order, laid out anew with the offset of each epoch."""
+    """Stream batches in time order, laid out anew with the offset of each epoch.
 
-    def __init__(self, ids, batch_size, length, offset_for_epoch: Callable[[int], int]):
+    With ``resets`` the inputs are ``{"tokens": x, "resets": r}`` (document-aware
+    streams); without, the token ids alone.
+    """
+
+    def __init__(self, stream: TokenStream, batch_size, length,
+                 offset_for_epoch: Callable[[int], int], resets: bool = False):
         super().__init__()
-        self.ids, self.batch_size, self.length = ids, batch_size, length
+        self.stream, self.batch_size, self.length = stream, batch_size, length
         self.batch_rows = batch_size
         self.offset_for_epoch = offset_for_epoch
+        self.resets = resets
         self.arrange()
+
+    @property
+    def ids(self):
+        return self.stream.ids
 
     def arrange(self):
         self.offset = self.offset_for_epoch(self.epoch)
-        self.x, self.y, self.w = stream_layout(self.ids, self.batch_size, self.length,
-                                               self.offset)
+        self.layout = StreamLayout(self.stream, self.batch_size, self.length, self.offset)
 
     def set_epoch(self, epoch):
         super().set_epoch(epoch)
@@ -66,10 +114,21 @@ class StreamData(EpochData):
             self.arrange()
 
     def __len__(self):
-        return self.x.shape[0]
+        return len(self.layout)
 
     def __getitem__(self, k):
-        return self.x[k], self.y[k], self.w[k]
+        if k < 0 or k >= len(self):
+            raise IndexError(k)
+        x, y, w, resets = self.layout[k]
+        return ({"tokens": x, "resets": resets} if self.resets else x), y, w
+
+    def signature(self):
+        import tensorflow as tf
+
+        tokens, targets, weights = super().signature()
+        if self.resets:
+            tokens = {"tokens": tokens, "resets": tf.TensorSpec(tokens.shape, tf.float32)}
+        return tokens, targets, weights
 
 
 class StreamBuilder(SequenceBuilder):
@@ -79,17 +138,38 @@ class StreamBuilder(SequenceBuilder):
     does not. With ``offset = "random"`` every epoch skips a fresh random number of
     leading tokens (fewer than ``max_offset``, default ``length``), so window edges
     move and the model cannot learn positions instead of content.
+
+    With ``documents = "separate"`` (the default) a stream that reaches the end of one
+    document goes on with the next, but no trained or scored pair spans the two, and
+    that row's state starts from zero at the new document's first token, inside the
+    batch (the core's per-row resets, see docs/stateful.md). ``"joined"`` reads the
+    documents as one text, as runs made before this setting existed did.
     """
 
     stateful = True
 
     def __init__(self, batch_size: PositiveInt = 64, length: PositiveInt = 100,
                  offset: Literal["random", "none"] = "random",
-                 max_offset: NonNegativeInt | None = None):
+                 max_offset: NonNegativeInt | None = None,
+                 documents: Literal["separate", "joined"] = "separate"):
         self.batch_size = batch_size
         self.length = length
         self.offset = offset
         self.max_offset = length if max_offset is None else max_offset
+        self.documents = documents
+
+    @property
+    def resets_state(self) -> bool:
+        """Whether the model takes per-row ``resets`` beside the tokens."""
+        return self.documents == "separate"
+
+    def data(self, split, labels=(), training=False) -> TokenStream:
+        """The split's segments end to end, with where each document after the first
+        begins (a document's training text and its validation tail are segments)."""
+        ids = split.concatenated()
+        if not self.resets_state:
+            return TokenStream(ids)
+        return TokenStream(ids, split.starts())
 
     def offsets(self, seed: int) -> Callable[[int], int]:
         if self.offset == "none" or self.max_offset <= 1:
@@ -121,14 +201,18 @@ class StreamBuilder(SequenceBuilder):
                                f"window would be mostly padding; lower length to at most "
                                f"{row} or lower sequences.batch_size")
 
-    def training(self, ids, seed):
+    def training(self, data, seed):
+        stream = as_stream(data)
         reserve = 0 if self.offset == "none" else max(self.max_offset - 1, 0)
-        self.check_size(ids, "training", reserve)
-        return StreamData(ids, self.batch_size, self.length, self.offsets(seed))
+        self.check_size(stream, "training", reserve)
+        return StreamData(stream, self.batch_size, self.length, self.offsets(seed),
+                          self.resets_state)
 
-    def validation(self, ids):
-        self.check_size(ids, "validation")
-        return StreamData(ids, self.batch_size, self.length, lambda epoch: 0)
+    def validation(self, data):
+        stream = as_stream(data)
+        self.check_size(stream, "validation")
+        return StreamData(stream, self.batch_size, self.length, lambda epoch: 0,
+                          self.resets_state)
 
     def callbacks(self, training_data):
         from toolkit.state import StateResets

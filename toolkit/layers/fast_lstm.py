@@ -15,6 +15,12 @@ and repeats the previous output), statefulness and ``get_config()`` are exactly 
 of ``keras.layers.LSTM``, so weights move freely between the two. Where the fast path
 does not apply (a GPU, where Keras uses cuDNN; dropout; recurrent dropout; other
 activations; ``go_backwards``; ``unroll``) the layer is Keras's LSTM unchanged.
+
+Per-row state resets, which Keras lacks: ``layer(x, resets=r)`` with ``r`` of shape
+``(batch, time)`` zeroes row ``b``'s state just before step ``t`` wherever
+``r[b, t] == 1``, inside one batch, so a stateful stream can cross from one document
+into the next without carrying the first one's state over. Resets need the hoisted
+loop (a plain LSTM on TensorFlow); on a GPU it then runs instead of cuDNN.
 """
 
 from __future__ import annotations
@@ -24,12 +30,13 @@ import keras
 from toolkit.backend import gpu_available
 
 
-def _sequence_loop(xw, h0, c0, recurrent_kernel, mask):
+def _sequence_loop(xw, h0, c0, recurrent_kernel, mask, keep=None):
     """Run the LSTM recurrence over precomputed input projections.
 
     ``xw``: ``(time, batch, 4 * units)``, the inputs times the kernel plus the bias;
-    ``mask``: ``(time, batch, 1)`` floats or ``None``. Returns ``(outputs, h, c)`` with
-    ``outputs`` of shape ``(time, batch, units)``.
+    ``mask``: ``(time, batch, 1)`` floats or ``None``; ``keep``: ``(time, batch, 1)``,
+    0 where a row's state is zeroed before the step (a reset), 1 elsewhere, or ``None``.
+    Returns ``(outputs, h, c)`` with ``outputs`` of shape ``(time, batch, units)``.
     """
     import tensorflow as tf
 
@@ -44,6 +51,8 @@ def _sequence_loop(xw, h0, c0, recurrent_kernel, mask):
         steps = tf.shape(xw)[0]
 
         def step(t, h, c, hs, cs, gs):
+            if keep is not None:
+                h, c = keep[t] * h, keep[t] * c
             i, f, g, o = gates(xw[t] + tf.matmul(h, u))
             c_new = f * c + i * g
             h_new = o * tf.tanh(c_new)
@@ -60,6 +69,9 @@ def _sequence_loop(xw, h0, c0, recurrent_kernel, mask):
 
         def grad(d_outputs, d_h, d_c):
             previous_cells = tf.concat([c0[None], cells[:-1]], 0)
+            previous_outputs = tf.concat([h0[None], outputs[:-1]], 0)
+            if keep is not None:  # what each step really read
+                previous_cells, previous_outputs = keep * previous_cells, keep * previous_outputs
             u_transposed = tf.transpose(u)
 
             def back(t, dh, dc, dzs):
@@ -78,6 +90,8 @@ def _sequence_loop(xw, h0, c0, recurrent_kernel, mask):
                 if mask is not None:  # a masked step passes its gradient straight back
                     dh_previous += (1 - mask[t]) * dh
                     dc_previous += (1 - mask[t]) * dc
+                if keep is not None:  # a reset cuts the gradient to the state before it
+                    dh_previous, dc_previous = keep[t] * dh_previous, keep[t] * dc_previous
                 return t, dh_previous, dc_previous, dzs.write(t, dz)
 
             d_h = tf.zeros_like(h0) if d_h is None else d_h
@@ -86,7 +100,6 @@ def _sequence_loop(xw, h0, c0, recurrent_kernel, mask):
                 lambda t, *_: t > 0, back,
                 (steps, d_h, d_c, tf.TensorArray(xw.dtype, steps)))
             dz = dzs.stack()
-            previous_outputs = tf.concat([h0[None], outputs[:-1]], 0)
             du = tf.matmul(tf.reshape(previous_outputs, [-1, n]),
                            tf.reshape(dz, [-1, 4 * n]), transpose_a=True)
             return dz, dh0, dc0, du
@@ -104,21 +117,43 @@ class FastLSTM(keras.layers.LSTM):
 
     def __init__(self, units, **kwargs):
         super().__init__(units, **kwargs)
+        self._resets = None
         if self.uses_fast_loop:
             self.supports_jit = True
 
     @property
-    def uses_fast_loop(self) -> bool:
-        """Whether this layer runs the hoisted loop (TensorFlow, no GPU, plain LSTM)."""
+    def supports_resets(self) -> bool:
+        """Whether the hoisted loop can run, which per-row resets need: a plain LSTM
+        (no dropout in the cell, tanh and sigmoid, forwards) on TensorFlow."""
         cell = self.cell
-        return (keras.backend.backend() == "tensorflow" and not gpu_available()
+        return (keras.backend.backend() == "tensorflow"
                 and not cell.dropout and not cell.recurrent_dropout
                 and not self.go_backwards and not self.unroll and cell.use_bias
                 and cell.activation is keras.activations.tanh
                 and cell.recurrent_activation is keras.activations.sigmoid)
 
+    @property
+    def uses_fast_loop(self) -> bool:
+        """Whether this layer runs the hoisted loop without resets (plain LSTM, no GPU)."""
+        return self.supports_resets and not gpu_available()
+
+    def call(self, sequences, initial_state=None, mask=None, training=False, resets=None):
+        """Keras's LSTM call; ``resets`` ``(batch, time)``: 1 where a row's state is zeroed
+        just before that step (see the module docstring)."""
+        if resets is not None and not self.supports_resets:
+            raise ValueError(f"layer {self.name!r} cannot reset state per row: resets need "
+                             f"a plain LSTM (no recurrent_dropout) on TensorFlow")
+        # Keras's RNN.call passes only the sequences, state and mask on to inner_loop.
+        self._resets = resets
+        try:
+            return super().call(sequences, initial_state=initial_state, mask=mask,
+                                training=training)
+        finally:
+            self._resets = None
+
     def inner_loop(self, sequences, initial_state, mask, training=False):
-        if not self.uses_fast_loop:
+        resets = self._resets
+        if not self.uses_fast_loop and resets is None:
             return super().inner_loop(sequences, initial_state, mask, training=training)
         import tensorflow as tf
 
@@ -132,7 +167,11 @@ class FastLSTM(keras.layers.LSTM):
         xw = tf.einsum("tbe,eg->tbg", time_major, cell.kernel) + cell.bias
         if mask is not None:
             mask = tf.cast(tf.transpose(mask)[:, :, None], xw.dtype)
-        outputs, h, c = _sequence_loop(xw, h0, c0, tf.identity(cell.recurrent_kernel), mask)
+        keep = None
+        if resets is not None:
+            keep = 1 - tf.cast(tf.transpose(resets)[:, :, None], xw.dtype)
+        outputs, h, c = _sequence_loop(xw, h0, c0, tf.identity(cell.recurrent_kernel), mask,
+                                       keep)
         outputs = tf.transpose(outputs, [1, 0, 2])
         outputs.set_shape([*sequences.shape[:2], self.units])  # keep a static time axis
         return h, outputs, [h, c]
