@@ -8,7 +8,10 @@ In one process, one after the other, on tiny-shakespeare's characters:
   ``toolkit train`` runs it: the model from ``build_model`` and ``compile_model``
   (``train.xla = "auto"``), the stream builder's batches, ``fit``. Beside it, Keras's
   own ``keras.layers.LSTM`` with a plain ``fit`` (what the toolkit did before its
-  ``FastLSTM``), and a plain PyTorch ``nn.LSTM`` loop on the same batches. Rounds
+  ``FastLSTM``), and a plain PyTorch ``nn.LSTM`` loop on the same batches. The
+  comparison reads the text as one document (``sequences.documents = "joined"``);
+  ``toolkit_resets`` is the toolkit with the per-row reset input of document-aware
+  streams (``"separate"``, the default), to show what that input costs. Rounds
   alternate (toolkit, Keras, PyTorch, toolkit, ...) and each figure is the median
   over rounds of characters per second.
 - **generation**: a 256-unit model sampled at batch 1 and 32: the toolkit's
@@ -56,9 +59,10 @@ CONFIG = "configs/shakespeare-char.toml"
 BATCH, WINDOW, EMBED = 64, 100, 64
 
 
-def stream_batches(units: int):
+def stream_batches(units: int, documents: str = "joined"):
     """The resolved config, its components and the stream builder's training batches."""
-    resolved = load(CONFIG, registry(), [f"core.units={units}", "train.cache=false"])
+    resolved = load(CONFIG, registry(), [f"core.units={units}", "train.cache=false",
+                                         f"sequences.documents={documents}"])
     components = build_components(resolved, registry())
     prepared = prepare_config(components, resolved)
     builder = components.sequences
@@ -122,7 +126,11 @@ def training(units: int, batches: int, rounds: int) -> dict:
     toolkit_model = build_model(components, vocab_size, BATCH, stateful=True)
     compile_model(toolkit_model, components, resolved["train"])
     reference = keras_reference(components, vocab_size, units, resolved["train"])
+    _, resets_components, _, resets_data = stream_batches(units, "separate")
+    resets_model = build_model(resets_components, vocab_size, BATCH, stateful=True)
+    compile_model(resets_model, resets_components, resolved["train"])
     contenders = {"toolkit": lambda: keras_speed(toolkit_model, data, batches),
+                  "toolkit_resets": lambda: keras_speed(resets_model, resets_data, batches),
                   "keras_lstm": lambda: keras_speed(reference, data, batches)}
     if torch is not None:
         torch.manual_seed(1)
@@ -188,6 +196,8 @@ def summarize(figures: dict, name: str) -> dict:
         row[f"{contender}_all"] = [round(v) for v in values]
     if "pytorch" in row:
         row["toolkit_over_pytorch"] = round(row["toolkit"] / row["pytorch"], 2)
+    if "toolkit_resets" in row:
+        row["resets_over_toolkit"] = round(row["toolkit_resets"] / row["toolkit"], 2)
     if "keras_lstm" in row:
         row["toolkit_over_keras_lstm"] = round(row["toolkit"] / row["keras_lstm"], 2)
     return row

@@ -380,6 +380,11 @@ def build_components(resolved: dict[str, Any], registry: Registry,
     except ValueError as err:
         raise ConfigError("head.use", f"{params.show(resolved['head']['use'])}: {err}",
                           source) from None
+    if components.sequences.stateful and getattr(components.sequences, "resets_state", False):
+        from toolkit.state import check_row_resets
+
+        for layer in components.core.build(stateful=True):
+            check_row_resets(layer, source)
     core_stateful = getattr(components.core, "stateful", None)
     if core_stateful is not None and core_stateful != components.sequences.stateful:
         raise ConfigError(

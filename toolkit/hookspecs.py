@@ -185,7 +185,12 @@ class Core(Protocol):
         """Layers applied in order to the encoder's output, the last returning sequences.
 
         Layers are renamed ``core_<i>`` unless their name already starts with
-        ``core_``: that is how ``[init]`` finds them in another run's model."""
+        ``core_``: that is how ``[init]`` finds them in another run's model. When the
+        streams keep documents apart, each ``keras.layers.RNN`` must zero one row's
+        state mid-batch: a layer with ``supports_resets = True`` is called with
+        ``resets=`` (``(batch, time)``, 1 where a row starts afresh); any other gets a
+        wrapped cell (see ``toolkit/layers/row_resets.py``), which refuses dropout
+        inside the cell."""
         ...
 
 

@@ -11,7 +11,8 @@ import keras  # noqa: E402
 from toolkit.config import Components
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.hookspecs import HeadContext
-from toolkit.state import reset_states
+from toolkit.layers.row_resets import with_row_resets
+from toolkit.state import check_row_resets, reset_states
 
 ENCODER = "encoder"
 CORE_PREFIX = "core_"
@@ -56,13 +57,8 @@ def encode(components: Components, vocab_size: int, tokens, stateful: bool, rese
         if not layer.name.startswith(CORE_PREFIX):
             layer.name = f"{CORE_PREFIX}{i}"
         if resets is not None and isinstance(layer, keras.layers.RNN):
-            if not getattr(layer, "supports_resets", False):
-                raise ConfigError("sequences.documents", (
-                    f"core layer {layer.name!r} ({type(layer).__name__}) cannot start a "
-                    f"row's state again mid-batch, which \"separate\" documents need (a "
-                    f"plain LSTM can: core.recurrent_dropout = 0); set it to \"joined\" "
-                    f"to read the documents as one text"))
-            features = layer(features, resets=resets)
+            check_row_resets(layer)
+            features = with_row_resets(layer, features, resets)
         else:
             features = layer(features)
     return features

@@ -13,6 +13,8 @@ load_tensorflow()
 import keras  # noqa: E402
 import numpy as np
 
+from toolkit.errors import ConfigError
+
 
 def stateful_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """Every stateful RNN layer of ``model``, nested models and wrappers included."""
@@ -38,6 +40,27 @@ def set_states(model: keras.Model, values: list[np.ndarray]) -> None:
     variables = [v for layer in stateful_layers(model) for v in (layer.states or [])]
     for variable, value in zip(variables, values, strict=True):
         variable.assign(value)
+
+
+def check_row_resets(layer, source: str | None = None) -> None:
+    """Refuse a recurrent core layer whose state cannot be zeroed per row mid-batch.
+
+    :class:`~toolkit.layers.FastLSTM` does it in its own loop; any other RNN through
+    :func:`toolkit.layers.row_resets.with_row_resets`, except with dropout inside its
+    cell (Keras draws those masks outside the time loop) or ``go_backwards``."""
+    if not isinstance(layer, keras.layers.RNN) or getattr(layer, "supports_resets", False):
+        return
+    cell = layer.cell
+    dropout = {name: getattr(cell, name, 0) for name in ("dropout", "recurrent_dropout")}
+    if not layer.go_backwards and not any(dropout.values()):
+        return
+    why = ("it reads backwards" if layer.go_backwards else
+           "its cell has " + ", ".join(f"{k} = {v}" for k, v in dropout.items() if v))
+    raise ConfigError("sequences.documents", (
+        f"\"separate\" starts a row's state again where a document begins, mid-batch, and "
+        f"core layer {layer.name!r} ({type(layer).__name__}) cannot, because {why}; set "
+        f"core.recurrent_dropout = 0 (core.dropout, between layers, is fine), or set "
+        f"documents = \"joined\" to read the documents as one text"), source)
 
 
 class StateResets(keras.callbacks.Callback):

@@ -137,9 +137,13 @@ class FastLSTM(keras.layers.LSTM):
         """Whether this layer runs the hoisted loop without resets (plain LSTM, no GPU)."""
         return self.supports_resets and not gpu_available()
 
-    def call(self, sequences, initial_state=None, mask=None, training=False, resets=None):
+    def call(self, sequences, initial_state=None, mask=None, training=False, resets=None,
+             sequences_mask=None):
         """Keras's LSTM call; ``resets`` ``(batch, time)``: 1 where a row's state is zeroed
-        just before that step (see the module docstring)."""
+        just before that step (see the module docstring). Given two tensors, Keras passes
+        the mask of ``sequences`` as ``sequences_mask`` rather than ``mask``."""
+        if mask is None:
+            mask = sequences_mask
         if resets is not None and not self.supports_resets:
             raise ValueError(f"layer {self.name!r} cannot reset state per row: resets need "
                              f"a plain LSTM (no recurrent_dropout) on TensorFlow")
