@@ -26,10 +26,23 @@ def load_tensorflow() -> None:
         import tensorflow as tf
 
         tf.config.list_physical_devices()
+        split_cpu(int(os.environ.get("TOOLKIT_CPU_DEVICES") or 0))
     finally:
         os.dup2(saved, 2)
         os.close(saved)
         os.close(devnull)
+
+
+def split_cpu(devices: int) -> None:
+    """Show the CPU as ``devices`` logical devices (``TOOLKIT_CPU_DEVICES``), so that
+    ``train.distribute = "mirrored"`` can be tried, and tested, without GPUs."""
+    if devices <= 1:
+        return
+    import tensorflow as tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(
+        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(devices)])
 
 
 @functools.cache

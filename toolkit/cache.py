@@ -4,9 +4,9 @@ The key is a SHA-256 of the corpus, preprocessing, vocabulary and sequence setti
 the validation fraction and seed (they decide the split), the versions of the libraries and plugin packages that tokenize, and the
 full text, name and label of every document, so a change to any of them misses the
 cache. Entries live under ``$TOOLKIT_CACHE`` (default
-``~/.cache/lstm-text-toolkit``) as one ``.npy`` file per split and a JSON index of its
-segments; the ids are memory-mapped when read and copied once into memory when a
-split's segments are joined.
+``~/.cache/lstm-text-toolkit``) as one ``.ids`` file per split and a JSON index of its
+segments; each split's ids are one raw file of the smallest unsigned integer type that
+holds the vocabulary, memory-mapped when read: batches read only what they need.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from toolkit.paths import USER_CACHE
 from toolkit.splits import Split
 from toolkit.vocab import Vocabulary
 
-FORMAT = 3
+FORMAT = 4
 
 
 def cache_dir() -> Path:
@@ -47,7 +47,8 @@ def library_versions() -> dict[str, str]:
 
 
 def cache_key(documents, settings: dict) -> str:
-    """Hash of the settings and every document's name, label and text."""
+    """Hash of the settings and every document's name, label and text (``documents`` is
+    read once, one document at a time)."""
     digest = hashlib.sha256()
     digest.update(json.dumps({"format": FORMAT, "versions": library_versions(), **settings},
                              sort_keys=True).encode())
@@ -61,39 +62,65 @@ def cache_key(documents, settings: dict) -> str:
 
 def load(key: str):
     """``(splits, vocab, stats)`` for ``key``, or ``None`` on a miss."""
-    entry = cache_dir() / key
+    return load_entry(cache_dir() / key)
+
+
+def load_entry(entry: Path):
+    """``(splits, vocab, stats)`` from an entry folder, the ids memory-mapped (read only when
+    a batch needs them), or ``None`` if it is missing or damaged."""
     try:
         index = json.loads((entry / "splits.json").read_text())
         splits = {}
         for name, meta in index.items():
-            ids = np.load(entry / f"{name}.npy", mmap_mode="r")
+            dtype = np.dtype(meta["dtype"])
+            ids = (np.memmap(entry / f"{name}.ids", dtype, mode="r") if sum(meta["lengths"])
+                   else np.zeros(0, dtype))
+            if len(ids) != sum(meta["lengths"]):
+                return None
             bounds = np.cumsum([0, *meta["lengths"]])
             splits[name] = Split([ids[a:b] for a, b in zip(bounds[:-1], bounds[1:])],
-                                 meta["labels"], meta["sources"])
+                                 meta["labels"], meta["sources"], flat=ids)
         vocab = Vocabulary.load(entry / "vocab.json")
         stats = json.loads((entry / "stats.json").read_text())
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         return None
     return splits, vocab, stats
 
 
-def store(key: str, splits: dict, vocab: Vocabulary, stats: dict) -> None:
-    """Write an entry atomically (a temporary folder renamed into place); failures are ignored."""
-    root = cache_dir()
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{key[:12]}."))
-        index = {}
-        for name, split in splits.items():
-            np.save(tmp / f"{name}.npy", split.concatenated())
-            index[name] = {"lengths": [len(a) for a in split.ids], "labels": split.labels,
-                           "sources": split.sources}
-        (tmp / "splits.json").write_text(json.dumps(index, ensure_ascii=False))
-        (tmp / "vocab.json").write_text(json.dumps(vocab.to_json(), ensure_ascii=False))
-        (tmp / "stats.json").write_text(json.dumps(stats))
+def new_entry(key: str | None) -> tuple[Path, bool]:
+    """A fresh folder to write an entry in, and whether it lies in the cache (a temporary
+    folder elsewhere when ``key`` is ``None`` or the cache cannot be written)."""
+    if key is not None:
         try:
-            os.replace(tmp, root / key)
-        except OSError:  # another process stored the same entry first
-            shutil.rmtree(tmp, ignore_errors=True)
-    except OSError:
-        pass
+            root = cache_dir()
+            root.mkdir(parents=True, exist_ok=True)
+            return Path(tempfile.mkdtemp(dir=root, prefix=f".{key[:12]}.")), True
+        except OSError:
+            pass
+    return Path(tempfile.mkdtemp(prefix="toolkit-ids-")), False
+
+
+def write_index(folder: Path, index: dict, vocab: Vocabulary, stats: dict) -> None:
+    """The entry's segment index (lengths, labels, sources, id type), vocabulary and stats;
+    the ids themselves are written as ``<split>.ids`` beforehand."""
+    (folder / "splits.json").write_text(json.dumps(index, ensure_ascii=False))
+    (folder / "vocab.json").write_text(json.dumps(vocab.to_json(), ensure_ascii=False))
+    (folder / "stats.json").write_text(json.dumps(stats))
+
+
+def commit(folder: Path, key: str | None, in_cache: bool):
+    """Open a written entry: rename it into the cache first when it belongs there (another
+    process may have stored the same entry first: then that one is used). A temporary
+    entry's folder is removed once its ids are mapped (the maps stay readable)."""
+    if in_cache:
+        try:
+            os.replace(folder, cache_dir() / key)
+        except OSError:
+            shutil.rmtree(folder, ignore_errors=True)
+        loaded = load(key)
+    else:
+        loaded = load_entry(folder)
+        shutil.rmtree(folder, ignore_errors=True)
+    if loaded is None:
+        raise OSError(f"the token ids written to {folder} could not be read back")
+    return loaded

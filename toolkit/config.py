@@ -71,6 +71,7 @@ def train_settings(
     xla: Literal["auto", "on", "off"] = "auto",
     monitor: str = "auto",
     patience: NonNegativeInt = 0,
+    distribute: Literal["none", "mirrored", "multi-worker"] = "none",
 ):
     """Training: the last ``validation_fraction`` of every document is held out for
     validation; ``max_minutes`` (0 = no limit) stops training after the epoch that
@@ -91,7 +92,10 @@ def train_settings(
     writes TensorBoard logs under the run's ``logs/``; a generator run samples
     ``sample_length`` tokens after every epoch (0 = none). ``xla`` compiles the training
     step with XLA: ``"auto"`` does where it pays (the CPU, with the core's fast LSTM
-    loop; a GPU keeps cuDNN, which XLA cannot compile)."""
+    loop; a GPU keeps cuDNN, which XLA cannot compile). ``distribute`` trains on several
+    devices (``"mirrored"``: every local GPU) or machines (``"multi-worker"``, with
+    ``TF_CONFIG``) with ``tf.distribute``; stateful streams keep their rows and their
+    state per replica (docs/scale.md)."""
 
 
 def generate_settings(
@@ -380,11 +384,15 @@ def build_components(resolved: dict[str, Any], registry: Registry,
     except ValueError as err:
         raise ConfigError("head.use", f"{params.show(resolved['head']['use'])}: {err}",
                           source) from None
-    if components.sequences.stateful and getattr(components.sequences, "resets_state", False):
-        from toolkit.state import check_row_resets
-
-        for layer in components.core.build(stateful=True):
-            check_row_resets(layer, source)
+    if (getattr(components.sequences, "resets_state", False)
+            and getattr(components.core, "recurrent_dropout", 0)):
+        # Plugin cores' layers are checked when the model is built (Keras is not loaded yet).
+        raise ConfigError("sequences.documents", (
+            f"\"separate\" starts a row's state again where a document begins, mid-batch, "
+            f"which dropout inside the recurrent cell prevents (core.recurrent_dropout = "
+            f"{components.core.recurrent_dropout}); set it to 0 (core.dropout, between "
+            f"layers, is fine), or documents = \"joined\" to read the documents as one "
+            f"text"), source)
     core_stateful = getattr(components.core, "stateful", None)
     if core_stateful is not None and core_stateful != components.sequences.stateful:
         raise ConfigError(

@@ -8,6 +8,7 @@ split only.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,8 +18,10 @@ import numpy as np
 
 from toolkit import cache
 from toolkit.errors import ToolkitError
+from toolkit.hookspecs import Document
 from toolkit.preprocess import Preprocessor
 from toolkit.splits import Split
+from toolkit.tokenstore import TokenStore, smallest_id_type
 from toolkit.vocab import OOV, Vocabulary, WordPieceVocabulary
 
 @dataclass
@@ -60,69 +63,101 @@ def prepare_config(components, resolved: dict, vocab: Vocabulary | None = None) 
                    vocab, cache_settings(resolved) if settings["cache"] else None)
 
 
-def preprocess_all(documents, preprocessor: Preprocessor, every: float = 10.0) -> list[list[str]]:
-    """Every document's tokens; a long run prints a progress line every ``every`` seconds."""
-    total = sum(len(d.text) for d in documents) / 1e6
-    tokens, done, start = [], 0.0, time.perf_counter()
-    last = start
-    for i, document in enumerate(documents):
-        tokens.append(preprocessor(document.text))
-        done += len(document.text) / 1e6
-        now = time.perf_counter()
-        if now - last >= every:
-            last = now
-            print(f"preprocessing: {i + 1}/{len(documents)} documents, {done:.1f}/{total:.1f} "
-                  f"MB of text, {done / (now - start):.2f} MB/s", file=sys.stderr, flush=True)
-    return tokens
-
-
 def prepare(corpus, preprocessor: Preprocessor, vocab_settings: dict, builder,
             validation_fraction: float, seed: int = 1, vocab: Vocabulary | None = None,
             cache_settings: dict | None = None) -> Prepared:
     """Tokenize every document, split as ``builder`` plans, fit (or reuse) the vocabulary, encode.
 
-    With ``cache_settings`` (see :func:`cache_settings`) the result is looked up in,
-    and stored to, the token-id cache.
+    The corpus is read one document at a time and nothing grows with its size in
+    memory: tokens go to disk as they come (:class:`~toolkit.tokenstore.TokenStore`),
+    the vocabulary is fitted from counts, and each split's ids are written to one file
+    of the smallest integer type that holds the vocabulary, then memory-mapped. With
+    ``cache_settings`` (see :func:`cache_settings`) that file is the token-id cache's
+    entry, looked up first.
     """
-    documents = list(corpus.documents())
-    key = None
-    if cache_settings is not None:
-        key = cache.cache_key(documents, cache_settings)
+    key = cache.cache_key(corpus.documents(), cache_settings) if cache_settings else None
+    if key is not None:
         hit = cache.load(key)
         if hit is not None and (vocab is None or hit[1].tokens == vocab.tokens):
             splits, cached_vocab, stats = hit
             return Prepared(splits, cached_vocab, {**stats, "cache": "hit"})
 
-    tokens = preprocess_all(documents, preprocessor)
-    plan = builder.plan_split(documents, tokens, validation_fraction, seed)
-    train_parts = [tokens[s.document][s.start:s.stop] for s in plan["train"]]
-    if all(isinstance(part, str) for part in train_parts):  # characters: keep one str
-        train_tokens = "".join(train_parts)
-    else:
-        train_tokens = list(chain.from_iterable(train_parts))
-    if not train_tokens:
-        raise ToolkitError(f"corpus {corpus.describe()} gave no tokens to train on "
-                           f"({len(documents)} documents)")
-    if vocab is None:
-        kind = WordPieceVocabulary if vocab_settings.get("subword") == "wordpiece" else Vocabulary
-        vocab = kind.fit(train_tokens, vocab_settings["min_count"], vocab_settings["max_size"])
-
-    splits = {}
-    for name, segments in plan.items():
-        split = Split()
-        for s in segments:
-            document = documents[s.document]
-            split.ids.append(vocab.encode(tokens[s.document][s.start:s.stop]))
-            split.labels.append(document.label)
-            split.sources.append(f"{document.name}:{s.start}-{s.stop}")
-        splits[name] = split
-    stats = {"documents": len(documents), "vocab_size": len(vocab),
-             "unit": preprocessor.unit, f"train_{preprocessor.unit}": len(train_tokens)}
-    for name, split in splits.items():
-        ids = split.concatenated()
-        stats[f"{name}_tokens"] = len(ids)
-        stats[f"{name}_segments"] = len(split)
-        stats[f"{name}_oov_rate"] = float(np.mean(ids == OOV)) if len(ids) else 0.0
-    if key is not None:
-        cache.store(key, splits, vocab, stats)
+    folder, in_cache = cache.new_entry(key)
+    store = TokenStore(folder / "tokens.tmp")
+    try:
+        documents = read_documents(corpus, preprocessor, store)
+        plan = builder.plan_split(documents, [store.tokens(d) for d in range(len(documents))],
+                                  validation_fraction, seed)
+        train_tokens = sum(s.stop - s.start for s in plan["train"])
+        if not train_tokens:
+            raise ToolkitError(f"corpus {corpus.describe()} gave no tokens to train on "
+                               f"({len(documents)} documents)")
+        if vocab is None:
+            vocab = fit_vocabulary(store, plan["train"], vocab_settings)
+        stats = {"documents": len(documents), "vocab_size": len(vocab),
+                 "unit": preprocessor.unit, f"train_{preprocessor.unit}": train_tokens}
+        index = {name: write_split(store, segments, documents, vocab, folder / f"{name}.ids",
+                                   name, stats)
+                 for name, segments in plan.items()}
+        store.close()
+        cache.write_index(folder, index, vocab, stats)
+        splits, vocab, stats = cache.commit(folder, key, in_cache)
+    except BaseException:
+        store.close()
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
     return Prepared(splits, vocab, {**stats, "cache": "miss" if key else "off"})
+
+
+def read_documents(corpus, preprocessor: Preprocessor, store: TokenStore,
+                   every: float = 10.0) -> list[Document]:
+    """Tokenize the corpus into ``store``, one document at a time; each document's name and
+    label are kept (not its text). A long read prints progress every ``every`` seconds."""
+    documents, done, start = [], 0.0, time.perf_counter()
+    last = start
+    for document in corpus.documents():
+        store.add(preprocessor(document.text))
+        documents.append(Document("", document.name, document.label))
+        done += len(document.text) / 1e6
+        del document  # before the corpus reads the next one: one text in memory at a time
+        now = time.perf_counter()
+        if now - last >= every:
+            last = now
+            print(f"preprocessing: {len(documents)} documents, {done:.1f} MB of text, "
+                  f"{done / (now - start):.2f} MB/s", file=sys.stderr, flush=True)
+    return documents
+
+
+def fit_vocabulary(store: TokenStore, segments, settings: dict) -> Vocabulary:
+    """The vocabulary of the training segments, as ``[vocab]`` asks."""
+    if settings.get("subword") == "wordpiece":
+        words = chain.from_iterable(store.tokens(s.document)[s.start:s.stop] for s in segments)
+        return WordPieceVocabulary.fit(words, settings["min_count"], settings["max_size"])
+    return Vocabulary.from_counts(store.counts(segments), settings["min_count"],
+                                  settings["max_size"])
+
+
+def write_split(store: TokenStore, segments, documents, vocab: Vocabulary, path, name: str,
+                stats: dict) -> dict:
+    """Encode ``segments`` into one file of ids at ``path``; their index entry (lengths,
+    labels, sources, id type). Adds the split's token count and OOV rate to ``stats``."""
+    dtype = smallest_id_type(len(vocab))
+    # WordPiece turns a token into one or more pieces: encode the tokens themselves.
+    table = None if isinstance(vocab, WordPieceVocabulary) else store.table(vocab)
+    lengths, oov = [], 0
+    with open(path, "wb") as out:
+        for s in segments:
+            written = 0
+            for ids in store.chunks(s.document, s.start, s.stop):
+                encoded = vocab.encode(store.decode(ids)) if table is None else table[ids]
+                out.write(encoded.astype(dtype).tobytes())
+                written += len(encoded)
+                oov += int(np.count_nonzero(encoded == OOV))
+            lengths.append(written)
+    total = sum(lengths)
+    stats[f"{name}_tokens"] = total
+    stats[f"{name}_segments"] = len(segments)
+    stats[f"{name}_oov_rate"] = oov / total if total else 0.0
+    return {"lengths": lengths, "dtype": dtype.str,
+            "labels": [documents[s.document].label for s in segments],
+            "sources": [f"{documents[s.document].name}:{s.start}-{s.stop}" for s in segments]}

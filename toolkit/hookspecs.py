@@ -281,7 +281,11 @@ class SequenceBuilder:
                    validation_fraction: float, seed: int) -> dict:
         """Which tokens of which document go to which split, decided before any id exists:
         ``{"train": [Segment, ...], "validation": [...], "test": [...]}`` (``test`` optional).
-        By default the last ``validation_fraction`` of every document is validation."""
+        By default the last ``validation_fraction`` of every document is validation.
+
+        ``documents`` give each document's name and label; their text is not kept (a
+        corpus may be bigger than memory). ``tokens[d]`` is document ``d``'s tokens, a
+        sequence read from disk as it is indexed or iterated."""
         return tail_split([len(t) for t in tokens], validation_fraction)
 
     def data(self, split, labels: Sequence[str] = (), training: bool = False):

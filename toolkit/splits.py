@@ -21,12 +21,14 @@ class Split:
     """The token ids of one split as segments, each with its document's label and origin.
 
     ``sources[i]`` is ``"document name:start-stop"`` in token positions: enough to
-    check that no text appears in two splits.
+    check that no text appears in two splits. Prepared splits hold views of one
+    memory-mapped array of ids (``flat``).
     """
 
     ids: list[np.ndarray] = field(default_factory=list)
     labels: list[str | None] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
+    flat: np.ndarray | None = None  # every segment's ids end to end, when stored that way
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -44,7 +46,10 @@ class Split:
         return np.unique(starts[starts > 0])
 
     def concatenated(self) -> np.ndarray:
-        """Every segment's ids end to end, in corpus order (what a language model reads)."""
+        """Every segment's ids end to end, in corpus order (what a language model reads):
+        the stored (memory-mapped) array itself when there is one, never a copy of it."""
+        if self.flat is not None:
+            return self.flat
         return np.concatenate(self.ids) if self.ids else np.zeros(0, np.int32)
 
 

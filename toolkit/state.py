@@ -31,15 +31,26 @@ def reset_states(model: keras.Model) -> None:
         layer.reset_state()
 
 
+def copies(variable) -> list:
+    """The variable's copies: one per replica for a state kept per replica
+    (:func:`toolkit.distribute.keep_state_per_replica`), else the variable itself."""
+    return list(getattr(variable.value, "values", None) or [variable])
+
+
 def get_states(model: keras.Model) -> list[np.ndarray]:
-    """A copy of every stateful layer's state variables, in a fixed order."""
-    return [np.array(v) for layer in stateful_layers(model) for v in (layer.states or [])]
+    """A copy of every stateful layer's state variables, in a fixed order (a state kept
+    per replica as its replicas' rows one after the other, never averaged)."""
+    return [np.concatenate([np.array(c) for c in copies(v)])
+            for layer in stateful_layers(model) for v in (layer.states or [])]
 
 
 def set_states(model: keras.Model, values: list[np.ndarray]) -> None:
+    """Put back what :func:`get_states` returned."""
     variables = [v for layer in stateful_layers(model) for v in (layer.states or [])]
     for variable, value in zip(variables, values, strict=True):
-        variable.assign(value)
+        parts = copies(variable)
+        for part, rows in zip(parts, np.split(np.asarray(value), len(parts))):
+            part.assign(rows)
 
 
 def check_row_resets(layer, source: str | None = None) -> None:

@@ -9,10 +9,11 @@ ready.
 from __future__ import annotations
 
 import shutil
-from contextlib import contextmanager
 import statistics
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from toolkit import config as config_module
 from toolkit import runs
@@ -104,10 +105,21 @@ class Session:
     train_data: EpochData | None = None
     val_data: EpochData | None = None
     stopped_by: str | None = None
+    strategy: Any = None  # a tf.distribute.Strategy when train.distribute is not "none"
 
     @property
     def settings(self) -> dict:
         return self.resolved["train"]
+
+    def scope(self):
+        """The strategy's scope, where variables are made (nothing without a strategy)."""
+        return self.strategy.scope() if self.strategy is not None else nullcontext()
+
+    def dataset(self, data):
+        """``data`` as ``fit`` and ``evaluate`` read it: split by replica when distributed."""
+        from toolkit.distribute import distributed_dataset
+
+        return distributed_dataset(data, self.strategy)
 
     @property
     def restores(self) -> bool:
@@ -174,6 +186,13 @@ def open_session(config_path, run: Run, overrides: list[str], resume: bool,
         source = config_module.source_name(config_path)
     components = config_module.build_components(resolved, registry(), source=source)
     session = Session(run, resolved, components, resume, source)
+    if resolved["train"]["distribute"] != "none":
+        from toolkit.distribute import make_strategy, replica_batch
+
+        with errors_name(source):
+            session.strategy = make_strategy(resolved["train"]["distribute"])
+            replica_batch(components.sequences.batch_size, session.strategy,
+                          components.sequences.stateful)
     if not session.restores:
         session.init_run = init_source(resolved, run)
     return session
@@ -203,7 +222,19 @@ def prepare_data(session: Session) -> None:
 
 def build_or_restore_model(session: Session):
     """Phase 3: the checkpoint of a resumed run, or a new compiled model (with the init
-    run's weights copied in). Returns the model and the first epoch to train."""
+    run's weights copied in). Returns the model and the first epoch to train. A
+    distributed run makes it in its strategy's scope, with its state kept per replica."""
+    with session.scope():
+        model, first_epoch = restore_or_build(session)
+        if session.strategy is not None:
+            from toolkit.distribute import keep_state_per_replica
+
+            keep_state_per_replica(model)
+    return model, first_epoch
+
+
+def restore_or_build(session: Session):
+    """:func:`build_or_restore_model` inside the strategy's scope."""
     from toolkit.model import build_model, compile_model, copy_weights, set_trainable, uses_xla
 
     run, components, settings = session.run, session.components, session.settings
@@ -224,8 +255,13 @@ def build_or_restore_model(session: Session):
 
     keras.utils.set_random_seed(settings["seed"])
     builder = components.sequences
-    model = build_model(components, len(session.prepared.vocab), builder.batch_size,
-                        builder.stateful, session.labels)
+    rows = builder.batch_size
+    if session.strategy is not None:
+        from toolkit.distribute import replica_batch
+
+        rows = replica_batch(rows, session.strategy, builder.stateful)
+    model = build_model(components, len(session.prepared.vocab), rows, builder.stateful,
+                        session.labels)
     if session.init_run is not None:
         init = session.resolved["init"]
         try:
@@ -315,9 +351,10 @@ def fit_epochs(session: Session, model, first_epoch: int, verbose,
         if start >= unfreeze_at and not all(layer.trainable
                                             for layer in layers_of(model, init["copy"])):
             set_trainable(model, init["copy"], True)
-            recompile(model, session.components, settings, planned_steps(session))
-        model.fit(train_data.dataset(),
-                  validation_data=None if val_data is None else val_data.dataset(),
+            with session.scope():
+                recompile(model, session.components, settings, planned_steps(session))
+        model.fit(session.dataset(train_data),
+                  validation_data=None if val_data is None else session.dataset(val_data),
                   epochs=stop, initial_epoch=start, callbacks=callbacks,
                   shuffle=False, verbose=verbose)
     session.stopped_by = (guard.reason if guard.stopped else patience.reason or
@@ -367,12 +404,12 @@ def finish_run(session: Session, model, clock) -> None:
     run = session.run
     if session.settings["keep"] == "best" and run.file(runs.BEST).is_file():
         model.load_weights(run.file(runs.BEST))
-    runs.atomic_save_model(model, run.file(runs.MODEL))
+    runs.atomic_save_model(portable_model(session, model), run.file(runs.MODEL))
     from toolkit.report import save_curves
 
     save_curves(Run(run.path), run.file(runs.CURVES))
     metrics = summarize(model, session.components.head, session.val_data,
-                        session.prepared.stats, run, clock)
+                        session.prepared.stats, run, clock, session)
     metrics["kept"] = kept_epoch(session)
     init = session.resolved["init"]
     if init.get("run") is not None:  # what the run started from, layer by layer
@@ -435,7 +472,24 @@ def recompile(model, components, settings: dict, planned: int | None = None) -> 
     model.optimizer.iterations.assign(steps)
 
 
-def summarize(model, head, val_data, data_stats: dict, run: Run, clock) -> dict:
+def portable_model(session: Session, model):
+    """The model ``model.keras`` holds: ``model`` itself, or, for a distributed stateful
+    run (whose layers take one replica's rows), the same weights in a model for the
+    whole batch on one device, so that evaluation and generation need no strategy."""
+    if session.strategy is None or not session.components.sequences.stateful:
+        return model
+    from toolkit.model import build_model, compile_model
+
+    components = session.components
+    whole = build_model(components, len(session.prepared.vocab),
+                        components.sequences.batch_size, True, session.labels)
+    whole.set_weights(model.get_weights())
+    compile_model(whole, components, session.settings)
+    return whole
+
+
+def summarize(model, head, val_data, data_stats: dict, run: Run, clock,
+              session: Session | None = None) -> dict:
     """The run's figures: validation figures of the final model, history, throughput."""
     from toolkit.state import reset_states
 
@@ -446,6 +500,7 @@ def summarize(model, head, val_data, data_stats: dict, run: Run, clock) -> dict:
         metrics["train_tokens_per_second_median"] = round(statistics.median(clock.rates), 1)
     if val_data is not None:
         reset_states(model)
-        results = model.evaluate(val_data.dataset(), return_dict=True, verbose=0)
+        dataset = session.dataset(val_data) if session is not None else val_data.dataset()
+        results = model.evaluate(dataset, return_dict=True, verbose=0)
         metrics["validation"] = head.summarize(results)
     return metrics

@@ -38,6 +38,12 @@ class Vocabulary:
             counts = dict(zip(map(chr, codes.tolist()), freq.tolist()))
         else:
             counts = Counter(tokens)
+        return cls.from_counts(counts, min_count, max_size)
+
+    @classmethod
+    def from_counts(cls, counts: dict[str, int], min_count: int = 1,
+                    max_size: int = 0) -> "Vocabulary":
+        """:meth:`fit` from token counts already made (a corpus read in chunks)."""
         kept = sorted((t for t, c in counts.items() if c >= min_count),
                       key=lambda t: (-counts[t], t))
         if max_size:

@@ -175,7 +175,8 @@ def paragraph_ends(tokens: list[str]) -> list[int]:
     ``"\n"`` token), a single ``"\n"``.
     """
     newlines = [i for i, token in enumerate(tokens) if token == "\n"]
-    doubled = {i for i in newlines if i > 0 and tokens[i - 1] == "\n"}
+    after_newline = {i + 1 for i in newlines}
+    doubled = {i for i in newlines if i in after_newline}
     return [i + 1 for i in (sorted(doubled) if doubled else newlines)]
 
 

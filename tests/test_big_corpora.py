@@ -1,0 +1,141 @@
+"""Corpora bigger than memory: read one document at a time, tokens on disk, ids memory-mapped
+with the smallest integer type, streams that read only the batch they need."""
+
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+from toolkit import plugins, tokenstore
+from toolkit.config import build_components, resolve
+from toolkit.data import prepare
+from toolkit.default_plugins.sequences import StreamBuilder
+from toolkit.hookspecs import Document
+from toolkit.preprocess import Preprocessor
+from toolkit.vocab import OOV
+
+WORDS = "the a of and to in was he it his that with as had for on her by at which".split()
+
+
+class GeneratedCorpus:
+    """Documents made as they are asked for; remembers which are still alive."""
+
+    def __init__(self, count, words=False, seed=0):
+        self.count, self.words, self.seed = count, words, seed
+        self.alive_at_yield = []
+        self.made = []
+
+    def text(self, d):
+        rng = np.random.default_rng([self.seed, d])
+        if self.words:
+            vocab = WORDS + [f"w{i}" for i in range(400)]
+            return " ".join(rng.choice(vocab, 300 + 50 * d)) + "\n"
+        return "".join(rng.choice(list("abcdefghij \n"), 500 + 97 * d))
+
+    def documents(self):
+        for d in range(self.count):
+            gc.collect()
+            self.alive_at_yield.append(sum(ref() is not None for ref in self.made))
+            document = Document(self.text(d), f"doc{d}", "even" if d % 2 == 0 else "odd")
+            self.made.append(weakref.ref(document))
+            yield document
+            del document
+
+    def describe(self):
+        return "generated"
+
+
+def prepared(corpus, stages, builder=None, cache_settings=None, vocab=None):
+    raw = {"corpus": {"use": "inline", "text": "x"}, "preprocess": stages}
+    components = build_components(resolve(raw, plugins.registry()), plugins.registry())
+    return Preprocessor(components.stages), prepare(
+        corpus, Preprocessor(components.stages), vocab or {"min_count": 1, "max_size": 0},
+        builder or StreamBuilder(4, 10), 0.2, cache_settings=cache_settings)
+
+
+@pytest.mark.parametrize("words", [False, True])
+def test_ids_equal_encoding_each_document_in_memory_whatever_the_chunk_size(words,
+                                                                            monkeypatch):
+    stages = [{"use": "nltk-words"}] if words else [{"use": "chars"}]
+    reference_pre, reference = prepared(GeneratedCorpus(5, words), stages)
+    monkeypatch.setattr(tokenstore, "CHUNK", 7)  # many chunks per document
+    _, chunked = prepared(GeneratedCorpus(5, words), stages)
+    assert chunked.vocab.tokens == reference.vocab.tokens
+    corpus = GeneratedCorpus(5, words)
+    texts = [reference_pre(corpus.text(d)) for d in range(5)]
+    for name, split in chunked.splits.items():
+        assert split.sources == reference.splits[name].sources
+        for ids, source in zip(split.ids, split.sources):
+            d, span = source.split(":")
+            start, stop = map(int, span.split("-"))
+            expected = reference.vocab.encode(texts[int(d[3:])][start:stop])
+            np.testing.assert_array_equal(ids, expected)
+    # the vocabulary was fitted on the training split only
+    train_tokens = set()
+    for source in chunked.splits["train"].sources:
+        d, span = source.split(":")
+        start, stop = map(int, span.split("-"))
+        train_tokens.update(texts[int(d[3:])][start:stop])
+    assert set(chunked.vocab.tokens[2:]) == train_tokens
+
+
+def test_prepare_holds_one_document_at_a_time_and_maps_the_smallest_id_type():
+    corpus = GeneratedCorpus(6)
+    _, chars = prepared(corpus, [{"use": "chars"}])
+    assert max(corpus.alive_at_yield) == 0, "an earlier document was still in memory"
+    ids = chars.splits["train"].concatenated()
+    assert isinstance(ids, np.memmap) and ids.dtype == np.uint8
+    assert chars.splits["train"].ids[1].base is not None, "segments are views, not copies"
+    _, words = prepared(GeneratedCorpus(6, words=True), [{"use": "nltk-words"}])
+    assert len(words.vocab) > 256
+    assert words.splits["train"].concatenated().dtype == np.uint16
+
+
+def test_streams_read_memory_mapped_ids_with_offsets_and_document_resets():
+    _, data = prepared(GeneratedCorpus(4), [{"use": "chars"}])
+    builder = StreamBuilder(batch_size=3, length=8)
+    stream = builder.data(data.splits["train"])
+    assert isinstance(stream.ids, np.memmap) and len(stream.starts) == 3
+    batches = builder.training(stream, seed=1)
+    batches.set_epoch(3)
+    inputs, targets, weights = batches[len(batches) - 1]
+    assert inputs["tokens"].dtype == np.int32 and targets.dtype == np.int32
+    assert inputs["resets"].shape == (3, 8)
+    flat = np.asarray(stream.ids)
+    row = batches.layout.row_begin[0] + (len(batches) - 1) * 8
+    real = weights[0] > 0
+    np.testing.assert_array_equal(inputs["tokens"][0][real], flat[row:row + 8][real])
+
+
+def test_the_cache_maps_its_entry_and_an_uncached_run_leaves_no_files(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOOLKIT_CACHE", str(tmp_path / "cache"))
+    settings = {"corpus": "generated", "seed": 0}
+    _, first = prepared(GeneratedCorpus(3), [{"use": "chars"}], cache_settings=settings)
+    _, second = prepared(GeneratedCorpus(3), [{"use": "chars"}], cache_settings=settings)
+    assert (first.stats["cache"], second.stats["cache"]) == ("miss", "hit")
+    hit = second.splits["validation"].concatenated()
+    assert isinstance(hit, np.memmap)
+    np.testing.assert_array_equal(hit, first.splits["validation"].concatenated())
+    assert second.stats["validation_oov_rate"] == first.stats["validation_oov_rate"]
+    entries = list((tmp_path / "cache" / "ids").iterdir())
+    assert len(entries) == 1 and not list(entries[0].glob("*.tmp")), "tokens file removed"
+
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    _, uncached = prepared(GeneratedCorpus(3), [{"use": "chars"}])
+    assert uncached.stats["cache"] == "off"
+    assert not list((tmp_path / "tmp").iterdir()), "temporary ids folder left behind"
+    np.testing.assert_array_equal(uncached.splits["train"].concatenated(),
+                                  first.splits["train"].concatenated())
+
+
+def test_unknown_tokens_outside_training_are_counted_as_oov():
+    _, data = prepared(GeneratedCorpus(2), [{"use": "chars"}],
+                       vocab={"min_count": 1, "max_size": 3})
+    ids = np.concatenate([np.asarray(a) for a in data.splits["validation"].ids])
+    assert data.stats["validation_oov_rate"] == pytest.approx(np.mean(ids == OOV))
+    assert data.stats["validation_oov_rate"] > 0
