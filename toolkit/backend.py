@@ -17,6 +17,7 @@ import sys
 def load_tensorflow() -> None:
     """Import TensorFlow and probe its devices with file descriptor 2 sent to /dev/null."""
     if "tensorflow" in sys.modules:
+        split_cpu(int(os.environ.get("TOOLKIT_CPU_DEVICES") or 0))
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     sys.stderr.flush()
@@ -36,13 +37,17 @@ def load_tensorflow() -> None:
 def split_cpu(devices: int) -> None:
     """Show the CPU as ``devices`` logical devices (``TOOLKIT_CPU_DEVICES``), so that
     ``train.distribute = "mirrored"`` can be tried, and tested, without GPUs."""
-    if devices <= 1:
-        return
     import tensorflow as tf
 
     cpu = tf.config.list_physical_devices("CPU")[0]
-    tf.config.set_logical_device_configuration(
-        cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(devices)])
+    if devices <= 1 or len(tf.config.get_logical_device_configuration(cpu) or []) == devices:
+        return
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(devices)])
+    except RuntimeError as err:  # TensorFlow already placed something on a device
+        raise RuntimeError(f"TOOLKIT_CPU_DEVICES={devices} must take effect before "
+                           f"TensorFlow runs anything: {err}") from None
 
 
 @functools.cache

@@ -114,3 +114,28 @@ def distributed_dataset(data, strategy: tf.distribute.Strategy | None):
 
     options = tf.distribute.InputOptions(experimental_fetch_to_device=False)
     return strategy.distribute_datasets_from_function(per_worker, options)
+
+
+def avoid_keras_20329(model: keras.Model, data) -> None:
+    """Work around keras-team/keras#20329 under ``MultiWorkerMirroredStrategy``: before
+    training, Keras 3 peeks at the first distributed batch and averages it across
+    workers to build the model, which fails for dict inputs (``{"tokens", "resets"}``).
+    The model here is already built: it gets a zero batch of the replica's shape instead."""
+    if not isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return
+    rows = data.batch_rows // model.distribute_strategy.num_replicas_in_sync \
+        if data.batch_rows else 1
+    batch = tf.nest.map_structure(lambda spec: tf.zeros((rows, data.length), spec.dtype),
+                                  data.signature())
+
+    def symbolic_build(iterator=None, data_batch=None):
+        with model.distribute_strategy.scope():
+            model._symbolic_build(data_batch=batch)
+
+    model._maybe_symbolic_build = symbolic_build
+    # tensorflow#72388: Keras 3 averages the replicas' logs across workers along axis 0,
+    # which scalars lack; each log leaves the step as a one-element vector instead.
+    for name in ("train_step", "test_step"):
+        step = getattr(model, name)
+        setattr(model, name, lambda data, step=step: {
+            key: tf.reshape(value, [1]) for key, value in step(data).items()})

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from toolkit import config as config_module
 from toolkit import runs
 from toolkit.data import Prepared, prepare_config
@@ -243,7 +245,7 @@ def restore_or_build(session: Session):
         model.jit_compile = uses_xla(model, settings["xla"], planned_steps(session))
         # The checkpoint's own step count says how many epochs it holds, even if the
         # process died between writing it and writing progress.json.
-        first_epoch = int(model.optimizer.iterations) // len(session.train_data)
+        first_epoch = steps_done(model) // len(session.train_data)
         session.train_data.set_epoch(first_epoch)
         progress = run.progress()
         if progress.get("epochs_done") != first_epoch:  # killed before progress.json
@@ -344,6 +346,10 @@ def fit_epochs(session: Session, model, first_epoch: int, verbose,
     if log_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(str(log_dir), write_graph=False))
     callbacks.append(time_limit)
+    if session.strategy is not None:
+        from toolkit.distribute import avoid_keras_20329
+
+        avoid_keras_20329(model, train_data)
     for start, stop in ((first_epoch, min(unfreeze_at, settings["epochs"])),
                         (max(first_epoch, unfreeze_at), settings["epochs"])):
         if start >= stop or time_limit.stopped or guard.stopped or patience.reason:
@@ -462,11 +468,18 @@ def planned_steps(session: Session) -> int:
     return len(session.train_data) * session.settings["epochs"]
 
 
+def steps_done(model) -> int:
+    """The optimizer's step count (under ``tf.distribute``, the first replica's copy)."""
+    from toolkit.state import copies
+
+    return int(np.asarray(copies(model.optimizer.iterations)[0]))
+
+
 def recompile(model, components, settings: dict, planned: int | None = None) -> None:
     """Compile again (after freezing or unfreezing), keeping the optimizer's step count."""
     from toolkit.model import compile_model
 
-    steps = int(model.optimizer.iterations)
+    steps = steps_done(model)
     compile_model(model, components, settings, planned)
     model.optimizer.build(model.trainable_variables)
     model.optimizer.iterations.assign(steps)
