@@ -75,14 +75,25 @@ codes = [main(["train", str(config), "--run-dir", str(folder / "run")]),
          main(["train", "--resume", "--run-dir", str(folder / "run"), "--set", "train.epochs=2"]),
          main(["evaluate", str(folder / "run")]),
          main(["generate", str(folder / "run"), "--length", "20", "--seed", "1"])]
+# attribution (stateless passages): Keras splits each batch between the replicas
+from tests.test_attribution import CHAINS, chain_text, write_config
+corpus = folder / "authors.jsonl"
+corpus.write_text("".join(json.dumps({{"text": chain_text(a, 1500, s), "label": a,
+                                       "name": f"{{a}}-{{s}}"}}) + "\\n"
+                          for a in CHAINS for s in (1, 2)))
+classifier = Path(write_config(folder / "cls.toml", corpus, "classifier", epochs=1))
+classifier.write_text(classifier.read_text().replace(
+    "[train]", "[train]\\ndistribute = \\"mirrored\\"\\nxla = \\"off\\""))
+codes += [main(["train", str(classifier), "--run-dir", str(folder / "cls")]),
+          main(["evaluate", str(folder / "cls"), "--no-baseline"])]
 print(json.dumps(codes))
 """
 
 
-def test_a_mirrored_run_resumes_evaluates_and_generates_like_any_run(tmp_path):
+def test_mirrored_runs_resume_evaluate_generate_and_attribute_like_any_run(tmp_path):
     script = CLI_SCRIPT.format(root=str(HERE.parent), folder=str(tmp_path))
     output = child("-c", script)
-    assert json.loads(output.strip().splitlines()[-1]) == [0, 0, 0, 0]
+    assert json.loads(output.strip().splitlines()[-1]) == [0] * 6
     progress = json.loads((tmp_path / "run" / "progress.json").read_text())
     assert progress["epochs_done"] == 2
     assert "validation" in json.loads((tmp_path / "run" / "metrics.json").read_text())

@@ -20,6 +20,7 @@ and ``tf.distribute`` do not do for a stateful model, this module does:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 
@@ -33,8 +34,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 
+@functools.cache
 def make_strategy(setting: str) -> tf.distribute.Strategy | None:
-    """The strategy ``train.distribute`` names (``None`` for ``"none"``)."""
+    """The strategy ``train.distribute`` names (``None`` for ``"none"``), made once per
+    process: two strategies in one process would mix up their collective operations."""
     if setting == "none":
         return None
     if setting == "multi-worker":
@@ -85,14 +88,24 @@ def keep_state_per_replica(model: keras.Model) -> None:
 
 
 def distributed_dataset(data, strategy: tf.distribute.Strategy | None):
-    """``data``'s batches for ``fit`` under ``strategy``: each replica gets the same slice of
-    rows of every batch (stateful data), or Keras's own split (stateless data)."""
+    """``data``'s batches for ``fit`` under ``strategy``: replica ``r`` of ``R`` gets rows
+    ``r * b`` to ``(r + 1) * b`` of every batch (``b`` = the batch size / ``R``), so a
+    stateful replica continues its own rows. A short last batch (stateless passages) is
+    filled up with its own first rows again, at weight 0: replicas must hold as many rows
+    each, and rows of padding alone change the shape of the gradients they all-reduce."""
     if strategy is None:
         return data.dataset()
-    if data.batch_rows is None:  # stateless: any split of the rows will do
-        return strategy.experimental_distribute_dataset(data.dataset())
     replicas = strategy.num_replicas_in_sync
-    rows = data.batch_rows // replicas
+    full = data.batch_rows or data.batch_size
+    rows = -(-full // replicas)
+
+    def slice_rows(part, cut):
+        if isinstance(part, dict):
+            return {key: slice_rows(value, cut) for key, value in part.items()}
+        part = np.asarray(part)
+        if len(part) < rows * replicas:  # the short last batch: its first rows again
+            part = np.resize(part, (rows * replicas, *part.shape[1:]))
+        return part[cut]
 
     def per_worker(context: tf.distribute.InputContext):
         local = replicas // context.num_input_pipelines
@@ -100,11 +113,14 @@ def distributed_dataset(data, strategy: tf.distribute.Strategy | None):
 
         def batches():
             for k in range(len(data)):
-                batch = data[k]
+                inputs, targets, weights = data[k]
+                weights = np.asarray(weights)
+                if len(weights) < rows * replicas:  # repeated rows weigh nothing
+                    weights = np.concatenate([weights, np.zeros(
+                        (rows * replicas - len(weights), *weights.shape[1:]), weights.dtype)])
                 for replica in range(first, first + local):
                     cut = slice(replica * rows, (replica + 1) * rows)
-                    yield tuple({key: value[cut] for key, value in part.items()}
-                                if isinstance(part, dict) else part[cut] for part in batch)
+                    yield tuple(slice_rows(part, cut) for part in (inputs, targets, weights))
 
         signature = tf.nest.map_structure(
             lambda spec: tf.TensorSpec((rows, *spec.shape[1:]), spec.dtype), data.signature())

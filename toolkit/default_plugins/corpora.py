@@ -34,6 +34,22 @@ def read_text(path: Path, encoding: str) -> str:
         raise ToolkitError(f"cannot read corpus file {path}: {err.strerror}") from None
 
 
+def read_lines(path: Path, encoding: str, newline: str | None = None):
+    """The lines of a text file, read as they are needed (a file of records may be bigger
+    than memory); errors as :func:`read_text` gives them."""
+    try:
+        with open(path, encoding=encoding, newline=newline) as file:
+            yield from file
+    except FileNotFoundError:
+        raise ToolkitError(f"corpus file not found: {path}") from None
+    except UnicodeDecodeError:
+        raise ToolkitError(
+            f"corpus file {path} is not valid {encoding}; set corpus.encoding to the "
+            f"file's encoding, e.g. \"latin-1\"") from None
+    except OSError as err:
+        raise ToolkitError(f"cannot read corpus file {path}: {err.strerror}") from None
+
+
 class TextFile:
     """A single text file; one document, optionally labelled."""
 
@@ -138,7 +154,7 @@ class JsonLines:
     def records(self):
         import json
 
-        for line, raw in enumerate(read_text(self.path, self.encoding).splitlines(), 1):
+        for line, raw in enumerate(read_lines(self.path, self.encoding), 1):
             if not raw.strip():
                 continue
             try:
@@ -171,9 +187,8 @@ class CsvFile:
 
     def documents(self) -> Iterator[Document]:
         import csv
-        import io
 
-        reader = csv.DictReader(io.StringIO(read_text(self.path, self.encoding), newline=""),
+        reader = csv.DictReader(read_lines(self.path, self.encoding, newline=""),
                                 delimiter=self.delimiter)
         records = ((reader.line_num, row) for row in reader)
         yield from _record_documents(self.path, records, self.text_field,
