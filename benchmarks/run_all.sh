@@ -17,3 +17,6 @@ python -m toolkit.cli generate "$out/stream" --seed 1 > "$out/shakespeare-char.t
 # Attribution on the Gutenberg selection (about 90 minutes more): three LSTM configs and a
 # word-level one against the character n-gram baseline, region and document splits.
 python benchmarks/attribution.py --out "$out" | tee "$out/attribution.md"
+# Scale (issue 13): a 1 GB corpus (written to /tmp), and one device against two replicas.
+python benchmarks/scale.py | tee "$out/scale.jsonl"
+python benchmarks/distribute.py | tee "$out/distribute.json"

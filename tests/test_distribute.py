@@ -153,3 +153,16 @@ def test_two_worker_processes_train_what_one_process_trains(tmp_path):
 
     np.testing.assert_allclose(history("worker0"), history("single"), rtol=1e-3)
     np.testing.assert_allclose(history("worker1"), history("worker0"), rtol=1e-6)
+
+
+def test_multi_worker_without_tf_config_is_refused_before_any_work(tmp_path, monkeypatch,
+                                                                   capsys):
+    from tests.conftest import write_tiny_config
+    from toolkit.cli import main
+
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    config = write_tiny_config(tmp_path, "distribute = \"multi-worker\"")
+    assert main(["train", str(config), "--run-dir", str(tmp_path / "run")]) == 2
+    error = capsys.readouterr().err
+    assert "train.distribute" in error and "TF_CONFIG" in error
+    assert not (tmp_path / "run").exists()

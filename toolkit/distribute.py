@@ -21,7 +21,6 @@ and ``tf.distribute`` do not do for a stateful model, this module does:
 from __future__ import annotations
 
 import functools
-import json
 import os
 
 from toolkit.backend import load_tensorflow
@@ -50,17 +49,6 @@ def make_strategy(setting: str) -> tf.distribute.Strategy | None:
     if not devices:
         devices = [d.name for d in tf.config.list_logical_devices("CPU")]
     return tf.distribute.MirroredStrategy(devices)
-
-
-def is_chief() -> bool:
-    """Whether this process writes the run (always, unless it is a multi-worker non-chief)."""
-    config = json.loads(os.environ.get("TF_CONFIG") or "{}")
-    task = config.get("task", {})
-    if not task:
-        return True
-    has_chief = "chief" in config.get("cluster", {})
-    return task.get("type") == "chief" or (not has_chief and task.get("type") == "worker"
-                                            and int(task.get("index", 0)) == 0)
 
 
 def replica_batch(batch_size: int, strategy: tf.distribute.Strategy | None,
@@ -95,8 +83,10 @@ def distributed_dataset(data, strategy: tf.distribute.Strategy | None):
     each, and rows of padding alone change the shape of the gradients they all-reduce."""
     if strategy is None:
         return data.dataset()
+    full = data.batch_rows or getattr(data, "batch_size", None)
+    if full is None:  # a plugin's batches of unknown size: Keras splits them
+        return strategy.experimental_distribute_dataset(data.dataset())
     replicas = strategy.num_replicas_in_sync
-    full = data.batch_rows or data.batch_size
     rows = -(-full // replicas)
 
     def slice_rows(part, cut):
@@ -139,9 +129,9 @@ def avoid_keras_20329(model: keras.Model, data) -> None:
     The model here is already built: it gets a zero batch of the replica's shape instead."""
     if not isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return
-    rows = data.batch_rows // model.distribute_strategy.num_replicas_in_sync \
-        if data.batch_rows else 1
-    batch = tf.nest.map_structure(lambda spec: tf.zeros((rows, data.length), spec.dtype),
+    rows = -(-(data.batch_rows or getattr(data, "batch_size", 1))
+             // model.distribute_strategy.num_replicas_in_sync)
+    batch = tf.nest.map_structure(lambda spec: tf.zeros((rows, *spec.shape[1:]), spec.dtype),
                                   data.signature())
 
     def symbolic_build(iterator=None, data_batch=None):

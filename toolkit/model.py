@@ -129,12 +129,16 @@ def uses_xla(model: keras.Model, setting: str = "auto", steps: int | None = None
     docs/benchmarks.md), and the run has at least ``XLA_MIN_STEPS`` training ``steps``
     (``None``: unknown, taken as long). Keras's own LSTM loop gets slower under XLA on
     the CPU, and cuDNN (GPU) cannot be compiled. ``"on"`` wherever every layer supports it.
+    Never in a ``tf.distribute`` strategy's scope: the mirrored step fails to compile.
     """
     from toolkit.layers import FastLSTM
 
+    import tensorflow as tf
+
     layers = list(model._flatten_layers(include_self=False, recursive=True))
     supported = all(layer.supports_jit for layer in layers)
-    if setting == "off" or not supported:
+    if setting == "off" or not supported or tf.distribute.has_strategy():
+        # Under tf.distribute (train.distribute) the mirrored step fails to compile.
         return False
     if setting == "on":
         return True
