@@ -139,3 +139,24 @@ def test_unknown_tokens_outside_training_are_counted_as_oov():
     ids = np.concatenate([np.asarray(a) for a in data.splits["validation"].ids])
     assert data.stats["validation_oov_rate"] == pytest.approx(np.mean(ids == OOV))
     assert data.stats["validation_oov_rate"] > 0
+
+
+def test_a_cache_entry_of_another_vocabulary_is_never_used_for_a_given_one(tmp_path,
+                                                                          monkeypatch):
+    from toolkit.vocab import Vocabulary
+
+    monkeypatch.setenv("TOOLKIT_CACHE", str(tmp_path / "cache"))
+    settings = {"corpus": "generated", "seed": 0}
+    pre, first = prepared(GeneratedCorpus(2), [{"use": "chars"}], cache_settings=settings)
+    given = Vocabulary(list(reversed(first.vocab.tokens[2:])))  # a resumed run's own ids
+    raw = {"corpus": {"use": "inline", "text": "x"}, "preprocess": [{"use": "chars"}]}
+    components = build_components(resolve(raw, plugins.registry()), plugins.registry())
+    again = prepare(GeneratedCorpus(2), Preprocessor(components.stages),
+                    {"min_count": 1, "max_size": 0}, StreamBuilder(4, 10), 0.2,
+                    vocab=given, cache_settings=settings)
+    assert again.vocab.tokens == given.tokens and again.stats["cache"] == "miss"
+    text = pre(GeneratedCorpus(2).text(0))
+    np.testing.assert_array_equal(again.splits["train"].ids[0],
+                                  given.encode(text[:len(again.splits["train"].ids[0])]))
+    assert prepared(GeneratedCorpus(2), [{"use": "chars"}],
+                    cache_settings=settings)[1].stats["cache"] == "hit"

@@ -76,13 +76,16 @@ def prepare(corpus, preprocessor: Preprocessor, vocab_settings: dict, builder,
     entry, looked up first.
     """
     key = cache.cache_key(corpus.documents(), cache_settings) if cache_settings else None
+    store_key = key
     if key is not None:
         hit = cache.load(key)
         if hit is not None and (vocab is None or hit[1].tokens == vocab.tokens):
             splits, cached_vocab, stats = hit
             return Prepared(splits, cached_vocab, {**stats, "cache": "hit"})
+        if hit is not None:  # the entry holds another vocabulary's ids: keep this one aside
+            store_key = None
 
-    folder, in_cache = cache.new_entry(key)
+    folder, in_cache = cache.new_entry(store_key)
     store = TokenStore(folder / "tokens.tmp")
     try:
         documents = read_documents(corpus, preprocessor, store)
@@ -101,7 +104,7 @@ def prepare(corpus, preprocessor: Preprocessor, vocab_settings: dict, builder,
                  for name, segments in plan.items()}
         store.close()
         cache.write_index(folder, index, vocab, stats)
-        splits, vocab, stats = cache.commit(folder, key, in_cache)
+        splits, vocab, stats = cache.commit(folder, store_key, in_cache)
     except BaseException:
         store.close()
         shutil.rmtree(folder, ignore_errors=True)
