@@ -13,6 +13,7 @@ load_tensorflow()
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from tests.conftest import write_tiny_config  # noqa: E402
 from toolkit.cli import main  # noqa: E402
 from toolkit.default_plugins.sequences import StreamBuilder, TokenStream, stream_layout  # noqa: E402
 from toolkit.layers import FastLSTM  # noqa: E402
@@ -167,32 +168,11 @@ def shelf_run(tmp_path_factory):
     for name, text in (("a.txt", "abcdefgh " * 40), ("b.txt", "zyxwvuts " * 30),
                        ("c.txt", "the cat sat on the mat. " * 12)):
         (books / name).write_text(text, encoding="utf-8")
-    config = folder / "shelf.toml"
-    config.write_text(f"""
-[corpus]
-use = "directory"
-path = "{books}"
-
-[[preprocess]]
-use = "chars"
-
-[encoder]
-use = "embedding"
-dim = 8
-
-[sequences]
-use = "stream"
-batch_size = 4
-length = 16
-
-[core]
-use = "lstm"
-units = 16
-
-[train]
-epochs = 2
-validation_fraction = 0.2
-""")
+    config = write_tiny_config(folder, "epochs = 2")  # the tiny config, on the shelf
+    hamlet = folder / "hamlet.txt"
+    config.write_text(config.read_text().replace(
+        f'use = "text"\npath = "{hamlet}"', f'use = "directory"\npath = "{books}"'))
+    assert "directory" in config.read_text()
     run = folder / "run"
     assert main(["train", str(config), "--run-dir", str(run)]) == 0
     return run
