@@ -159,3 +159,82 @@ def test_wordpiece_passages_feed_every_planned_piece(tmp_path):
         assert passages.ids.shape[1] == 30
     longest = max(len(ids) for ids in prepared.splits["train"].ids)
     assert longest > 30, "the words became more pieces than a passage holds"
+
+
+# --- the fast word tokenizer gives NLTK's tokens ---------------------------------------
+
+def nltk_paragraphs(step: int):
+    """Every ``step``-th paragraph of NLTK's Gutenberg selection and inaugural addresses."""
+    from nltk.corpus import gutenberg, inaugural
+
+    from toolkit_nltk.stages import PARAGRAPH_BREAK
+
+    paragraphs = []
+    for reader in (gutenberg, inaugural):
+        for fileid in reader.fileids():
+            paragraphs += PARAGRAPH_BREAK.split(reader.raw(fileid))
+    return paragraphs[::step]
+
+
+def check_same_tokens(texts):
+    from nltk.tokenize import NLTKWordTokenizer
+
+    from toolkit_nltk.fast_words import FastWordTokenizer
+
+    fast, reference = FastWordTokenizer(), NLTKWordTokenizer()
+    for text in texts:
+        assert fast.tokenize(text) == reference.tokenize(text), text
+
+
+def test_the_fast_word_tokenizer_gives_nltks_tokens_on_real_text():
+    paragraphs = nltk_paragraphs(step=10)
+    assert len(paragraphs) > 1500
+    check_same_tokens(paragraphs)
+    check_same_tokens(p.lower() for p in paragraphs[:500])
+
+
+@pytest.mark.slow
+def test_the_fast_word_tokenizer_gives_nltks_tokens_on_every_paragraph():
+    check_same_tokens(nltk_paragraphs(step=1))
+
+
+PIECES = ["cannot", "CanNot", "d'ye", "gimme", "gonna", "gotta", "lemme", "more'n", "wanna",
+          "'tis", "'Twas", "whaddya", "it's", "I'm", "they'll", "don't", "DON'T", "we're",
+          "3,5", "a:b", "word", "A", "x", " ", "  ", "\n", "\t", ".", "...", "..", ",", ":",
+          ";", "?", "!", "'", "''", '"', "`", "``", "«", "»", "“", "”", "‘", "’", "„", "(",
+          ")", "[", "]", "{", "}", "<", ">", "--", "-", "–", "—", "*", "@", "#", "$", "%",
+          "&", "ı", "ſ", "K", "é"]
+
+
+def test_the_fast_word_tokenizer_gives_nltks_tokens_on_generated_text():
+    hypothesis = pytest.importorskip("hypothesis")
+    from hypothesis import strategies as st
+
+    @hypothesis.settings(max_examples=400, deadline=None, database=None)
+    @hypothesis.given(st.lists(st.sampled_from(PIECES), max_size=30).map("".join))
+    def same(text):
+        check_same_tokens([text])
+
+    same()
+
+
+def test_a_skipped_rule_never_hides_a_case_insensitive_match():
+    """A contraction rule is skipped when its word is absent from the lowercased text; every
+    character that a case-insensitive match (``re``'s or ``regex``'s) pairs with one of its
+    letters must count."""
+    import re
+    import sys
+
+    import regex
+
+    cased = [chr(c) for c in range(sys.maxunicode + 1)
+             if chr(c).lower() != chr(c) or chr(c).upper() != chr(c)]
+    texts = []
+    for word in ("cannot", "gimme", "'tis", "'twas", "more'n", "wanna"):
+        for i, letter in enumerate(word):
+            if letter.isalpha():
+                texts += [f"x {word[:i]}{c}{word[i + 1:]} y" for c in cased
+                          if c != letter and (re.fullmatch(f"(?i){letter}", c)
+                                              or regex.fullmatch(f"(?i){letter}", c))]
+    assert all(any(c in t for t in texts) for c in "İıſ")
+    check_same_tokens(texts)

@@ -17,6 +17,9 @@ PARAGRAPH_BREAK = re.compile(r"\n\s*\n")
 class NLTKWords(Stage):
     """Split text into words and punctuation with NLTK's NLTKWordTokenizer (no punkt data).
 
+    Its rules run through :class:`~toolkit_nltk.fast_words.FastWordTokenizer`, which gives
+    NLTK's tokens in about a third of the time.
+
     Paragraphs (text separated by blank lines) are tokenized one by one and joined by
     a ``"\\n"`` token, so generated text keeps its paragraph breaks. ``lowercase``
     lowercases every token.
@@ -29,10 +32,11 @@ class NLTKWords(Stage):
         self.lowercase = lowercase
         self.paragraphs = paragraphs
         # NLTK is imported when a stage is made, not when the plugin loads (`toolkit --help`)
-        from nltk.tokenize import NLTKWordTokenizer
         from nltk.tokenize.treebank import TreebankWordDetokenizer
 
-        self.tokenizer = NLTKWordTokenizer()
+        from toolkit_nltk.fast_words import FastWordTokenizer
+
+        self.tokenizer = FastWordTokenizer()
         self.detokenizer = TreebankWordDetokenizer()
 
     def __call__(self, text: str) -> list[str]:

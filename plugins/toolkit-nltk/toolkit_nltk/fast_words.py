@@ -1,0 +1,112 @@
+"""NLTK's word tokenizer, with the same rules run in a third of the time.
+
+``NLTKWordTokenizer.tokenize`` applies 33 regular-expression substitutions to the text,
+one after the other, each a scan of the whole text. Most of them cannot match most
+paragraphs: ``--`` needs two dashes, the contraction rules need ``cannot`` or ``'tis``.
+Here a rule whose match needs a substring is skipped when the text holds none of its
+substrings, an ``in`` test at C speed instead of a regex scan. The rules themselves are
+NLTK's own compiled patterns (the ``regex`` engine, without ``nltk.redos``'s per-call
+timeout wrapper: these are fixed patterns, not a caller's), read from its class and run
+in the order of its ``tokenize``; a pattern this module does not know runs unguarded.
+
+``tests/test_nltk_plugin.py`` checks the tokens against ``NLTKWordTokenizer`` on
+paragraphs of NLTK's Gutenberg selection and inaugural addresses, on generated text,
+and on every letter that a case-insensitive match treats as an ASCII one.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Rules known by their exact pattern text -> substrings of which a match needs one.
+# The contraction rules get theirs from their own text (see ``contraction_literal``).
+NEEDS = {
+    "([«“‘„]|[`]+)": tuple("«“‘„`"),
+    r"^\"": ('"',),
+    r"(``)": ("``",),
+    r"([ \(\[{<])(\"|\'{2})": ('"', "''"),
+    r"(?i)(?<!\w)(\')(?!(?:re|ve|ll|m|t|s|d|n)\b)(?=\w)": ("'",),
+    r'([^\.])(\.)([\]\)}>"\'' "»”’ " r"]*+)\s*$": (".",),
+    r"([:,])([^\d])": (":", ","),
+    r"([:,])$": (":", ","),
+    r"\.{2,}": ("..",),
+    r"[;@#$%&]": tuple(";@#$%&"),
+    r"[\u2012-\u2015]": tuple("\u2012\u2013\u2014\u2015"),
+    r'([^\.])(\.)([\]\)}>"\']*)\s*$': (".",),
+    r"[?!]": ("?", "!"),
+    r"([^'])' ": ("' ",),
+    r"[*]": ("*",),
+    r"[\]\[\(\)\{\}\<\>]": tuple("[](){}<>"),
+    r"--": ("--",),
+    "([»”’])": tuple("»”’"),
+    "''": ("''",),
+    '"': ('"',),
+    r"([^' ])('[sS]|'[mM]|'[dD]|') ": ("'",),
+    r"([^' ])('ll|'LL|'re|'RE|'ve|'VE|n't|N'T) ": ("'",),
+}
+
+CONTRACTION = re.compile(r"\(\?i\)(?:\\b| )\(('?[a-z]+)\)\(\?#X\)\(('?[a-z]+)\)(?:\\b|\(\?=\\s\))")
+# Case-insensitive matching treats these as the ASCII letter, which ``str.lower`` does not
+# give ("İ" lowercases to "i" and a combining dot): ``regex`` pairs "i" with "İ", ``re``
+# with "ı", both pair "s" with "ſ". Every other letter they pair lowercases to it.
+FOLD = str.maketrans({"İ": "i", "ı": "i", "ſ": "s"})
+
+
+def contraction_literal(pattern: str) -> tuple[str, ...]:
+    """``(?i)\\b(can)(?#X)(not)\\b`` needs ``"cannot"`` (in lowercase text); ``()`` when the
+    pattern is not of that shape."""
+    found = CONTRACTION.fullmatch(pattern)
+    return (found[1] + found[2],) if found else ()
+
+
+def unwrapped(pattern):
+    """The compiled pattern inside NLTK's ``redos.TimedPattern`` (or ``pattern`` itself)."""
+    return getattr(pattern, "_rx", pattern)
+
+
+class Rule:
+    """One substitution of the tokenizer, skipped when the text lacks what it needs."""
+
+    __slots__ = ("pattern", "replacement", "needs", "ignore_case")
+
+    def __init__(self, pattern, replacement: str):
+        self.pattern = unwrapped(pattern)
+        self.replacement = replacement
+        text = self.pattern.pattern
+        self.needs = NEEDS.get(text) or contraction_literal(text)
+        self.ignore_case = bool(self.pattern.flags & re.IGNORECASE)  # 2 in re and regex
+
+    def __call__(self, text: str) -> str:
+        if self.needs:
+            haystack = text
+            if self.ignore_case:
+                haystack = text.lower()
+                if "İ" in text or "ı" in text or "ſ" in text:
+                    haystack = text.translate(FOLD).lower()
+            if not any(needle in haystack for needle in self.needs):
+                return text
+        return self.pattern.sub(self.replacement, text)
+
+
+class FastWordTokenizer:
+    """``NLTKWordTokenizer().tokenize(text)``, the same tokens, faster (see the module)."""
+
+    def __init__(self):
+        from nltk.tokenize import NLTKWordTokenizer
+
+        nltk = NLTKWordTokenizer
+        contraction = r" \1 \2 "
+        self.before_padding = [Rule(p, r) for p, r in
+                               [*nltk.STARTING_QUOTES, *nltk.PUNCTUATION,
+                                nltk.PARENS_BRACKETS, nltk.DOUBLE_DASHES]]
+        self.after_padding = [Rule(p, r) for p, r in nltk.ENDING_QUOTES]
+        self.after_padding += [Rule(p, contraction)
+                               for p in [*nltk.CONTRACTIONS2, *nltk.CONTRACTIONS3]]
+
+    def tokenize(self, text: str) -> list[str]:
+        for rule in self.before_padding:
+            text = rule(text)
+        text = f" {text} "
+        for rule in self.after_padding:
+            text = rule(text)
+        return text.split()
