@@ -1,7 +1,7 @@
 """Corpora bigger than memory: read one document at a time, tokens on disk, ids memory-mapped
 with the smallest integer type, streams that read only the batch they need."""
 
-import gc
+import os
 import weakref
 
 import numpy as np
@@ -11,6 +11,7 @@ from toolkit import plugins, tokenstore
 from toolkit.config import build_components, resolve
 from toolkit.data import prepare
 from toolkit.default_plugins.sequences import StreamBuilder
+from toolkit.errors import ToolkitError
 from toolkit.hookspecs import Document
 from toolkit.preprocess import Preprocessor
 from toolkit.vocab import OOV
@@ -35,7 +36,8 @@ class GeneratedCorpus:
 
     def documents(self):
         for d in range(self.count):
-            gc.collect()
+            # No gc.collect(): documents are freed by reference counting, and one kept
+            # alive by a reference cycle counts as alive (it is, until a collection).
             self.alive_at_yield.append(sum(ref() is not None for ref in self.made))
             document = Document(self.text(d), f"doc{d}", "even" if d % 2 == 0 else "odd")
             self.made.append(weakref.ref(document))
@@ -46,12 +48,12 @@ class GeneratedCorpus:
         return "generated"
 
 
-def prepared(corpus, stages, builder=None, cache_settings=None, vocab=None):
+def prepared(corpus, stages, builder=None, cache_settings=None, vocab=None, workers=0):
     raw = {"corpus": {"use": "inline", "text": "x"}, "preprocess": stages}
     components = build_components(resolve(raw, plugins.registry()), plugins.registry())
     return Preprocessor(components.stages), prepare(
         corpus, Preprocessor(components.stages), vocab or {"min_count": 1, "max_size": 0},
-        builder or StreamBuilder(4, 10), 0.2, cache_settings=cache_settings)
+        builder or StreamBuilder(4, 10), 0.2, cache_settings=cache_settings, workers=workers)
 
 
 @pytest.mark.parametrize("words", [False, True])
@@ -82,7 +84,7 @@ def test_ids_equal_encoding_each_document_in_memory_whatever_the_chunk_size(word
 
 def test_prepare_holds_one_document_at_a_time_and_maps_the_smallest_id_type():
     corpus = GeneratedCorpus(6)
-    _, chars = prepared(corpus, [{"use": "chars"}])
+    _, chars = prepared(corpus, [{"use": "chars"}], workers=1)
     assert max(corpus.alive_at_yield) == 0, "an earlier document was still in memory"
     ids = chars.splits["train"].concatenated()
     assert isinstance(ids, np.memmap) and ids.dtype == np.uint8
@@ -160,3 +162,121 @@ def test_a_cache_entry_of_another_vocabulary_is_never_used_for_a_given_one(tmp_p
                                   given.encode(text[:len(again.splits["train"].ids[0])]))
     assert prepared(GeneratedCorpus(2), [{"use": "chars"}],
                     cache_settings=settings)[1].stats["cache"] == "hit"
+
+
+# --- preprocessing on every core ---------------------------------------------------------
+
+def same_prepared(a, b):
+    assert a.vocab.tokens == b.vocab.tokens and a.stats == b.stats
+    for name in ("train", "validation"):
+        assert np.array_equal(a.splits[name].concatenated(), b.splits[name].concatenated())
+        assert a.splits[name].sources == b.splits[name].sources
+        assert a.splits[name].labels == b.splits[name].labels
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+@pytest.mark.parametrize("words", [False, True])
+def test_worker_processes_give_the_serial_tokens_in_corpus_order(words, method, monkeypatch):
+    from toolkit import preprocess
+
+    stages = ([{"use": "lowercase"}, {"use": "nltk-words"}, {"use": "nltk-stopwords"}] if words
+              else [{"use": "chars"}])
+    _, serial = prepared(GeneratedCorpus(9, words), stages, workers=1)
+    pools, make_pool = [], preprocess.worker_pool
+    monkeypatch.setattr(preprocess, "PARALLEL_AFTER", 0.0)  # workers from the second document
+    monkeypatch.setattr(preprocess, "IN_FLIGHT", 0)  # so at most two per worker
+    monkeypatch.setattr(preprocess, "start_method", lambda: method)
+    monkeypatch.setattr(preprocess, "worker_pool", lambda *a: pools.append(make_pool(*a))
+                        or pools[-1])
+    corpus = GeneratedCorpus(9, words)
+    _, parallel = prepared(corpus, stages, workers=2)
+    assert len(pools) == 1 and pools[0]._mp_context.get_start_method() == method
+    same_prepared(serial, parallel)
+    assert max(corpus.alive_at_yield) <= 5  # two per worker in flight, and the one read
+
+
+def die(text):
+    os._exit(3)
+
+
+def test_when_a_worker_dies_the_rest_is_preprocessed_here_in_order(monkeypatch, capfd):
+    from toolkit import preprocess
+
+    _, serial = prepared(GeneratedCorpus(6), [{"use": "chars"}], workers=1)
+    monkeypatch.setattr(preprocess, "PARALLEL_AFTER", 0.0)
+    monkeypatch.setattr(preprocess, "start_method", lambda: "fork")
+    monkeypatch.setattr(preprocess, "preprocess_in_worker", die)
+    _, rescued = prepared(GeneratedCorpus(6), [{"use": "chars"}], workers=2)
+    same_prepared(serial, rescued)
+    assert "worker processes stopped" in capfd.readouterr().err
+
+
+class Picky:
+    """A stage that refuses documents holding "w7", and cannot be pickled (a lock)."""
+
+    consumes = produces = "tokens"
+
+    def __init__(self):
+        import threading
+
+        self.lock = threading.Lock()
+
+    def __call__(self, tokens):
+        if "w7" in tokens:
+            raise ToolkitError("doc holds w7")
+        return tokens
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_stage_that_fails_in_a_worker_raises_its_own_error_here(method, monkeypatch):
+    """A worker's error is raised again in the main process, with its type and message
+    (spawn: the unpicklable stage keeps the work in the main process)."""
+    from toolkit import preprocess
+
+    monkeypatch.setattr(preprocess, "PARALLEL_AFTER", 0.0)
+    monkeypatch.setattr(preprocess, "start_method", lambda: method)
+    words, _ = prepared(GeneratedCorpus(1, words=True), [{"use": "nltk-words"}])
+    words = Preprocessor([*words.stages, Picky()])
+    with pytest.raises(ToolkitError, match="doc holds w7"):
+        prepare(GeneratedCorpus(12, words=True), words, {"min_count": 1, "max_size": 0},
+                StreamBuilder(4, 10), 0.2, workers=2)
+
+
+def test_progress_draws_a_bar_on_a_terminal_and_lines_in_a_log(monkeypatch):
+    import io
+
+    from toolkit import progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    now = [0.0]
+    monkeypatch.setattr(progress.time, "perf_counter", lambda: now[0])
+    screen = Terminal()
+    bar = progress.TextProgress(total=8_000_000, stream=screen)
+    for done in range(1, 5):
+        now[0] += 1.0
+        bar.update(done, done * 2_000_000)
+    bar.close()
+    frames = screen.getvalue().split("\r")[1:]
+    assert len(frames) == 5 and frames[-1].endswith("\n")
+    assert "50%" in frames[1] and "100%" in frames[-1] and "2.00 MB/s" in frames[-1]
+    assert "0:02 left" in frames[1]
+
+    small = Terminal()  # a small corpus that is done quickly shows nothing
+    quiet = progress.TextProgress(total=100_000, stream=small)
+    quiet.update(1, 100_000)
+    quiet.close()
+    assert small.getvalue() == ""
+
+    log = io.StringIO()
+    lines = progress.TextProgress(total=None, stream=log, every=10.0)
+    for done in range(1, 26):
+        now[0] += 1.0
+        lines.update(done, done * 1_000_000)
+    lines.close()
+    assert log.getvalue().splitlines() == [
+        "preprocessing: 10 documents, 10.0 MB of text, 1.00 MB/s",
+        "preprocessing: 20 documents, 20.0 MB of text, 1.00 MB/s",
+        "preprocessing: 25 documents, 25.0 MB of text, 1.00 MB/s"]

@@ -72,6 +72,7 @@ def train_settings(
     monitor: str = "auto",
     patience: NonNegativeInt = 0,
     distribute: Literal["none", "mirrored", "multi-worker"] = "none",
+    preprocess_workers: NonNegativeInt = 0,
 ):
     """Training: the last ``validation_fraction`` of every document is held out for
     validation; ``max_minutes`` (0 = no limit) stops training after the epoch that
@@ -95,7 +96,9 @@ def train_settings(
     loop; a GPU keeps cuDNN, which XLA cannot compile). ``distribute`` trains on several
     devices (``"mirrored"``: every local GPU) or machines (``"multi-worker"``, with
     ``TF_CONFIG``) with ``tf.distribute``; stateful streams keep their rows and their
-    state per replica (docs/scale.md)."""
+    state per replica (docs/scale.md). A corpus whose preprocessing takes more than half a
+    second is preprocessed by ``preprocess_workers`` processes (0 = one per core, 1 = in
+    the training process), whole documents in parallel, with the same tokens."""
 
 
 def generate_settings(

@@ -9,8 +9,6 @@ split only.
 from __future__ import annotations
 
 import shutil
-import sys
-import time
 from dataclasses import dataclass, field
 from itertools import chain
 
@@ -19,7 +17,8 @@ import numpy as np
 from toolkit import cache
 from toolkit.errors import ToolkitError
 from toolkit.hookspecs import Document
-from toolkit.preprocess import Preprocessor
+from toolkit.preprocess import Preprocessor, tokenize_documents
+from toolkit.progress import TextProgress
 from toolkit.splits import Split
 from toolkit.tokenstore import TokenStore, smallest_id_type
 from toolkit.vocab import OOV, Vocabulary, WordPieceVocabulary
@@ -60,12 +59,13 @@ def prepare_config(components, resolved: dict, vocab: Vocabulary | None = None) 
     settings = resolved["train"]
     return prepare(components.corpus, Preprocessor(components.stages), resolved["vocab"],
                    components.sequences, settings["validation_fraction"], settings["seed"],
-                   vocab, cache_settings(resolved) if settings["cache"] else None)
+                   vocab, cache_settings(resolved) if settings["cache"] else None,
+                   settings["preprocess_workers"])
 
 
 def prepare(corpus, preprocessor: Preprocessor, vocab_settings: dict, builder,
             validation_fraction: float, seed: int = 1, vocab: Vocabulary | None = None,
-            cache_settings: dict | None = None) -> Prepared:
+            cache_settings: dict | None = None, workers: int = 0) -> Prepared:
     """Tokenize every document, split as ``builder`` plans, fit (or reuse) the vocabulary, encode.
 
     The corpus is read one document at a time and nothing grows with its size in
@@ -73,9 +73,18 @@ def prepare(corpus, preprocessor: Preprocessor, vocab_settings: dict, builder,
     the vocabulary is fitted from counts, and each split's ids are written to one file
     of the smallest integer type that holds the vocabulary, then memory-mapped. With
     ``cache_settings`` (see :func:`cache_settings`) that file is the token-id cache's
-    entry, looked up first.
+    entry, looked up first. ``workers`` processes preprocess a corpus that takes more
+    than half a second (0: one per core; see :func:`~toolkit.preprocess.tokenize_documents`).
     """
-    key = cache.cache_key(corpus.documents(), cache_settings) if cache_settings else None
+    size = [0]  # characters, counted while the cache key reads every document
+
+    def counted(documents):
+        for document in documents:
+            size[0] += len(document.text)
+            yield document
+
+    key = (cache.cache_key(counted(corpus.documents()), cache_settings) if cache_settings
+           else None)
     store_key = key
     if key is not None:
         hit = cache.load(key)
@@ -88,7 +97,8 @@ def prepare(corpus, preprocessor: Preprocessor, vocab_settings: dict, builder,
     folder, in_cache = cache.new_entry(store_key)
     store = TokenStore(folder / "tokens.tmp")
     try:
-        documents = read_documents(corpus, preprocessor, store)
+        documents = read_documents(corpus, preprocessor, store, workers,
+                                   TextProgress(size[0] if key else None))
         plan = builder.plan_split(documents, [store.tokens(d) for d in range(len(documents))],
                                   validation_fraction, seed)
         train_tokens = sum(s.stop - s.start for s in plan["train"])
@@ -112,22 +122,20 @@ def prepare(corpus, preprocessor: Preprocessor, vocab_settings: dict, builder,
     return Prepared(splits, vocab, {**stats, "cache": "miss" if key else "off"})
 
 
-def read_documents(corpus, preprocessor: Preprocessor, store: TokenStore,
-                   every: float = 10.0) -> list[Document]:
-    """Tokenize the corpus into ``store``, one document at a time; each document's name and
-    label are kept (not its text). A long read prints progress every ``every`` seconds."""
-    documents, done, start = [], 0.0, time.perf_counter()
-    last = start
-    for document in corpus.documents():
-        store.add(preprocessor(document.text))
+def read_documents(corpus, preprocessor: Preprocessor, store: TokenStore, workers: int = 1,
+                   progress: TextProgress | None = None) -> list[Document]:
+    """Tokenize the corpus into ``store`` in corpus order, by ``workers`` processes once it
+    takes more than half a second; each document's name and label are kept (not its
+    text), and at most a few texts are in memory at a time."""
+    progress = progress or TextProgress()
+    documents, characters = [], 0
+    for document, tokens in tokenize_documents(corpus.documents(), preprocessor, workers):
+        store.add(tokens)
         documents.append(Document("", document.name, document.label))
-        done += len(document.text) / 1e6
-        del document  # before the corpus reads the next one: one text in memory at a time
-        now = time.perf_counter()
-        if now - last >= every:
-            last = now
-            print(f"preprocessing: {len(documents)} documents, {done:.1f} MB of text, "
-                  f"{done / (now - start):.2f} MB/s", file=sys.stderr, flush=True)
+        characters += len(document.text)
+        del document, tokens  # before the next one is read
+        progress.update(len(documents), characters)
+    progress.close()
     return documents
 
 

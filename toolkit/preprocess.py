@@ -2,15 +2,30 @@
 
 Stages before the tokenizer map text to text (lowercase, normalisation); the
 tokenizer maps text to tokens; stages after it map tokens to tokens (stop-word
-removal). The chain is checked before any text is read.
+removal). The chain is checked before any text is read. A corpus that takes more than
+half a second is preprocessed on every core (:func:`tokenize_documents`).
 """
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import pickle
+import sys
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from typing import Sequence
 
 from toolkit.errors import ConfigError
-from toolkit.hookspecs import Kind, Stage
+from toolkit.hookspecs import Document, Kind, Stage
+
+PARALLEL_AFTER = 0.5  # seconds of preprocessing in this process before workers start
+# Documents handed to workers and not yet back: at least two per worker, more while their
+# text is under this many characters (so that one long document does not idle the rest).
+IN_FLIGHT = 32_000_000
 
 
 def check_chain(stages: Sequence[Stage], names: Sequence[str], source: str | None = None):
@@ -53,3 +68,113 @@ class Preprocessor:
     def unit(self) -> str:
         """What the tokens are: ``"characters"``, ``"words"`` (the tokenizer's ``unit``)."""
         return self.tokenizer.unit
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def start_method() -> str:
+    """``fork`` (workers start at once, sharing the stages as they are) unless TensorFlow
+    is loaded, whose threads a fork would copy mid-flight; then ``spawn``."""
+    if "fork" in multiprocessing.get_all_start_methods() and "tensorflow" not in sys.modules:
+        return "fork"
+    return "spawn"
+
+
+def tokenize_documents(documents: Iterable[Document], preprocessor: Preprocessor,
+                       workers: int = 1) -> Iterator[tuple[Document, Sequence[str]]]:
+    """``(document, tokens)`` for every document, in corpus order.
+
+    Documents are preprocessed in this process for the first :data:`PARALLEL_AFTER`
+    seconds; a corpus that takes longer is handed to ``workers`` processes (``0``: one per
+    core), each document whole; at most :data:`IN_FLIGHT` characters of text (or two
+    documents per worker) are in flight, so memory stays bounded. The tokens are the same either way: only the stages run elsewhere. Stages
+    that cannot be sent to a spawned process keep to this one.
+    """
+    workers = workers or available_cores()
+    documents = iter(documents)
+    start = time.perf_counter()
+    for document in documents:
+        yield document, preprocessor(document.text)
+        del document  # before the next is read: one text in memory at a time
+        if workers > 1 and time.perf_counter() - start >= PARALLEL_AFTER:
+            break
+    else:
+        return
+    pool = worker_pool(preprocessor, workers)
+    if pool is None:
+        yield from in_this_process(documents, preprocessor)
+        return
+    pending: deque = deque()  # [document, its future], in corpus order
+    in_flight = 0  # characters of the pending documents
+    try:
+        for document in documents:
+            pending.append([document, None])
+            pending[-1][1] = pool.submit(preprocess_in_worker, document.text)
+            in_flight += len(document.text)
+            while len(pending) > 2 * workers and in_flight > IN_FLIGHT:
+                in_flight -= len(pending[0][0].text)
+                yield finished(pending, preprocessor)
+        while pending:
+            yield finished(pending, preprocessor)
+    except BrokenProcessPool as error:
+        # A worker could not start (spawn re-imports a main script that has no
+        # ``if __name__ == "__main__"`` guard) or died: finish here, in order.
+        print(f"preprocessing: worker processes stopped ({error}); going on in this "
+              f"process (train.preprocess_workers = 1 avoids them)", file=sys.stderr)
+        yield from in_this_process([document for document, _ in pending], preprocessor)
+        pending.clear()
+        yield from in_this_process(documents, preprocessor)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def in_this_process(documents: Iterable[Document], preprocessor: Preprocessor):
+    for document in documents:
+        yield document, preprocessor(document.text)
+        del document  # before the next is read: one text in memory at a time
+
+
+def worker_pool(preprocessor: Preprocessor, workers: int) -> ProcessPoolExecutor | None:
+    method = start_method()
+    if method != "fork":
+        try:
+            pickle.dumps(preprocessor)
+        except Exception:  # a plugin stage holding something unpicklable: stay serial
+            return None
+    return ProcessPoolExecutor(workers, multiprocessing.get_context(method),
+                               initializer=start_worker, initargs=(preprocessor,))
+
+
+class Failed:
+    """A worker's stages raised: the parent runs the document again to raise it there."""
+
+
+WORKER_PREPROCESSOR: Preprocessor | None = None
+
+
+def start_worker(preprocessor: Preprocessor) -> None:
+    global WORKER_PREPROCESSOR
+    WORKER_PREPROCESSOR = preprocessor
+
+
+def preprocess_in_worker(text: str):
+    try:
+        return WORKER_PREPROCESSOR(text)
+    except Exception:  # its exception may not survive pickling; the parent repeats the call
+        return Failed()
+
+
+def finished(pending: deque, preprocessor: Preprocessor):
+    """The first pending document and its tokens, taken off ``pending`` once they are in
+    hand (a broken pool leaves it there to be done again)."""
+    document, future = pending[0]
+    tokens = future.result()
+    if isinstance(tokens, Failed):
+        tokens = preprocessor(document.text)
+    pending.popleft()
+    return document, tokens

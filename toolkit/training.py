@@ -29,7 +29,8 @@ from toolkit.runs import Run
 # Keys that may change when a run is resumed: how long to train, not what to train.
 RESUMABLE_CHANGES = {("train", key) for key in ("epochs", "max_minutes", "on_divergence",
                                                  "divergence_steps", "tensorboard",
-                                                 "sample_length", "xla", "patience")}
+                                                 "sample_length", "xla", "patience",
+                                                 "preprocess_workers")}
 
 
 class TrainingDiverged(ToolkitError):
