@@ -145,6 +145,11 @@ class Stage:
     ``consumes`` and ``produces`` (``"text"`` or ``"tokens"``) say what it maps; a
     stage from text to tokens is the tokenizer, and its ``unit`` names its tokens in
     figures and messages (``"characters"``, ``"words"``).
+
+    A large corpus is preprocessed by worker processes (``train.preprocess_workers``), one
+    document per call: a stage must give a document the same result wherever it runs,
+    and be picklable to run in workers that are spawned (once TensorFlow is loaded);
+    one that is not keeps the work in the main process.
     """
 
     consumes: Kind = "text"

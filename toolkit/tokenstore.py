@@ -10,6 +10,7 @@ memory map would leave every page it touched resident in the process).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -64,16 +65,12 @@ class TokenStore:
             if len(ids):
                 self.max_code = max(self.max_code, int(ids.max()))
             return ids
-        index, words = self.words, self.word_list
-
-        def number(token):
-            found = index.get(token)
-            if found is None:
-                found = index[token] = len(words)
-                words.append(token)
-            return found
-
-        return np.fromiter(map(number, tokens), PROVISIONAL, count=len(tokens))
+        index, known = self.words, len(self.word_list)
+        number = index.setdefault  # a new word gets the next number
+        ids = np.array([number(token, len(index)) for token in tokens], PROVISIONAL)
+        if len(index) > known:
+            self.word_list.extend(islice(index, known, None))
+        return ids
 
     def read(self, document: int, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Provisional ids ``start:stop`` of ``document``, read from the file."""

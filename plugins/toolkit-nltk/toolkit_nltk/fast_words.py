@@ -66,27 +66,44 @@ def unwrapped(pattern):
 
 
 class Rule:
-    """One substitution of the tokenizer, skipped when the text lacks what it needs."""
+    """One substitution of the tokenizer and the substrings of which its match needs one."""
 
-    __slots__ = ("pattern", "replacement", "needs", "ignore_case")
+    __slots__ = ("subn", "replacement", "needs", "ignore_case")
 
     def __init__(self, pattern, replacement: str):
-        self.pattern = unwrapped(pattern)
-        self.replacement = replacement
-        text = self.pattern.pattern
-        self.needs = NEEDS.get(text) or contraction_literal(text)
-        self.ignore_case = bool(self.pattern.flags & re.IGNORECASE)  # 2 in re and regex
+        pattern = unwrapped(pattern)
+        self.subn, self.replacement = pattern.subn, replacement
+        self.needs = NEEDS.get(pattern.pattern) or contraction_literal(pattern.pattern)
+        self.ignore_case = bool(pattern.flags & re.IGNORECASE)  # 2 in re and regex
 
-    def __call__(self, text: str) -> str:
-        if self.needs:
-            haystack = text
-            if self.ignore_case:
-                haystack = text.lower()
-                if "İ" in text or "ı" in text or "ſ" in text:
-                    haystack = text.translate(FOLD).lower()
-            if not any(needle in haystack for needle in self.needs):
-                return text
-        return self.pattern.sub(self.replacement, text)
+
+def folded(text: str) -> str:
+    """``text`` as a case-insensitive match sees its ASCII letters."""
+    if "İ" in text or "ı" in text or "ſ" in text:
+        text = text.translate(FOLD)
+    return text.lower()
+
+
+def apply(rules: list[Rule], text: str) -> str:
+    """Each rule in turn, skipping those whose needed substrings are all absent."""
+    lowered = None  # folded(text), kept until a rule changes the text
+    for rule in rules:
+        if rule.needs:
+            if rule.ignore_case:
+                if lowered is None:
+                    lowered = folded(text)
+                haystack = lowered
+            else:
+                haystack = text
+            for needle in rule.needs:
+                if needle in haystack:
+                    break
+            else:
+                continue
+        text, changes = rule.subn(rule.replacement, text)
+        if changes:
+            lowered = None
+    return text
 
 
 class FastWordTokenizer:
@@ -105,9 +122,5 @@ class FastWordTokenizer:
                                for p in [*nltk.CONTRACTIONS2, *nltk.CONTRACTIONS3]]
 
     def tokenize(self, text: str) -> list[str]:
-        for rule in self.before_padding:
-            text = rule(text)
-        text = f" {text} "
-        for rule in self.after_padding:
-            text = rule(text)
-        return text.split()
+        text = apply(self.before_padding, text)
+        return apply(self.after_padding, f" {text} ").split()
