@@ -17,6 +17,30 @@ def test_whitespace_normalisation_keeps_paragraphs():
     assert Whitespace(max_blank_lines=0)("a\n\n\nb") == "a\nb"
 
 
+
+def test_whitespace_skipping_what_is_already_clean_changes_nothing():
+    """The fast patterns give what the plain rules give: every run of spaces and tabs to
+    one space, then no spaces around a line break."""
+    import re
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    def plain(text, blank_runs):
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        text = re.sub(r"[ \t\f\v\u00a0]+", " ", text)
+        text = re.sub(r" *\n *", "\n", text)
+        return blank_runs.sub("\n\n", text)
+
+    clean = Whitespace()
+
+    @settings(max_examples=300, deadline=None, database=None)
+    @given(st.text(alphabet=" \t\f\v\u00a0\n\rab", max_size=40))
+    def same(text):
+        assert clean(text) == plain(text, clean.blank_runs)
+
+    same()
+
 def test_gutenberg_boilerplate_is_stripped_and_plain_text_untouched():
     raw = ("The Project Gutenberg eBook of Emma\nLicense text\n"
            "*** START OF THE PROJECT GUTENBERG EBOOK EMMA ***\n\nEMMA\n\nChapter I\n\n"

@@ -29,10 +29,16 @@ class Whitespace(Stage):
         self.max_blank_lines = max_blank_lines
         self.blank_runs = re.compile(r"\n{%d,}" % (max_blank_lines + 2))
 
+    # A run of spaces and tabs becomes one space, and spaces around a line break go. The
+    # patterns skip what is already so (a single space, a bare line break): most of a
+    # text, which ``[ \t]+`` and `` *\n *`` would each replace by itself.
+    SPACES = re.compile(r"[ \t\f\v\u00a0]{2,}|[\t\f\v\u00a0]")
+    AROUND_BREAKS = re.compile(r" +\n *|\n +")
+
     def __call__(self, text: str) -> str:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-        text = re.sub(r"[ \t\f\v\u00a0]+", " ", text)
-        text = re.sub(r" *\n *", "\n", text)
+        text = self.SPACES.sub(" ", text)
+        text = self.AROUND_BREAKS.sub("\n", text)
         return self.blank_runs.sub("\n" * (self.max_blank_lines + 1), text)
 
 
