@@ -176,7 +176,8 @@ def same_prepared(a, b):
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 @pytest.mark.parametrize("words", [False, True])
-def test_worker_processes_give_the_serial_tokens_in_corpus_order(words, method, monkeypatch):
+def test_worker_processes_give_the_serial_tokens_in_corpus_order(words, method, monkeypatch,
+                                                                 capfd):
     from toolkit import preprocess
 
     stages = ([{"use": "lowercase"}, {"use": "nltk-words"}, {"use": "nltk-stopwords"}] if words
@@ -191,8 +192,24 @@ def test_worker_processes_give_the_serial_tokens_in_corpus_order(words, method, 
     corpus = GeneratedCorpus(9, words)
     _, parallel = prepared(corpus, stages, workers=2)
     assert len(pools) == 1 and pools[0]._mp_context.get_start_method() == method
+    assert "worker processes stopped" not in capfd.readouterr().err  # they did the work
     same_prepared(serial, parallel)
     assert max(corpus.alive_at_yield) <= 5  # two per worker in flight, and the one read
+
+
+def test_short_documents_in_flight_are_capped_by_count(monkeypatch):
+    from toolkit import preprocess
+
+    pending_sizes = []
+    finished = preprocess.finished
+    monkeypatch.setattr(preprocess, "PARALLEL_AFTER", 0.0)
+    monkeypatch.setattr(preprocess, "MAX_PENDING", 3)
+    monkeypatch.setattr(preprocess, "finished",
+                        lambda pending, pre: pending_sizes.append(len(pending))
+                        or finished(pending, pre))
+    corpus = GeneratedCorpus(40)
+    prepared(corpus, [{"use": "chars"}], workers=2)
+    assert max(pending_sizes) == 7  # 3 per worker, and the one just handed over
 
 
 def die(text):
@@ -211,8 +228,61 @@ def test_when_a_worker_dies_the_rest_is_preprocessed_here_in_order(monkeypatch, 
     assert "worker processes stopped" in capfd.readouterr().err
 
 
+class Refusal(Exception):
+    """An error that cannot come back from a worker: unpickling calls it with one argument."""
+
+    def __init__(self, token, reason):
+        super().__init__(f"{token}: {reason}")
+
+
 class Picky:
-    """A stage that refuses documents holding "w7", and cannot be pickled (a lock)."""
+    """A stage that refuses the token "w7"."""
+
+    consumes = produces = "tokens"
+
+    def __call__(self, tokens):
+        if "w7" in tokens:
+            raise Refusal("w7", "refused")
+        return tokens
+
+
+class ListCorpus:
+    def __init__(self, texts):
+        self.texts = texts
+
+    def documents(self):
+        return (Document(text, f"doc{i}", None) for i, text in enumerate(self.texts))
+
+    def describe(self):
+        return "a list"
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_a_stage_that_fails_in_a_worker_raises_its_own_error_here(method, monkeypatch):
+    """The worker's error cannot be pickled back; the main process runs the document again
+    and raises it with its own type and message."""
+    from toolkit import preprocess
+
+    monkeypatch.setattr(preprocess, "PARALLEL_AFTER", 0.0)
+    monkeypatch.setattr(preprocess, "start_method", lambda: method)
+    words, _ = prepared(GeneratedCorpus(1, words=True), [{"use": "nltk-words"}])
+    picky = Preprocessor([*words.stages, Picky()])
+    collected, collect = [], preprocess.finished  # documents taken back from workers
+
+    def spy(pending, preprocessor):
+        collected.append(pending[0][0].text)
+        return collect(pending, preprocessor)
+
+    monkeypatch.setattr(preprocess, "finished", spy)
+    texts = ["a b c", "d e f", "g h i", "j w7 k", "l m n"]
+    with pytest.raises(Refusal, match="w7: refused"):
+        prepare(ListCorpus(texts), picky, {"min_count": 1, "max_size": 0},
+                StreamBuilder(4, 10), 0.2, workers=2)
+    assert collected[-1] == "j w7 k"  # it failed in a worker, and was raised here
+
+
+class Locked:
+    """A stage that cannot be pickled (it holds a lock)."""
 
     consumes = produces = "tokens"
 
@@ -222,24 +292,18 @@ class Picky:
         self.lock = threading.Lock()
 
     def __call__(self, tokens):
-        if "w7" in tokens:
-            raise ToolkitError("doc holds w7")
         return tokens
 
 
-@pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_a_stage_that_fails_in_a_worker_raises_its_own_error_here(method, monkeypatch):
-    """A worker's error is raised again in the main process, with its type and message
-    (spawn: the unpicklable stage keeps the work in the main process)."""
+def test_a_stage_that_cannot_be_pickled_keeps_the_work_in_this_process(monkeypatch):
     from toolkit import preprocess
 
-    monkeypatch.setattr(preprocess, "PARALLEL_AFTER", 0.0)
-    monkeypatch.setattr(preprocess, "start_method", lambda: method)
-    words, _ = prepared(GeneratedCorpus(1, words=True), [{"use": "nltk-words"}])
-    words = Preprocessor([*words.stages, Picky()])
-    with pytest.raises(ToolkitError, match="doc holds w7"):
-        prepare(GeneratedCorpus(12, words=True), words, {"min_count": 1, "max_size": 0},
-                StreamBuilder(4, 10), 0.2, workers=2)
+    monkeypatch.setattr(preprocess, "start_method", lambda: "spawn")
+    chars, _ = prepared(GeneratedCorpus(1), [{"use": "chars"}])
+    pool = preprocess.worker_pool(chars, 2)
+    assert pool is not None
+    pool.shutdown()
+    assert preprocess.worker_pool(Preprocessor([*chars.stages, Locked()]), 2) is None
 
 
 def test_progress_draws_a_bar_on_a_terminal_and_lines_in_a_log(monkeypatch):

@@ -23,9 +23,11 @@ from toolkit.errors import ConfigError
 from toolkit.hookspecs import Document, Kind, Stage
 
 PARALLEL_AFTER = 0.5  # seconds of preprocessing in this process before workers start
-# Documents handed to workers and not yet back: at least two per worker, more while their
-# text is under this many characters (so that one long document does not idle the rest).
+# Documents handed to workers and not yet back: at least two per worker, more (up to
+# MAX_PENDING per worker) while their text is under IN_FLIGHT characters, so that one
+# long document does not leave the other workers idle.
 IN_FLIGHT = 32_000_000
+MAX_PENDING = 64
 
 
 def check_chain(stages: Sequence[Stage], names: Sequence[str], source: str | None = None):
@@ -91,9 +93,11 @@ def tokenize_documents(documents: Iterable[Document], preprocessor: Preprocessor
 
     Documents are preprocessed in this process for the first :data:`PARALLEL_AFTER`
     seconds; a corpus that takes longer is handed to ``workers`` processes (``0``: one per
-    core), each document whole; at most :data:`IN_FLIGHT` characters of text (or two
-    documents per worker) are in flight, so memory stays bounded. The tokens are the same either way: only the stages run elsewhere. Stages
-    that cannot be sent to a spawned process keep to this one.
+    core), each document whole. What is in flight is at most :data:`IN_FLIGHT`
+    characters of text or two documents per worker, whichever is more, and never more
+    than :data:`MAX_PENDING` documents per worker, so memory stays bounded. The tokens
+    are the same either way: only the stages run elsewhere. Stages that cannot be sent
+    to a spawned process keep to this one.
     """
     workers = workers or available_cores()
     documents = iter(documents)
@@ -116,14 +120,15 @@ def tokenize_documents(documents: Iterable[Document], preprocessor: Preprocessor
             pending.append([document, None])
             pending[-1][1] = pool.submit(preprocess_in_worker, document.text)
             in_flight += len(document.text)
-            while len(pending) > 2 * workers and in_flight > IN_FLIGHT:
+            while len(pending) > 2 * workers and (in_flight > IN_FLIGHT or
+                                                  len(pending) > MAX_PENDING * workers):
                 in_flight -= len(pending[0][0].text)
                 yield finished(pending, preprocessor)
         while pending:
             yield finished(pending, preprocessor)
-    except BrokenProcessPool as error:
-        # A worker could not start (spawn re-imports a main script that has no
-        # ``if __name__ == "__main__"`` guard) or died: finish here, in order.
+    except (BrokenProcessPool, OSError) as error:
+        # A worker could not start (no memory or processes left; spawn re-imports a main
+        # script that has no ``if __name__ == "__main__"`` guard) or died: finish here.
         print(f"preprocessing: worker processes stopped ({error}); going on in this "
               f"process (train.preprocess_workers = 1 avoids them)", file=sys.stderr)
         yield from in_this_process([document for document, _ in pending], preprocessor)
@@ -140,6 +145,8 @@ def in_this_process(documents: Iterable[Document], preprocessor: Preprocessor):
 
 
 def worker_pool(preprocessor: Preprocessor, workers: int) -> ProcessPoolExecutor | None:
+    if multiprocessing.current_process().daemon:  # a pool's worker may not have children
+        return None
     method = start_method()
     if method != "fork":
         try:

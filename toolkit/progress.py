@@ -24,7 +24,8 @@ class TextProgress:
                  bar_from: float = 4e6, after: float = 2.0):
         self.total, self.stream = total, stream or sys.stderr
         self.every, self.after = every, after
-        self.terminal = self.stream.isatty()
+        self.silent = self.stream is None  # no stderr at all (pythonw, some services)
+        self.terminal = not self.silent and getattr(self.stream, "isatty", lambda: False)()
         self.big = total is not None and total >= bar_from
         self.start = self.last = time.perf_counter()
         self.documents = self.characters = 0
@@ -34,6 +35,8 @@ class TextProgress:
         """``documents`` and ``characters`` are the totals done so far."""
         self.documents, self.characters = documents, characters
         now = time.perf_counter()
+        if self.silent:
+            return
         if self.terminal:
             if (self.big or now - self.start >= self.after) and now - self.last >= 0.2:
                 self.last, self.shown = now, True

@@ -68,8 +68,9 @@ class TokenStore:
         index, known = self.words, len(self.word_list)
         number = index.setdefault  # a new word gets the next number
         ids = np.array([number(token, len(index)) for token in tokens], PROVISIONAL)
-        if len(index) > known:
-            self.word_list.extend(islice(index, known, None))
+        if len(index) > known:  # the new words are the last keys: read them from the end
+            new = list(islice(reversed(index), len(index) - known))
+            self.word_list.extend(reversed(new))
         return ids
 
     def read(self, document: int, start: int = 0, stop: int | None = None) -> np.ndarray:

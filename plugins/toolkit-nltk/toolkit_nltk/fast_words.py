@@ -8,6 +8,9 @@ substrings, an ``in`` test at C speed instead of a regex scan. The rules themsel
 NLTK's own compiled patterns (the ``regex`` engine, without ``nltk.redos``'s per-call
 timeout wrapper: these are fixed patterns, not a caller's), read from its class and run
 in the order of its ``tokenize``; a pattern this module does not know runs unguarded.
+The one difference: a paragraph on which a rule would run past ``nltk.redos``'s time
+limit (seconds, for megabytes of text without a blank line) is tokenized here where
+NLTK raises ``TimeoutError``.
 
 ``tests/test_nltk_plugin.py`` checks the tokens against ``NLTKWordTokenizer`` on
 paragraphs of NLTK's Gutenberg selection and inaugural addresses, on generated text,
