@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +116,11 @@ def test_console_script_exit_status(tmp_path):
     assert done.returncode == 2
     assert "corpus.use: unknown corpus 'nowhere'. Available names:" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_config_is_valid(path):
+    resolved = config.load(path, registry())
+    components = config.build_components(resolved, registry())
+    assert components.corpus is not None and components.stages
