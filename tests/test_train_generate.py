@@ -95,6 +95,27 @@ def test_the_sampling_loop_is_compiled_once_and_reused(trained_run):
     assert generator._sample_chunk.experimental_get_tracing_count() == 1
 
 
+def test_sampled_tokens_follow_the_models_distribution(trained_run):
+    """Every sample row starts from the same state, so the first tokens drawn across 4,000
+    rows are a sample of the model's next-token distribution (at temperature 1), and with
+    ``top_k`` only the k most likely tokens appear, in their renormalised proportions."""
+    generator = Generator.from_run(trained_run.path, samples=4000)
+    ids = generator.encode_prime("To be, or not")
+    generator.prime(ids[:-1])
+    expected = generator.advance(ids[-1:])[0]  # the distribution after the whole prime
+    for top_k in (0, 3):
+        generator.prime(ids[:-1])
+        drawn = generator.sample(int(ids[-1]), 1, top_k=top_k, seed=11)[:, 0]
+        frequencies = np.bincount(drawn, minlength=len(expected)) / len(drawn)
+        target = expected.copy()
+        target[[0, 1]] = 0  # padding and "unknown" are never drawn
+        if top_k:
+            target[np.argsort(target)[:-top_k]] = 0
+        target /= target.sum()
+        assert np.abs(frequencies - target).sum() / 2 < 0.04, (top_k, frequencies, target)
+        assert set(np.flatnonzero(frequencies)) <= set(np.flatnonzero(target))
+
+
 def test_unknown_characters_in_the_prime_are_refused(trained_run, capsys):
     generator = Generator.from_run(trained_run.path)
     with pytest.raises(ToolkitError, match=r"never seen in training: 'Ω', '%'"):

@@ -107,12 +107,23 @@ class Generator:
 
         def sample_chunk(token, seed, temperature, top_k, top_p):
             """``CHUNK`` tokens after ``token`` (shape ``(samples,)``), from the twin's state."""
+            # Inverse-CDF sampling: the token is where the cumulative distribution passes a
+            # uniform number. One number per sample and step, all drawn before the loop:
+            # a categorical draw per step (a number per vocabulary entry, under XLA's
+            # slow CPU random numbers) made generation about 1.4x slower.
+            uniform = tf.random.stateless_uniform([CHUNK, self.samples], seed=seed,
+                                                  minval=1e-7, maxval=1.0)
+            last = len(self.vocab) - 1
+
             def step(i, token, drawn):
                 probabilities = feed(token[:, None])
                 logits = tf.math.log(tf.maximum(probabilities, 1e-30)) / temperature
                 logits = filter_logits(logits, allowed, top_k, top_p)
-                token = tf.random.stateless_categorical(
-                    logits, 1, seed=tf.stack([seed[0], seed[1] + i]), dtype=tf.int32)[:, 0]
+                cumulative = tf.cumsum(tf.nn.softmax(logits), axis=-1)
+                # A token of probability 0 adds nothing to the sum, so it is never passed.
+                target = uniform[i][:, None] * cumulative[:, -1:]
+                token = tf.reduce_sum(tf.cast(cumulative < target, tf.int32), axis=-1)
+                token = tf.minimum(token, last)
                 return i + 1, token, drawn.write(i, token)
 
             drawn = tf.TensorArray(tf.int32, CHUNK)
