@@ -185,6 +185,7 @@ def test_worker_processes_give_the_serial_tokens_in_corpus_order(words, method, 
     _, serial = prepared(GeneratedCorpus(9, words), stages, workers=1)
     pools, make_pool = [], preprocess.worker_pool
     monkeypatch.setattr(preprocess, "PARALLEL_AFTER", 0.0)  # workers from the second document
+    monkeypatch.setattr(preprocess, "SERIAL_ABOVE", float("inf"))
     monkeypatch.setattr(preprocess, "IN_FLIGHT", 0)  # so at most two per worker
     monkeypatch.setattr(preprocess, "start_method", lambda: method)
     monkeypatch.setattr(preprocess, "worker_pool", lambda *a: pools.append(make_pool(*a))
@@ -197,12 +198,27 @@ def test_worker_processes_give_the_serial_tokens_in_corpus_order(words, method, 
     assert max(corpus.alive_at_yield) <= 5  # two per worker in flight, and the one read
 
 
+def test_stages_faster_than_sending_the_text_stay_in_this_process(monkeypatch):
+    from toolkit import preprocess
+
+    pools = []
+    monkeypatch.setattr(preprocess, "PARALLEL_AFTER", 0.0)
+    monkeypatch.setattr(preprocess, "worker_pool", lambda *a: pools.append(a))
+    monkeypatch.setattr(preprocess, "SERIAL_ABOVE", 1.0)  # every stage is "fast"
+    prepared(GeneratedCorpus(5), [{"use": "chars"}], workers=2)
+    assert pools == []
+    monkeypatch.setattr(preprocess, "SERIAL_ABOVE", float("inf"))
+    prepared(GeneratedCorpus(5), [{"use": "chars"}], workers=2)
+    assert len(pools) == 1
+
+
 def test_short_documents_in_flight_are_capped_by_count(monkeypatch):
     from toolkit import preprocess
 
     pending_sizes = []
     finished = preprocess.finished
     monkeypatch.setattr(preprocess, "PARALLEL_AFTER", 0.0)
+    monkeypatch.setattr(preprocess, "SERIAL_ABOVE", float("inf"))
     monkeypatch.setattr(preprocess, "MAX_PENDING", 3)
     monkeypatch.setattr(preprocess, "finished",
                         lambda pending, pre: pending_sizes.append(len(pending))
@@ -221,6 +237,7 @@ def test_when_a_worker_dies_the_rest_is_preprocessed_here_in_order(monkeypatch, 
 
     _, serial = prepared(GeneratedCorpus(6), [{"use": "chars"}], workers=1)
     monkeypatch.setattr(preprocess, "PARALLEL_AFTER", 0.0)
+    monkeypatch.setattr(preprocess, "SERIAL_ABOVE", float("inf"))
     monkeypatch.setattr(preprocess, "start_method", lambda: "fork")
     monkeypatch.setattr(preprocess, "preprocess_in_worker", die)
     _, rescued = prepared(GeneratedCorpus(6), [{"use": "chars"}], workers=2)
@@ -264,6 +281,7 @@ def test_a_stage_that_fails_in_a_worker_raises_its_own_error_here(method, monkey
     from toolkit import preprocess
 
     monkeypatch.setattr(preprocess, "PARALLEL_AFTER", 0.0)
+    monkeypatch.setattr(preprocess, "SERIAL_ABOVE", float("inf"))
     monkeypatch.setattr(preprocess, "start_method", lambda: method)
     words, _ = prepared(GeneratedCorpus(1, words=True), [{"use": "nltk-words"}])
     picky = Preprocessor([*words.stages, Picky()])

@@ -23,6 +23,9 @@ from toolkit.errors import ConfigError
 from toolkit.hookspecs import Document, Kind, Stage
 
 PARALLEL_AFTER = 0.5  # seconds of preprocessing in this process before workers start
+# Stages faster than this (characters a second, in those first seconds) keep to this
+# process: handing a text to a worker and its tokens back costs more than running them.
+SERIAL_ABOVE = 8e6
 # Documents handed to workers and not yet back: at least two per worker, more (up to
 # MAX_PENDING per worker) while their text is under IN_FLIGHT characters, so that one
 # long document does not leave the other workers idle.
@@ -93,7 +96,8 @@ def tokenize_documents(documents: Iterable[Document], preprocessor: Preprocessor
 
     Documents are preprocessed in this process for the first :data:`PARALLEL_AFTER`
     seconds; a corpus that takes longer is handed to ``workers`` processes (``0``: one per
-    core), each document whole. What is in flight is at most :data:`IN_FLIGHT`
+    core), each document whole, unless its stages ran faster than :data:`SERIAL_ABOVE`
+    characters a second (then sending texts costs more than it saves). What is in flight is at most :data:`IN_FLIGHT`
     characters of text or two documents per worker, whichever is more, and never more
     than :data:`MAX_PENDING` documents per worker, so memory stays bounded. The tokens
     are the same either way: only the stages run elsewhere. Stages that cannot be sent
@@ -101,12 +105,17 @@ def tokenize_documents(documents: Iterable[Document], preprocessor: Preprocessor
     """
     workers = workers or available_cores()
     documents = iter(documents)
-    start = time.perf_counter()
+    start, characters = time.perf_counter(), 0
     for document in documents:
         yield document, preprocessor(document.text)
+        characters += len(document.text)
         del document  # before the next is read: one text in memory at a time
-        if workers > 1 and time.perf_counter() - start >= PARALLEL_AFTER:
-            break
+        elapsed = time.perf_counter() - start
+        if workers > 1 and elapsed >= PARALLEL_AFTER:
+            if characters / max(elapsed, 1e-9) > SERIAL_ABOVE:
+                workers = 1  # cheap stages: the rest stays here too
+            else:
+                break
     else:
         return
     pool = worker_pool(preprocessor, workers)
