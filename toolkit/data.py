@@ -76,11 +76,12 @@ def prepare(corpus, preprocessor: Preprocessor, vocab_settings: dict, builder,
     entry, looked up first. ``workers`` processes preprocess a corpus that takes more
     than half a second (0: one per core; see :func:`~toolkit.preprocess.tokenize_documents`).
     """
-    size = [0]  # characters, counted while the cache key reads every document
+    size = 0  # characters, counted while the cache key reads every document
 
     def counted(documents):
+        nonlocal size
         for document in documents:
-            size[0] += len(document.text)
+            size += len(document.text)
             yield document
 
     key = (cache.cache_key(counted(corpus.documents()), cache_settings) if cache_settings
@@ -98,7 +99,7 @@ def prepare(corpus, preprocessor: Preprocessor, vocab_settings: dict, builder,
     store = TokenStore(folder / "tokens.tmp")
     try:
         documents = read_documents(corpus, preprocessor, store, workers,
-                                   TextProgress(size[0] if key else None))
+                                   TextProgress(size if key else None))
         plan = builder.plan_split(documents, [store.tokens(d) for d in range(len(documents))],
                                   validation_fraction, seed)
         train_tokens = sum(s.stop - s.start for s in plan["train"])

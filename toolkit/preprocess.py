@@ -97,9 +97,10 @@ def tokenize_documents(documents: Iterable[Document], preprocessor: Preprocessor
     Documents are preprocessed in this process for the first :data:`PARALLEL_AFTER`
     seconds; a corpus that takes longer is handed to ``workers`` processes (``0``: one per
     core), each document whole, unless its stages ran faster than :data:`SERIAL_ABOVE`
-    characters a second (then sending texts costs more than it saves). What is in flight is at most :data:`IN_FLIGHT`
-    characters of text or two documents per worker, whichever is more, and never more
-    than :data:`MAX_PENDING` documents per worker, so memory stays bounded. The tokens
+    characters a second (then sending texts costs more than it saves). What is in flight
+    is at most :data:`IN_FLIGHT` characters of text or two documents per worker,
+    whichever is more, and never more than :data:`MAX_PENDING` documents per worker, so
+    memory stays bounded. The tokens
     are the same either way: only the stages run elsewhere. Stages that cannot be sent
     to a spawned process keep to this one.
     """
@@ -112,10 +113,10 @@ def tokenize_documents(documents: Iterable[Document], preprocessor: Preprocessor
         del document  # before the next is read: one text in memory at a time
         elapsed = time.perf_counter() - start
         if workers > 1 and elapsed >= PARALLEL_AFTER:
-            if characters / max(elapsed, 1e-9) > SERIAL_ABOVE:
-                workers = 1  # cheap stages: the rest stays here too
-            else:
-                break
+            if characters / max(elapsed, 1e-9) > SERIAL_ABOVE:  # cheap stages: stay here
+                yield from in_this_process(documents, preprocessor)
+                return
+            break
     else:
         return
     pool = worker_pool(preprocessor, workers)
