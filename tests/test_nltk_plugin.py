@@ -203,12 +203,21 @@ PIECES = ["cannot", "CanNot", "d'ye", "gimme", "gonna", "gotta", "lemme", "more'
           "3,5", "a:b", "word", "A", "x", " ", "  ", "\n", "\t", ".", "...", "..", ",", ":",
           ";", "?", "!", "'", "''", '"', "`", "``", "«", "»", "“", "”", "‘", "’", "„", "(",
           ")", "[", "]", "{", "}", "<", ">", "--", "-", "–", "—", "*", "@", "#", "$", "%",
-          "&", "ı", "ſ", "K", "é"]
+          "&", "ı", "ſ", "K", "é", "\x1c", "\x1f", "\u00a0", "\u2003", "\r\n", ".)", '."',
+          ".'", ".»", ".’ ", ":\n", ",\n"]
+
+
+# Where the end-anchored rules and the whitespace rule take their shortcuts.
+EDGES = [".", " .", "..", "a.", "a..", "a. ", "a.\n", "a.\n\n", "a:", "a:\n", "a,\n ", ":",
+         'He said "no."\u3000', "a.) \n", "a .»’ ", "x.\x1c", "a \x1c b", "\x1f", " \t a \u2028",
+         "end.'\x85", "1,000.", "Mr. X.", "(a.) b.", "a.\r\n", "it's\x1cthen", "don't\x1f"]
 
 
 def test_the_fast_word_tokenizer_gives_nltks_tokens_on_generated_text():
     import hypothesis
     from hypothesis import strategies as st
+
+    check_same_tokens(EDGES)
 
     @hypothesis.settings(max_examples=400, deadline=None, database=None)
     @hypothesis.given(st.lists(st.sampled_from(PIECES), max_size=30).map("".join))

@@ -10,7 +10,6 @@ memory map would leave every page it touched resident in the process).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -65,13 +64,13 @@ class TokenStore:
             if len(ids):
                 self.max_code = max(self.max_code, int(ids.max()))
             return ids
-        index, known = self.words, len(self.word_list)
-        number = index.setdefault  # a new word gets the next number
-        ids = np.array([number(token, len(index)) for token in tokens], PROVISIONAL)
-        if len(index) > known:  # the new words are the last keys: read them from the end
-            new = list(islice(reversed(index), len(index) - known))
-            self.word_list.extend(reversed(new))
-        return ids
+        # New words are numbered in order of first appearance, one dictionary step per
+        # distinct word; each token is then looked up at C speed (``map``).
+        index = self.words
+        new = [word for word in dict.fromkeys(tokens) if word not in index]
+        index.update(zip(new, range(len(index), len(index) + len(new))))
+        self.word_list.extend(new)
+        return np.fromiter(map(index.__getitem__, tokens), PROVISIONAL, len(tokens))
 
     def read(self, document: int, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Provisional ids ``start:stop`` of ``document``, read from the file."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from itertools import filterfalse
 from typing import Literal, Sequence
 
 
@@ -80,7 +81,9 @@ class StopWords(Stage):
         self.stopwords = frozenset(words - {w.lower() for w in keep})
 
     def __call__(self, tokens: list[str]) -> list[str]:
-        return [t for t in tokens if t.lower() not in self.stopwords]
+        # Decided once per distinct token, then filtered by set lookups at C speed.
+        dropped = {t for t in set(tokens) if t.lower() in self.stopwords}
+        return list(filterfalse(dropped.__contains__, tokens))
 
 
 def is_punctuation(token: str) -> bool:
