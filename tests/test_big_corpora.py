@@ -216,13 +216,12 @@ def test_short_documents_in_flight_are_capped_by_count(monkeypatch):
     from toolkit import preprocess
 
     pending_sizes = []
-    finished = preprocess.finished
+    take = preprocess.take
     monkeypatch.setattr(preprocess, "PARALLEL_AFTER", 0.0)
     monkeypatch.setattr(preprocess, "SERIAL_ABOVE", float("inf"))
     monkeypatch.setattr(preprocess, "MAX_PENDING", 3)
-    monkeypatch.setattr(preprocess, "finished",
-                        lambda pending, pre: pending_sizes.append(len(pending))
-                        or finished(pending, pre))
+    monkeypatch.setattr(preprocess, "take",
+                        lambda handed: pending_sizes.append(len(handed.pieces)) or take(handed))
     corpus = GeneratedCorpus(40)
     prepared(corpus, [{"use": "chars"}], workers=2)
     assert max(pending_sizes) == 7  # 3 per worker, and the one just handed over
@@ -285,13 +284,13 @@ def test_a_stage_that_fails_in_a_worker_raises_its_own_error_here(method, monkey
     monkeypatch.setattr(preprocess, "start_method", lambda: method)
     words, _ = prepared(GeneratedCorpus(1, words=True), [{"use": "nltk-words"}])
     picky = Preprocessor([*words.stages, Picky()])
-    collected, collect = [], preprocess.finished  # documents taken back from workers
+    collected, take = [], preprocess.take  # documents taken back from workers
 
-    def spy(pending, preprocessor):
-        collected.append(pending[0][0].text)
-        return collect(pending, preprocessor)
+    def spy(handed):
+        collected.append(handed.pieces[0][0].text)
+        return take(handed)
 
-    monkeypatch.setattr(preprocess, "finished", spy)
+    monkeypatch.setattr(preprocess, "take", spy)
     texts = ["a b c", "d e f", "g h i", "j w7 k", "l m n"]
     with pytest.raises(Refusal, match="w7: refused"):
         prepare(ListCorpus(texts), picky, {"min_count": 1, "max_size": 0},
@@ -362,3 +361,76 @@ def test_progress_draws_a_bar_on_a_terminal_and_lines_in_a_log(monkeypatch):
         "preprocessing: 10 documents, 10.0 MB of text, 1.00 MB/s",
         "preprocessing: 20 documents, 20.0 MB of text, 1.00 MB/s",
         "preprocessing: 25 documents, 25.0 MB of text, 1.00 MB/s"]
+
+
+# --- long documents in pieces -------------------------------------------------------------
+
+PIECE_PARTS = ["The", "cat", "the", "a", "İstanbul", "Don't", "end.", "(", ")", "...", " ", "  ",
+               "\t", "\n", "\n\n", "\n \n", "\n\n\n", " \n\n ", "x", "--", '"', "1,000"]
+
+
+def chain(*stages):
+    raw = {"corpus": {"use": "inline", "text": "x"}, "preprocess": list(stages)}
+    return Preprocessor(build_components(resolve(raw, plugins.registry()),
+                                         plugins.registry()).stages)
+
+
+def test_a_document_in_pieces_gives_the_tokens_of_the_whole():
+    """Cut after blank lines, each piece preprocessed alone, joined: the whole document's
+    tokens, paragraph marks included, even where stop words leave a piece empty."""
+    import hypothesis
+    from hypothesis import strategies as st
+
+    chains = [chain({"use": "lowercase"}, {"use": "nltk-words"}, {"use": "nltk-stopwords"}),
+              chain({"use": "nltk-words", "lowercase": True}, {"use": "punctuation"},
+                    {"use": "stem"}),
+              chain({"use": "lowercase"}, {"use": "chars"})]
+    assert all(c.piecewise for c in chains)
+
+    @hypothesis.settings(max_examples=300, deadline=None, database=None)
+    @hypothesis.given(st.lists(st.sampled_from(PIECE_PARTS), max_size=40).map(" ".join),
+                      st.integers(1, 30))
+    def same(text, size):
+        for preprocessor in chains:
+            pieces = list(preprocessor.pieces(text, size))
+            assert "".join(pieces) == text
+            assert all(piece.endswith("\n") for piece in pieces[:-1])
+            whole = preprocessor(text)
+            joined = preprocessor.join([preprocessor.piece(p) for p in pieces])
+            assert list(joined) == list(whole), (pieces, preprocessor.stages)
+
+    same()
+
+
+def test_a_chain_with_a_stage_that_needs_the_whole_text_is_never_cut():
+    text = "one\n\ntwo\n\nthree\n\n" * 10
+    assert len(list(chain({"use": "lowercase"}, {"use": "nltk-words"}).pieces(text, 5))) > 5
+    for stages in ([{"use": "whitespace"}, {"use": "nltk-words"}],
+                   [{"use": "nltk-words", "paragraphs": False}],
+                   [{"use": "gutenberg-strip"}, {"use": "chars"}]):
+        assert list(chain(*stages).pieces(text, 5)) == [text]
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_one_long_document_is_shared_between_the_workers_in_pieces(method, monkeypatch):
+    from toolkit import preprocess
+
+    texts = ["A short one.\n", *("\n\n".join(GeneratedCorpus(1, True, seed=s).text(0)
+                                             for s in range(30)) for _ in range(1)),
+             "And the end."]
+    stages = [{"use": "lowercase"}, {"use": "nltk-words"}, {"use": "nltk-stopwords"}]
+    _, serial = prepared(ListCorpus(texts), stages, workers=1)
+    handed_out = []
+    hand_out = preprocess.Handed.hand_out
+    monkeypatch.setattr(preprocess, "PARALLEL_AFTER", 0.0)
+    monkeypatch.setattr(preprocess, "SERIAL_ABOVE", float("inf"))
+    monkeypatch.setattr(preprocess, "PIECE", 2_000)
+    monkeypatch.setattr(preprocess, "IN_FLIGHT", 0)
+    monkeypatch.setattr(preprocess, "start_method", lambda: method)
+    monkeypatch.setattr(preprocess.Handed, "hand_out", lambda self, document, piece, last:
+                        handed_out.append((document.name, last))
+                        or hand_out(self, document, piece, last))
+    _, parallel = prepared(ListCorpus(texts), stages, workers=2)
+    same_prepared(serial, parallel)
+    long_pieces = [last for name, last in handed_out if name == "doc1"]
+    assert len(long_pieces) > 10 and long_pieces[-1] and not any(long_pieces[:-1])

@@ -150,11 +150,21 @@ class Stage:
     document per call: a stage must give a document the same result wherever it runs,
     and be picklable to run in workers that are spawned (once TensorFlow is loaded);
     one that is not keeps the work in the main process.
+
+    A stage that sets ``piecewise`` lets a long document be cut into pieces after blank
+    lines (where a match of ``\\n\\s*\\n`` ends), each preprocessed on its own, so that
+    one long book keeps every core busy. It promises, for such a cut: a text stage gives
+    the pieces' texts joined, and a cut stays after a blank line; the tokenizer gives
+    the pieces' tokens with ``between_pieces`` between two pieces that each give
+    tokens; a token stage treats each token on its own. Only a chain whose stages all
+    set it is cut.
     """
 
     consumes: Kind = "text"
     produces: Kind = "text"
     unit: str = "tokens"
+    piecewise: bool = False
+    between_pieces: tuple[str, ...] = ()  # the tokenizer's, when ``piecewise``
 
     def __call__(self, value):
         """One document's text (a ``str``) or tokens (a list of ``str``), transformed."""

@@ -3,14 +3,17 @@
 Stages before the tokenizer map text to text (lowercase, normalisation); the
 tokenizer maps text to tokens; stages after it map tokens to tokens (stop-word
 removal). The chain is checked before any text is read. A corpus that takes more than
-half a second is preprocessed on every core (:func:`tokenize_documents`).
+half a second is preprocessed on every core (:func:`tokenize_documents`), a long
+document in pieces when every stage allows it (``Stage.piecewise``).
 """
 
 from __future__ import annotations
 
+import functools
 import multiprocessing
 import os
 import pickle
+import re
 import sys
 import time
 from collections import deque
@@ -21,6 +24,7 @@ from typing import Sequence
 
 from toolkit.errors import ConfigError
 from toolkit.hookspecs import Document, Kind, Stage
+from toolkit.tokenstore import NumberedTokens
 
 PARALLEL_AFTER = 0.5  # seconds of preprocessing in this process before workers start
 # Stages faster than this (characters a second, in those first seconds) keep to this
@@ -31,6 +35,10 @@ SERIAL_ABOVE = 8e6
 # long document does not leave the other workers idle.
 IN_FLIGHT = 32_000_000
 MAX_PENDING = 64
+# A document longer than this (characters) goes to the workers in pieces of about this
+# size, cut after blank lines, when every stage is ``piecewise``.
+PIECE = 500_000
+BLANK_LINE = re.compile(r"\n\s*\n")  # a piece ends where a match of this ends
 
 
 def check_chain(stages: Sequence[Stage], names: Sequence[str], source: str | None = None):
@@ -59,12 +67,62 @@ class Preprocessor:
     def __call__(self, text: str) -> Sequence[str]:
         """The tokens of ``text``: a list, or a ``str`` when every token is one character
         (a str is a sequence of one-character tokens, and far cheaper to count and encode)."""
-        value = text
+        return self.piece(text)[0]
+
+    def piece(self, text: str) -> tuple[Sequence[str], bool]:
+        """The tokens of ``text`` (as :meth:`__call__`), and whether the tokenizer gave any
+        (before the token stages): what :meth:`join` needs of a piece of a document."""
+        value, tokenized = text, False
         for stage in self.stages:
             if stage.consumes == "tokens" and isinstance(value, str):
                 value = list(value)  # token stages always receive a list
             value = stage(value)
-        return value if isinstance(value, str) else list(value)
+            if stage is self.tokenizer:
+                tokenized = len(value) > 0
+        return (value if isinstance(value, str) else list(value)), tokenized
+
+    @property
+    def piecewise(self) -> bool:
+        """Whether every stage lets a document be preprocessed in pieces (``Stage.piecewise``)."""
+        return all(getattr(stage, "piecewise", False) for stage in self.stages)
+
+    def pieces(self, text: str, size: int | None = None) -> Iterator[str]:
+        """``text`` whole, or, when it is longer than ``size`` (:data:`PIECE`) and the chain
+        is :attr:`piecewise`, cut after the first blank line past every ``size`` characters."""
+        size = size or PIECE
+        start = 0
+        if self.piecewise:
+            while len(text) - start > size:
+                found = BLANK_LINE.search(text, start + size)
+                if found is None or found.end() == len(text):
+                    break
+                yield text[start:found.end()]
+                start = found.end()
+        yield text[start:] if start else text
+
+    def join(self, results: Sequence[tuple[Sequence[str], bool]]) -> Sequence[str]:
+        """A document's tokens from its pieces' :meth:`piece` results, in order: the
+        tokenizer's ``between_pieces`` (through the token stages) go between two pieces
+        that each gave tokens."""
+        if len(results) == 1:
+            return results[0][0]
+        between, parts, started = self.between_pieces, [], False
+        for tokens, tokenized in results:
+            if tokenized and started and len(between):
+                parts.append(between)
+            started = started or tokenized
+            parts.append(tokens)
+        if all(isinstance(part, str) for part in parts):
+            return "".join(parts)
+        return NumberedTokens.joined([part if isinstance(part, NumberedTokens)
+                                      else NumberedTokens.of(part) for part in parts])
+
+    @functools.cached_property
+    def between_pieces(self) -> Sequence[str]:
+        value = list(getattr(self.tokenizer, "between_pieces", ()))
+        for stage in self.stages[self.stages.index(self.tokenizer) + 1:]:
+            value = stage(value)
+        return value
 
     def detokenize(self, tokens: Sequence[str]) -> str:
         return self.tokenizer.detokenize(tokens)
@@ -96,13 +154,12 @@ def tokenize_documents(documents: Iterable[Document], preprocessor: Preprocessor
 
     Documents are preprocessed in this process for the first :data:`PARALLEL_AFTER`
     seconds; a corpus that takes longer is handed to ``workers`` processes (``0``: one per
-    core), each document whole, unless its stages ran faster than :data:`SERIAL_ABOVE`
-    characters a second (then sending texts costs more than it saves). What is in flight
-    is at most :data:`IN_FLIGHT` characters of text or two documents per worker,
-    whichever is more, and never more than :data:`MAX_PENDING` documents per worker, so
-    memory stays bounded. The tokens
-    are the same either way: only the stages run elsewhere. Stages that cannot be sent
-    to a spawned process keep to this one.
+    core) unless its stages ran faster than :data:`SERIAL_ABOVE` characters a second
+    (then sending texts costs more than it saves). A document goes whole, or in pieces
+    of about :data:`PIECE` characters when it is longer and every stage is ``piecewise``
+    (so one long book keeps every core busy); what is in flight is bounded
+    (:class:`Handed`). The tokens are the same either way: only the stages run
+    elsewhere. Stages that cannot be sent to a spawned process keep to this one.
     """
     workers = workers or available_cores()
     documents = iter(documents)
@@ -123,26 +180,25 @@ def tokenize_documents(documents: Iterable[Document], preprocessor: Preprocessor
     if pool is None:
         yield from in_this_process(documents, preprocessor)
         return
-    pending: deque = deque()  # [document, its future], in corpus order
-    in_flight = 0  # characters of the pending documents
+    handed = Handed(pool, preprocessor)
     try:
         for document in documents:
-            pending.append([document, None])
-            pending[-1][1] = pool.submit(preprocess_in_worker, document.text)
-            in_flight += len(document.text)
-            while len(pending) > 2 * workers and (in_flight > IN_FLIGHT or
-                                                  len(pending) > MAX_PENDING * workers):
-                in_flight -= len(pending[0][0].text)
-                yield finished(pending, preprocessor)
-        while pending:
-            yield finished(pending, preprocessor)
+            pieces = preprocessor.pieces(document.text)
+            piece = next(pieces)
+            for following in pieces:
+                handed.hand_out(document, piece, last=False)
+                yield from handed.take_back(workers)
+                piece = following
+            handed.hand_out(document, piece, last=True)
+            del piece
+            yield from handed.take_back(workers)
+        yield from handed.take_back(workers, everything=True)
     except (BrokenProcessPool, OSError) as error:
         # A worker could not start (no memory or processes left; spawn re-imports a main
         # script that has no ``if __name__ == "__main__"`` guard) or died: finish here.
         print(f"preprocessing: worker processes stopped ({error}); going on in this "
               f"process (train.preprocess_workers = 1 avoids them)", file=sys.stderr)
-        yield from in_this_process([document for document, _ in pending], preprocessor)
-        pending.clear()
+        yield from in_this_process(handed.unfinished(), preprocessor)
         yield from in_this_process(documents, preprocessor)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -181,17 +237,63 @@ def start_worker(preprocessor: Preprocessor) -> None:
 
 def preprocess_in_worker(text: str):
     try:
-        return WORKER_PREPROCESSOR(text)
+        tokens, tokenized = WORKER_PREPROCESSOR.piece(text)
+        if not isinstance(tokens, str):  # far less to pickle than a string per token
+            tokens = NumberedTokens.of(tokens)
+        return tokens, tokenized
     except Exception:  # its exception may not survive pickling; the parent repeats the call
         return Failed()
 
 
-def finished(pending: deque, preprocessor: Preprocessor):
-    """The first pending document and its tokens, taken off ``pending`` once they are in
-    hand (a broken pool leaves it there to be done again)."""
-    document, future = pending[0]
-    tokens = future.result()
-    if isinstance(tokens, Failed):
-        tokens = preprocessor(document.text)
-    pending.popleft()
-    return document, tokens
+class Handed:
+    """Pieces of documents handed to the workers and not yet taken back, in corpus order.
+
+    What is in flight is at most :data:`IN_FLIGHT` characters of text or two pieces per
+    worker, whichever is more, and never more than :data:`MAX_PENDING` pieces per worker.
+    """
+
+    def __init__(self, pool: ProcessPoolExecutor, preprocessor: Preprocessor):
+        self.pool, self.preprocessor = pool, preprocessor
+        self.pieces: deque = deque()  # (document, future, characters, its last piece?)
+        self.characters = 0
+        self.taken: list = []  # results of the first document's pieces taken back so far
+
+    def hand_out(self, document: Document, piece: str, last: bool) -> None:
+        future = self.pool.submit(preprocess_in_worker, piece)
+        self.pieces.append((document, future, len(piece), last))
+        self.characters += len(piece)
+
+    def take_back(self, workers: int, everything: bool = False):
+        """``(document, tokens)`` for each document completed while taking pieces back,
+        until what is in flight is within bounds (or nothing is, with ``everything``)."""
+        while self.pieces and (everything or len(self.pieces) > 2 * workers and (
+                self.characters > IN_FLIGHT or len(self.pieces) > MAX_PENDING * workers)):
+            done = take(self)
+            if done is not None:
+                yield done
+
+    def unfinished(self) -> list[Document]:
+        """The documents not yet taken back whole, in order (to be done again)."""
+        documents: list[Document] = []
+        for document, *_ in self.pieces:
+            if not documents or documents[-1] is not document:
+                documents.append(document)
+        self.pieces.clear()
+        self.taken = []
+        return documents
+
+
+def take(handed: Handed):
+    """The oldest piece's tokens taken back; ``(document, tokens)`` when it was its
+    document's last piece, else ``None``. A broken pool leaves the piece in ``handed``."""
+    document, future, characters, last = handed.pieces[0]
+    result = future.result()
+    handed.pieces.popleft()
+    handed.characters -= characters
+    handed.taken.append(result)
+    if not last:
+        return None
+    results, handed.taken = handed.taken, []
+    if any(isinstance(r, Failed) for r in results):
+        return document, handed.preprocessor(document.text)
+    return document, handed.preprocessor.join(results)

@@ -10,6 +10,7 @@ memory map would leave every page it touched resident in the process).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -67,10 +68,13 @@ class TokenStore:
         # New words are numbered in order of first appearance, one dictionary step per
         # distinct word; each token is then looked up at C speed (``map``).
         index = self.words
-        new = [word for word in dict.fromkeys(tokens) if word not in index]
+        distinct = tokens.types if isinstance(tokens, NumberedTokens) else dict.fromkeys(tokens)
+        new = [word for word in distinct if word not in index]
         index.update(zip(new, range(len(index), len(index) + len(new))))
         self.word_list.extend(new)
-        return np.fromiter(map(index.__getitem__, tokens), PROVISIONAL, len(tokens))
+        if isinstance(tokens, NumberedTokens):  # one lookup per distinct word
+            return lookup(index, tokens.types)[tokens.ids]
+        return lookup(index, tokens)
 
     def read(self, document: int, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Provisional ids ``start:stop`` of ``document``, read from the file."""
@@ -123,6 +127,45 @@ class TokenStore:
         self.file.close()
         if remove:
             self.path.unlink(missing_ok=True)
+
+
+def lookup(index: dict[str, int], tokens: Sequence[str]) -> np.ndarray:
+    return np.fromiter(map(index.__getitem__, tokens), PROVISIONAL, len(tokens))
+
+
+class NumberedTokens(Sequence):
+    """Tokens as their distinct values (``types``, in order of first appearance) and, per
+    token, an index into them (``ids``): how worker processes send a document's words
+    back, a few thousand strings and one array to pickle instead of a string per token.
+    A slice is a ``NumberedTokens`` too."""
+
+    def __init__(self, types: list[str], ids: np.ndarray):
+        self.types, self.ids = types, ids
+
+    @classmethod
+    def of(cls, tokens: Sequence[str]) -> "NumberedTokens":
+        types = list(dict.fromkeys(tokens))
+        return cls(types, lookup(dict(zip(types, range(len(types)))), tokens))
+
+    @classmethod
+    def joined(cls, parts: Sequence["NumberedTokens"]) -> "NumberedTokens":
+        """The tokens of ``parts`` one after the other."""
+        types = list(dict.fromkeys(chain.from_iterable(part.types for part in parts)))
+        index = dict(zip(types, range(len(types))))
+        ids = [lookup(index, part.types)[part.ids] for part in parts]
+        return cls(types, np.concatenate(ids) if ids else np.zeros(0, PROVISIONAL))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return NumberedTokens(self.types, self.ids[index])
+        return self.types[self.ids[index]]
+
+    def __iter__(self):
+        types = self.types
+        return (types[i] for i in self.ids.tolist())
 
 
 class StoredTokens(Sequence):

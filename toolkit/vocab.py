@@ -44,8 +44,9 @@ class Vocabulary:
     def from_counts(cls, counts: dict[str, int], min_count: int = 1,
                     max_size: int = 0) -> "Vocabulary":
         """:meth:`fit` from token counts already made (a corpus read in chunks)."""
-        kept = sorted((t for t, c in counts.items() if c >= min_count),
-                      key=lambda t: (-counts[t], t))
+        # Two stable sorts: by token, then by count, most frequent first.
+        kept = sorted(sorted(t for t, c in counts.items() if c >= min_count),
+                      key=counts.__getitem__, reverse=True)
         if max_size:
             kept = kept[:max_size]
         return cls(kept)

@@ -65,12 +65,16 @@ class GutenbergStrip(Stage):
 class Lowercase(Stage):
     """Lowercase the text (Unicode-aware ``str.lower``)."""
 
+    piecewise = True
+
     def __call__(self, text: str) -> str:
         return text.lower()
 
 
 class Characters(Stage):
     """Split text into characters: every character, spaces and newlines included, is a token."""
+
+    piecewise = True
 
     produces = "tokens"
     unit = "characters"

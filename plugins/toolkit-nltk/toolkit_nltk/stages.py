@@ -32,6 +32,9 @@ class NLTKWords(Stage):
     def __init__(self, lowercase: bool = False, paragraphs: bool = True):
         self.lowercase = lowercase
         self.paragraphs = paragraphs
+        # Paragraphs are tokenized one by one, so a document may be cut between them.
+        self.piecewise = paragraphs
+        self.between_pieces = (PARAGRAPH,)
         # NLTK is imported when a stage is made, not when the plugin loads (`toolkit --help`)
         from nltk.tokenize.treebank import TreebankWordDetokenizer
 
@@ -68,6 +71,7 @@ class StopWords(Stage):
     """Remove NLTK's stop words for ``language`` (case-insensitive), plus ``extra``, minus ``keep``."""
 
     consumes = produces = "tokens"
+    piecewise = True
 
     def __init__(self, language: str = "english", extra: list[str] = (), keep: list[str] = (),
                  download: bool = True):
@@ -94,6 +98,7 @@ class Punctuation(Stage):
     """Remove tokens made only of punctuation (quotes, dashes, brackets, ``...``)."""
 
     consumes = produces = "tokens"
+    piecewise = True
 
     def __call__(self, tokens: list[str]) -> list[str]:
         return [t for t in tokens if not is_punctuation(t)]
@@ -103,6 +108,7 @@ class Stem(Stage):
     """Reduce words to their stems with NLTK's Porter or Snowball stemmer (no data needed)."""
 
     consumes = produces = "tokens"
+    piecewise = True
 
     def __init__(self, algorithm: Literal["porter", "snowball"] = "porter",
                  language: str = "english"):
