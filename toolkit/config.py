@@ -98,7 +98,8 @@ def train_settings(
     ``TF_CONFIG``) with ``tf.distribute``; stateful streams keep their rows and their
     state per replica (docs/scale.md). A corpus whose preprocessing takes more than half a
     second is preprocessed by ``preprocess_workers`` processes (0 = one per core, 1 = in
-    the training process), whole documents in parallel, with the same tokens."""
+    the training process), whole documents (or pieces of long ones) in parallel, with the
+    same tokens."""
 
 
 def generate_settings(
