@@ -412,7 +412,7 @@ def test_a_chain_with_a_stage_that_needs_the_whole_text_is_never_cut():
 
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
-def test_one_long_document_is_shared_between_the_workers_in_pieces(method, monkeypatch):
+def test_one_long_document_is_shared_between_the_workers_in_pieces(method, monkeypatch, capfd):
     from toolkit import preprocess
 
     texts = ["A short one.\n", *("\n\n".join(GeneratedCorpus(1, True, seed=s).text(0)
@@ -430,7 +430,81 @@ def test_one_long_document_is_shared_between_the_workers_in_pieces(method, monke
     monkeypatch.setattr(preprocess.Handed, "hand_out", lambda self, document, piece, last:
                         handed_out.append((document.name, last))
                         or hand_out(self, document, piece, last))
+    here, call = [], Preprocessor.__call__  # documents preprocessed in the main process
+    monkeypatch.setattr(Preprocessor, "__call__", lambda self, text: here.append(text)
+                        or call(self, text))
     _, parallel = prepared(ListCorpus(texts), stages, workers=2)
     same_prepared(serial, parallel)
     long_pieces = [last for name, last in handed_out if name == "doc1"]
     assert len(long_pieces) > 10 and long_pieces[-1] and not any(long_pieces[:-1])
+    assert texts[1] not in here  # the workers did it: nothing failed and was redone here
+    assert "worker processes stopped" not in capfd.readouterr().err
+
+
+class BreakingPool:
+    """Runs each piece at once; its ``fail_at``-th ``submit`` finds the pool broken."""
+
+    def __init__(self, preprocessor, fail_at):
+        from toolkit import preprocess
+
+        preprocess.start_worker(preprocessor)
+        self.submitted, self.fail_at = 0, fail_at
+
+    def submit(self, function, *args):
+        from concurrent.futures import Future
+        from concurrent.futures.process import BrokenProcessPool
+
+        self.submitted += 1
+        if self.submitted == self.fail_at:
+            raise BrokenProcessPool("a worker could not start")
+        future = Future()
+        future.set_result(function(*args))
+        return future
+
+    def shutdown(self, **_):
+        pass
+
+
+@pytest.mark.parametrize("fail_at", range(1, 10))
+def test_a_pool_that_breaks_at_any_piece_loses_no_document(fail_at, monkeypatch, capfd):
+    from toolkit import preprocess
+
+    monkeypatch.setattr(preprocess, "PARALLEL_AFTER", 0.0)
+    monkeypatch.setattr(preprocess, "SERIAL_ABOVE", float("inf"))
+    monkeypatch.setattr(preprocess, "IN_FLIGHT", 0)
+    monkeypatch.setattr(preprocess, "PIECE", 4)
+    pools = []
+    monkeypatch.setattr(preprocess, "worker_pool",
+                        lambda pre, workers: pools.append(BreakingPool(pre, fail_at)) or pools[0])
+    texts = ["first\n", "A b\n\nC\n\nd E\n\nf\n\n" * 3 + "end", "g\n\nh", "last"]
+    preprocessor = chain({"use": "lowercase"}, {"use": "chars"})
+    documents = [Document(text, f"doc{i}", None) for i, text in enumerate(texts)]
+    out = list(preprocess.tokenize_documents(iter(documents), preprocessor, workers=2))
+    assert [(d.name, "".join(tokens)) for d, tokens in out] == [
+        (f"doc{i}", text.lower()) for i, text in enumerate(texts)]
+    assert pools[0].submitted == fail_at  # it broke there, and nothing was submitted after
+    assert "worker processes stopped (a worker could not start)" in capfd.readouterr().err
+
+
+class Unreadable:
+    """A text stage that fails with an ``OSError`` of its own on one document."""
+
+    consumes = produces = "text"
+
+    def __call__(self, text):
+        if "bad" in text:
+            raise FileNotFoundError("no such file: bad")
+        return text
+
+
+def test_a_stages_own_os_error_is_raised_not_taken_for_a_broken_pool(monkeypatch):
+    from toolkit import preprocess
+
+    monkeypatch.setattr(preprocess, "PARALLEL_AFTER", 0.0)
+    monkeypatch.setattr(preprocess, "SERIAL_ABOVE", float("inf"))
+    monkeypatch.setattr(preprocess, "start_method", lambda: "fork")
+    chars = chain({"use": "chars"})
+    preprocessor = Preprocessor([Unreadable(), *chars.stages])
+    documents = [Document(text, f"doc{i}", None) for i, text in enumerate(["a", "b", "bad", "c"])]
+    with pytest.raises(FileNotFoundError, match="no such file: bad"):
+        list(preprocess.tokenize_documents(iter(documents), preprocessor, workers=2))

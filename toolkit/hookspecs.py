@@ -157,7 +157,8 @@ class Stage:
     the pieces' texts joined, and a cut stays after a blank line; the tokenizer gives
     the pieces' tokens with ``between_pieces`` between two pieces that each give
     tokens; a token stage treats each token on its own. Only a chain whose stages all
-    set it is cut.
+    set it is cut. A subclass inherits the promise: set it to ``False`` if it changes
+    what the stage does in a way that breaks it.
     """
 
     consumes: Kind = "text"

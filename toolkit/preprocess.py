@@ -190,14 +190,14 @@ def tokenize_documents(documents: Iterable[Document], preprocessor: Preprocessor
                 yield from handed.take_back(workers)
                 piece = following
             handed.hand_out(document, piece, last=True)
-            del piece
+            del piece, pieces
             yield from handed.take_back(workers)
         yield from handed.take_back(workers, everything=True)
-    except (BrokenProcessPool, OSError) as error:
+    except PoolStopped as stopped:
         # A worker could not start (no memory or processes left; spawn re-imports a main
         # script that has no ``if __name__ == "__main__"`` guard) or died: finish here.
-        print(f"preprocessing: worker processes stopped ({error}); going on in this "
-              f"process (train.preprocess_workers = 1 avoids them)", file=sys.stderr)
+        print(f"preprocessing: worker processes stopped ({stopped.__cause__}); going on in "
+              f"this process (train.preprocess_workers = 1 avoids them)", file=sys.stderr)
         yield from in_this_process(handed.unfinished(), preprocessor)
         yield from in_this_process(documents, preprocessor)
     finally:
@@ -259,9 +259,15 @@ class Handed:
         self.taken: list = []  # results of the first document's pieces taken back so far
 
     def hand_out(self, document: Document, piece: str, last: bool) -> None:
-        future = self.pool.submit(preprocess_in_worker, piece)
-        self.pieces.append((document, future, len(piece), last))
+        # Listed before it is submitted: a pool that breaks in ``submit`` leaves it to be
+        # done again.
+        entry = [document, None, len(piece), last]
+        self.pieces.append(entry)
         self.characters += len(piece)
+        try:
+            entry[1] = self.pool.submit(preprocess_in_worker, piece)
+        except (BrokenProcessPool, OSError) as error:
+            raise PoolStopped from error
 
     def take_back(self, workers: int, everything: bool = False):
         """``(document, tokens)`` for each document completed while taking pieces back,
@@ -275,19 +281,30 @@ class Handed:
     def unfinished(self) -> list[Document]:
         """The documents not yet taken back whole, in order (to be done again)."""
         documents: list[Document] = []
-        for document, *_ in self.pieces:
-            if not documents or documents[-1] is not document:
+        starts = True  # the next entry is a document's first piece
+        for document, _, _, last in self.pieces:
+            if starts:
                 documents.append(document)
+            starts = last
         self.pieces.clear()
         self.taken = []
         return documents
+
+
+class PoolStopped(Exception):
+    """The worker pool broke (a worker died or could not start); its error is the cause.
+    Only the pool's own failures become this: a stage's error, even an ``OSError``, is
+    raised as it is."""
 
 
 def take(handed: Handed):
     """The oldest piece's tokens taken back; ``(document, tokens)`` when it was its
     document's last piece, else ``None``. A broken pool leaves the piece in ``handed``."""
     document, future, characters, last = handed.pieces[0]
-    result = future.result()
+    try:
+        result = future.result()
+    except (BrokenProcessPool, OSError) as error:
+        raise PoolStopped from error
     handed.pieces.popleft()
     handed.characters -= characters
     handed.taken.append(result)
@@ -295,5 +312,5 @@ def take(handed: Handed):
         return None
     results, handed.taken = handed.taken, []
     if any(isinstance(r, Failed) for r in results):
-        return document, handed.preprocessor(document.text)
+        return document, handed.preprocessor(document.text)  # its own error, raised here
     return document, handed.preprocessor.join(results)

@@ -72,6 +72,7 @@ def before_a_final_colon_or_comma(text: str) -> int | None:
 # Rules anchored at the end of the text -> where in the text a match can start.
 AT_END = {
     r'([^\.])(\.)([\]\)}>"\'' "»”’ " r"]*+)\s*$": before_a_final_period,
+    r'([^\.])(\.)([\]\)}>"\'' "»”’ " r"]*)\s*$": before_a_final_period,  # older NLTK releases
     r'([^\.])(\.)([\]\)}>"\']*)\s*$': before_a_final_period,
     r"([:,])$": before_a_final_colon_or_comma,
 }
