@@ -1,6 +1,8 @@
 """Attribution: passages, masking, sample weights, splits, heads, [init], attribute, evaluate."""
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -642,6 +644,8 @@ def test_the_old_core_init_from_key_points_to_the_init_section(tmp_path, corpus_
     ('copy = []', r"init\.copy: copies nothing"),
     ('copy = ["head"]', r"init\.copy: expected a list of"),
     ('freeze = true', r"init\.freeze: applies to weights copied from another run"),
+    ('lr_decay = 2.6', r"init\.lr_decay: applies to weights copied from another run"),
+    ('run = "x"\nlr_decay = 0.5', r"init\.lr_decay: must be at least 1 .*received 0\.5"),
 ])
 def test_init_settings_are_checked(tmp_path, corpus_file, init, message):
     config = write_config(tmp_path / "bad.toml", corpus_file, "classifier", init=init)
@@ -672,6 +676,49 @@ def test_unfreeze_after_trains_the_core_from_that_epoch_and_resumes(trained_runs
     assert int(tuned.optimizer.iterations) == 2 * steps  # the step count survived the rebuild
     history = (run.path / "history.csv").read_text().splitlines()
     assert len(history) == 3  # header and both epochs, across the two fit phases
+
+
+def test_lr_decay_steps_each_copied_layer_more_gently_and_survives_a_resume(trained_runs,
+                                                                           tmp_path, corpus_file):
+    """ULMFiT's discriminative rates: with SGD, a layer's step is the learning rate times
+    its factor; the rates are in the checkpoint's optimizer, so a resumed run keeps them."""
+    import keras
+
+    from toolkit.optimizers import LayerRateSGD, layer_rates
+    from toolkit.runs import Run
+    from toolkit.training import train
+
+    config = write_config(tmp_path / "ft.toml", corpus_file, "author-lms", epochs=1,
+                          init=f'run = "{trained_runs["classifier"]}"\nfreeze = true\n'
+                               f'unfreeze_after = 1\nlr_decay = 2.0')
+    run = train(config, tmp_path / "ft", verbose=0,
+                overrides=["train.keep=last", "train.optimizer=sgd", "train.clipnorm=0"])
+    model = run.load_model()
+    assert layer_rates(model, run.config["init"]) == {"core_lstm_0": 0.5, "encoder": 0.25}
+
+    # One step of SGD on a known gradient moves each layer by rate x factor x gradient.
+    optimizer = LayerRateSGD(learning_rate=0.1, layer_rates={"core_lstm_0": 0.5,
+                                                             "encoder": 0.25})
+    variables = [model.get_layer(name).weights[0] for name in ("encoder", "core_lstm_0")]
+    variables.append(model.layers[-1].weights[0])
+    before = [keras.ops.convert_to_numpy(v) for v in variables]
+    optimizer.apply([keras.ops.ones(v.shape) for v in variables], variables)
+    steps = [b - keras.ops.convert_to_numpy(v) for b, v in zip(before, variables)]
+    for step, expected in zip(steps, (0.025, 0.05, 0.1)):
+        np.testing.assert_allclose(step, expected, rtol=1e-5)
+
+    run = train(None, tmp_path / "ft", ["train.epochs=2"], resume=True, verbose=0)
+    tuned = Run(run.path).load_model()
+    assert isinstance(tuned.optimizer, LayerRateSGD)  # rebuilt at unfreezing, with the rates
+    assert tuned.optimizer.layer_rates == {"core_lstm_0": 0.5, "encoder": 0.25}
+
+    # A new process (toolkit evaluate, generate) loads the run with its optimizer.
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys; from toolkit.runs import Run; "
+                               "print(Run(sys.argv[1]).load_model().optimizer.layer_rates)",
+         str(run.path)], capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip().splitlines()[-1] == "{'core_lstm_0': 0.5, 'encoder': 0.25}"
 
 
 def test_unfreeze_after_needs_freeze(tmp_path, corpus_file, trained_runs):

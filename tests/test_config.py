@@ -32,7 +32,7 @@ def test_defaults_are_filled_in():
     assert resolved["core"] == {"use": "lstm", "units": 256, "layers": 1, "dropout": 0.0,
                                 "recurrent_dropout": 0.0, "dropout_mask": "sequence"}
     assert resolved["init"] == {"copy": ["encoder", "core"], "freeze": False,
-                                "unfreeze_after": 0}
+                                "unfreeze_after": 0, "lr_decay": 1.0}
     assert resolved["sequences"]["use"] == "stream"
     assert resolved["preprocess"] == [{"use": "chars"}]
     assert resolved["train"]["epochs"] == 10

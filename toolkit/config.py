@@ -117,11 +117,15 @@ def generate_settings(
 
 def init_settings(run: str | None = None,
                   copy: list[Literal["encoder", "core"]] = ("encoder", "core"),
-                  freeze: bool = False, unfreeze_after: NonNegativeInt = 0):
+                  freeze: bool = False, unfreeze_after: NonNegativeInt = 0,
+                  lr_decay: float = 1.0):
     """Start from another trained run's weights: ``run`` is its directory; ``copy`` lists
     what is copied, layer by layer (``"encoder"``, ``"core"``); copying the encoder
     also takes that run's vocabulary. ``freeze`` keeps the copied layers fixed, and
-    ``unfreeze_after`` = N trains them again from epoch N on (0 = never)."""
+    ``unfreeze_after`` = N trains them again from epoch N on (0 = never). ``lr_decay``
+    = D (ULMFiT's discriminative fine-tuning; 1 = off) steps the copied layers more
+    gently than the new head: the top copied layer at ``train.learning_rate`` / D, each
+    one below it D times slower again (ULMFiT used 2.6)."""
 
 
 # Keys that [core] had before weight initialisation got its own [init] section.
@@ -226,8 +230,12 @@ def resolve(raw: dict[str, Any], registry: Registry, source: str | None = None) 
 
 def check_init(init: dict[str, Any], source: str | None) -> None:
     """Refuse ``[init]`` settings that cannot apply."""
-    for key in ("freeze", "unfreeze_after"):
-        if init.get("run") is None and init[key]:
+    if init["lr_decay"] < 1.0:
+        raise ConfigError("init.lr_decay", f"must be at least 1 (1 = one learning rate for "
+                                           f"every layer), received {init['lr_decay']}",
+                          source)
+    for key, off in (("freeze", False), ("unfreeze_after", 0), ("lr_decay", 1.0)):
+        if init.get("run") is None and init[key] != off:
             raise ConfigError(f"init.{key}", "applies to weights copied from another run; "
                                              "set init.run to a trained run directory", source)
     if init["unfreeze_after"] and not init["freeze"]:

@@ -107,12 +107,19 @@ def set_trainable(model: keras.Model, parts, trainable: bool) -> None:
         layer.trainable = trainable
 
 
-def make_optimizer(train: dict) -> keras.optimizers.Optimizer:
+def make_optimizer(train: dict, layer_rates: dict[str, float] | None = None
+                   ) -> keras.optimizers.Optimizer:
+    """The optimizer of ``[train]``; with ``layer_rates`` (layer name -> factor of the
+    learning rate, see :mod:`toolkit.optimizers`) one that steps each layer at its rate."""
     kwargs = {"learning_rate": train["learning_rate"]}
     if train["clipnorm"]:
         kwargs["clipnorm"] = train["clipnorm"]
     if train.get("weight_decay"):
         kwargs["weight_decay"] = train["weight_decay"]
+    if layer_rates:
+        from toolkit.optimizers import BY_NAME
+
+        return BY_NAME[train["optimizer"]](layer_rates=layer_rates, **kwargs)
     return keras.optimizers.get({"class_name": train["optimizer"], "config": kwargs})
 
 
@@ -148,11 +155,15 @@ def uses_xla(model: keras.Model, setting: str = "auto", steps: int | None = None
 
 
 def compile_model(model: keras.Model, components: Components, train: dict,
-                  steps: int | None = None) -> None:
-    """Compile for training: the optimizer of ``train``, the head's loss and metrics, XLA
-    as :func:`uses_xla` decides for a run of ``steps`` training steps."""
+                  steps: int | None = None, init: dict | None = None) -> None:
+    """Compile for training: the optimizer of ``train`` (with ``init.lr_decay``'s rates
+    per layer), the head's loss and metrics, XLA as :func:`uses_xla` decides for a run
+    of ``steps`` training steps."""
+    from toolkit.optimizers import layer_rates
+
     # Head metrics are weighted metrics: Keras passes sample weights only to those.
-    model.compile(optimizer=make_optimizer(train), loss=components.head.loss(),
+    model.compile(optimizer=make_optimizer(train, layer_rates(model, init)),
+                  loss=components.head.loss(),
                   weighted_metrics=components.head.metrics(),
                   jit_compile=uses_xla(model, train.get("xla", "auto"), steps))
 

@@ -274,6 +274,7 @@ def load_keras_file(path: Path):
     import keras
 
     import toolkit.layers  # noqa: F401  (registers the toolkit's serializable layers)
+    import toolkit.optimizers  # noqa: F401  (and its optimizers: init.lr_decay)
 
     load_plugins()  # plugin modules register their own Keras layers when imported
     try:

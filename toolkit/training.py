@@ -273,7 +273,7 @@ def restore_or_build(session: Session):
         except ToolkitError as err:
             raise ConfigError("init.run", str(err)) from None
         set_trainable(model, init["copy"], not init["freeze"])
-    compile_model(model, components, settings, planned_steps(session))
+    compile_model(model, components, settings, planned_steps(session), session.resolved["init"])
     return model, 0
 
 
@@ -359,7 +359,7 @@ def fit_epochs(session: Session, model, first_epoch: int, verbose,
                                             for layer in layers_of(model, init["copy"])):
             set_trainable(model, init["copy"], True)
             with session.scope():
-                recompile(model, session.components, settings, planned_steps(session))
+                recompile(model, session.components, settings, planned_steps(session), init)
         model.fit(session.dataset(train_data),
                   validation_data=None if val_data is None else session.dataset(val_data),
                   epochs=stop, initial_epoch=start, callbacks=callbacks,
@@ -476,12 +476,13 @@ def steps_done(model) -> int:
     return int(np.asarray(copies(model.optimizer.iterations)[0]))
 
 
-def recompile(model, components, settings: dict, planned: int | None = None) -> None:
+def recompile(model, components, settings: dict, planned: int | None = None,
+              init: dict | None = None) -> None:
     """Compile again (after freezing or unfreezing), keeping the optimizer's step count."""
     from toolkit.model import compile_model
 
     steps = steps_done(model)
-    compile_model(model, components, settings, planned)
+    compile_model(model, components, settings, planned, init)
     model.optimizer.build(model.trainable_variables)
     model.optimizer.iterations.assign(steps)
 
