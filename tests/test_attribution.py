@@ -684,7 +684,8 @@ def test_lr_decay_steps_each_copied_layer_more_gently_and_survives_a_resume(trai
     its factor; the rates are in the checkpoint's optimizer, so a resumed run keeps them."""
     import keras
 
-    from toolkit.optimizers import LayerRateSGD, layer_rates
+    from toolkit.model import layer_rates
+    from toolkit.optimizers import LayerRateSGD
     from toolkit.runs import Run
     from toolkit.training import train
 

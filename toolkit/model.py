@@ -107,6 +107,16 @@ def set_trainable(model: keras.Model, parts, trainable: bool) -> None:
         layer.trainable = trainable
 
 
+def layer_rates(model: keras.Model, init: dict | None) -> dict[str, float]:
+    """Learning-rate factors for ``init.lr_decay`` = D: the copied layers that have weights,
+    from the top down, get 1/D, 1/D², ...; ``{}`` when nothing is copied or D is 1."""
+    if not init or init.get("run") is None or init.get("lr_decay", 1.0) == 1.0:
+        return {}
+    copied = [layer for layer in layers_of(model, init["copy"]) if layer.weights]
+    decay = init["lr_decay"]
+    return {layer.name: decay ** -(depth + 1) for depth, layer in enumerate(reversed(copied))}
+
+
 def make_optimizer(train: dict, layer_rates: dict[str, float] | None = None
                    ) -> keras.optimizers.Optimizer:
     """The optimizer of ``[train]``; with ``layer_rates`` (layer name -> factor of the
@@ -159,8 +169,6 @@ def compile_model(model: keras.Model, components: Components, train: dict,
     """Compile for training: the optimizer of ``train`` (with ``init.lr_decay``'s rates
     per layer), the head's loss and metrics, XLA as :func:`uses_xla` decides for a run
     of ``steps`` training steps."""
-    from toolkit.optimizers import layer_rates
-
     # Head metrics are weighted metrics: Keras passes sample weights only to those.
     model.compile(optimizer=make_optimizer(train, layer_rates(model, init)),
                   loss=components.head.loss(),

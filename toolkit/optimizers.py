@@ -2,8 +2,8 @@
 
 ``init.lr_decay`` = D gives the layers copied from another run smaller steps than the
 new head: the top copied layer learns at ``train.learning_rate`` / D, each copied layer
-below it D times slower again, the encoder slowest (:func:`layer_rates`). The rates are
-part of the optimizer's config, so a checkpoint resumes with them.
+below it D times slower again, the encoder slowest (``toolkit.model.layer_rates``). The
+rates are part of the optimizer's config, so a checkpoint resumes with them.
 """
 
 from __future__ import annotations
@@ -58,15 +58,3 @@ class LayerRateSGD(LayerRates, keras.optimizers.SGD):
 
 BY_NAME = {"adam": LayerRateAdam, "adamw": LayerRateAdamW, "rmsprop": LayerRateRMSprop,
            "sgd": LayerRateSGD}
-
-
-def layer_rates(model: keras.Model, init: dict | None) -> dict[str, float]:
-    """Learning-rate factors for ``init.lr_decay`` = D: the copied layers that have weights,
-    from the top down, get 1/D, 1/D², ...; ``{}`` when nothing is copied or D is 1."""
-    from toolkit.model import layers_of
-
-    if not init or init.get("run") is None or init.get("lr_decay", 1.0) == 1.0:
-        return {}
-    copied = [layer for layer in layers_of(model, init["copy"]) if layer.weights]
-    decay = init["lr_decay"]
-    return {layer.name: decay ** -(depth + 1) for depth, layer in enumerate(reversed(copied))}
