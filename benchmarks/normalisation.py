@@ -4,7 +4,7 @@ For a trained author-lms run, recompute the calibration three ways from the run'
 passage scores and report each on the test split (passage accuracy, macro-F1,
 document accuracy, expected calibration error) beside its validation NLL. The third
 way (Bagnall's transductive normalisation: each author's mean log-likelihood per
-character over the texts being attributed) is measured here, not offered by the toolkit.
+character over the texts being attributed) is also a row of ``toolkit evaluate``'s report.
 
     NLTK_DATA=../shared/nltk_data python benchmarks/normalisation.py runs/inaugural-authors-lms
 """

@@ -418,6 +418,7 @@ def test_evaluate_reports_the_lstm_beside_the_baseline(trained_runs, capsys):
     assert main(["evaluate", str(run)]) == 0
     out = capsys.readouterr().out
     assert "baseline (char n-grams)" in out and "confusion matrix" in out
+    assert "LSTM, on-split offsets" in out  # per-author language models can be normalised
     report = json.loads((run / "evaluation.json").read_text())
     assert report["split"] == "test"
     assert report["lstm"]["accuracy"] >= 0.9
@@ -431,7 +432,7 @@ def test_evaluate_pools_documents_calibrates_and_stacks_on_validation(trained_ru
     report = json.loads(capsys.readouterr().out)
     test_documents = {s.rsplit(":", 1)[0] for s in
                       json.loads((run / "split.json").read_text())["test"]}
-    for model in ("lstm", "lstm_calibrated", "baseline", "ensemble"):
+    for model in ("lstm", "lstm_calibrated", "lstm_transductive", "baseline", "ensemble"):
         assert report[model]["documents"]["count"] == len(test_documents)
         assert 0 <= report[model]["ece"] <= 1
     calibration = json.loads((run / "calibration.json").read_text())
@@ -441,6 +442,14 @@ def test_evaluate_pools_documents_calibrates_and_stacks_on_validation(trained_ru
     assert set(report["ensemble"]["weights"]) == {"lstm", "ngram"}
     assert (run / "reliability.png").read_bytes()[:4] == b"\x89PNG"
     assert (run / "ensemble.pkl").is_file()
+
+
+def test_a_classifier_report_has_no_on_split_offsets(trained_runs):
+    """A classifier's scores are not per-token likelihoods: nothing to normalise."""
+    from toolkit.evaluate import evaluate
+
+    report = evaluate(trained_runs["classifier"], baseline=False)
+    assert "lstm_calibrated" in report and "lstm_transductive" not in report
 
 
 def test_attribute_with_the_ensemble_answers_like_the_lstm_on_clear_texts(trained_runs,

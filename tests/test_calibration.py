@@ -150,3 +150,41 @@ def test_author_biases_fitted_on_validation_give_a_small_author_its_texts_back()
     assert recall(calibration.log_probs(test[0]), test[1]) > 0.8
     few = Calibration.fit(validation[0][:30], validation[1][:30], normalise=False)
     assert few.biases is None  # 30 passages for 3 authors: too few to fit biases
+
+
+class Passages:
+    """Labelled passages as the builders give them: ids (0 = padding), labels, sources."""
+
+    def __init__(self, labels, tokens=20, documents=10):
+        self.labels = np.asarray(labels)
+        self.ids = np.ones((len(labels), tokens), np.int32)
+        self.sources = [f"doc{i % documents}-{label}:{i}-{i + 1}"
+                        for i, label in enumerate(labels)]
+
+    def __len__(self):
+        return len(self.labels)
+
+
+def lm_scores(labels, rng, tokens=20):
+    """Per-author language-model scores (sums over tokens): the right head is a little
+    likelier per token, and head 2 is likelier on every text (a generous head)."""
+    per_token = np.full((len(labels), 3), -1.2) + rng.normal(0, 0.05, (len(labels), 3))
+    per_token[np.arange(len(labels)), labels] += 0.2
+    per_token[:, 2] += 0.5
+    return per_token * tokens
+
+
+def test_transductive_offsets_come_from_the_attributed_texts_and_never_their_labels():
+    from toolkit.evaluate import transductive_report
+
+    rng = np.random.default_rng(0)
+    test_labels, val_labels = rng.integers(0, 3, 300), rng.integers(0, 3, 60)
+    scores, val_scores = lm_scores(test_labels, rng), lm_scores(val_labels, rng)
+    test, validation = Passages(test_labels), Passages(val_labels)
+    report = transductive_report(scores, test, val_scores, validation, ["a", "b", "c"])
+    np.testing.assert_allclose(report["offsets"], (scores / 20).mean(axis=0), atol=1e-5)
+    raw_accuracy = float(np.mean(scores.argmax(axis=1) == test_labels))
+    assert raw_accuracy < 0.4 and report["accuracy"] > 0.9  # head 2's generosity is gone
+    shuffled = Passages(rng.permutation(test_labels))
+    again = transductive_report(scores, shuffled, val_scores, validation, ["a", "b", "c"])
+    assert again["offsets"] == report["offsets"]

@@ -239,6 +239,9 @@ def attribution_report(run: Run, prepared, split: str, baseline: bool,
                                  # on the validation split it is measured where it was fitted
                                  "fitted_on_this_split": not has_validation}
         curves["LSTM, calibrated"] = (np.exp(calibrated), passages.labels)
+    if run.head.normalise_scores != "no" and has_validation and len(passages):
+        report["lstm_transductive"] = transductive_report(scores, passages, val_scores,
+                                                          validation, labels)
     if baseline:
         train = builder.data(prepared.splits["train"], labels, training=True)
         fit_start = time.perf_counter()
@@ -273,6 +276,25 @@ def attribution_report(run: Run, prepared, split: str, baseline: bool,
     return report
 
 
+def transductive_report(scores: np.ndarray, passages, val_scores: np.ndarray, validation,
+                        labels: list[str]) -> dict:
+    """Bagnall's transductive normalisation: each author's mean score per token over the
+    passages being attributed (their labels unused) is subtracted, then a temperature
+    fitted on validation (centred the same way) applies. It needs many texts from
+    several authors at once, as a test split has; one document alone would cancel out."""
+    from toolkit.calibration import Calibration, fit_temperature
+
+    tokens, val_tokens = real_tokens(passages.ids), real_tokens(validation.ids)
+    offsets = (scores / np.maximum(tokens, 1)[:, None]).mean(axis=0)
+    normalised = Calibration([float(o) for o in offsets])
+    normalised.temperature = fit_temperature(normalised.centred(val_scores, val_tokens),
+                                             validation.labels)
+    return {"name": "LSTM, each author's mean score on this split subtracted",
+            "offsets": [round(o, 6) for o in normalised.offsets],
+            "temperature": round(normalised.temperature, 4),
+            **model_report(normalised.log_probs(scores, tokens), passages, labels)}
+
+
 def format_report(report: dict) -> str:
     """The report as text for the terminal."""
     if report["kind"] == "language model":
@@ -282,6 +304,7 @@ def format_report(report: dict) -> str:
     lines = [f"{report['run']}: {report['head']} head, {report['split']} split{how}, "
              f"{report['passages']} passages", ""]
     rows = [("LSTM", report["lstm"]), ("LSTM, calibrated", report.get("lstm_calibrated")),
+            ("LSTM, on-split offsets", report.get("lstm_transductive")),
             ("baseline (char n-grams)", report.get("baseline")),
             ("ensemble (LSTM + n-grams)", report.get("ensemble"))]
     lines.append(f"{'model':<27}{'accuracy':>10}{'macro-F1':>10}{'ECE':>8}"

@@ -124,6 +124,7 @@ def run_section(run: Run, index: int) -> str:
     if evaluation and evaluation.get("kind") == "attribution":
         rows = []
         for key, name in (("lstm", "LSTM"), ("lstm_calibrated", "LSTM, calibrated"),
+                          ("lstm_transductive", "LSTM, on-split offsets"),
                           ("baseline", "baseline (char n-grams)"),
                           ("ensemble", "ensemble (LSTM + n-grams)")):
             r = evaluation.get(key)
