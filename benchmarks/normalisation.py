@@ -6,6 +6,12 @@ document accuracy, expected calibration error) beside its validation NLL. The th
 way (Bagnall's transductive normalisation: each author's mean log-likelihood per
 character over the texts being attributed) is also a row of ``toolkit evaluate``'s report.
 
+A second table stacks the LSTM with the character n-gram baseline (weights fitted on
+validation, as ``toolkit evaluate``'s ensemble) two ways: the LSTM calibrated with
+offsets from validation, and every split normalised on itself (validation's own
+offsets where the temperature and the weights are fitted, the test passages' own where
+they are applied).
+
     NLTK_DATA=../shared/nltk_data python benchmarks/normalisation.py runs/inaugural-authors-lms
 """
 
@@ -48,7 +54,43 @@ def main() -> int:
         val_nll = nll(calibration.log_probs(val_scores, val_tokens), validation.labels)
         print(f"| {name} | {report['accuracy']} | {report['macro_f1']} "
               f"| {report['documents']['accuracy']} | {report['ece']} | {val_nll:.3f} |")
+    stacking(run, builder, prepared, labels, (validation, val_scores, val_tokens),
+             (test, test_scores, test_tokens))
     return 0
+
+
+def stacking(run, builder, prepared, labels, validation, test) -> None:
+    from toolkit.attribution import calibrate, passage_texts
+    from toolkit.calibration import fit_stack, fit_temperature, log_softmax, stacked
+    from toolkit.evaluate import model_report
+    from toolkit.ngrams import fit_ngram, ngram_log_probs
+
+    (val, val_scores, val_tokens), (test, test_scores, test_tokens) = validation, test
+    train = builder.data(prepared.splits["train"], labels, training=True)
+    ngram = fit_ngram(passage_texts(run, train.ids), train.labels, train.weights)
+    ngram_val, ngram_test = (ngram_log_probs(ngram, passage_texts(run, p.ids), len(labels))
+                             for p in (val, test))
+
+    def on_itself(scores, tokens):
+        offsets = (scores / tokens[:, None]).mean(axis=0)
+        return scores - offsets[None, :] * tokens[:, None]
+
+    calibration = calibrate(run.head, val_scores, val)
+    temperature = fit_temperature(on_itself(val_scores, val_tokens), val.labels)
+    ways = {"calibrated on validation (toolkit evaluate's ensemble)":
+            (calibration.log_probs(val_scores, val_tokens),
+             calibration.log_probs(test_scores, test_tokens)),
+            "every split normalised on itself":
+            (log_softmax(on_itself(val_scores, val_tokens) / temperature),
+             log_softmax(on_itself(test_scores, test_tokens) / temperature))}
+    print("\n| LSTM part of the ensemble | weights (LSTM, n-grams) | accuracy | macro-F1 "
+          "| documents | ECE |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name, (lstm_val, lstm_test) in ways.items():
+        weights = fit_stack([lstm_val, ngram_val], val.labels)
+        report = model_report(stacked([lstm_test, ngram_test], weights), test, labels)
+        print(f"| {name} | {weights[0]:.2f}, {weights[1]:.2f} | {report['accuracy']} "
+              f"| {report['macro_f1']} | {report['documents']['accuracy']} | {report['ece']} |")
 
 
 if __name__ == "__main__":
