@@ -117,19 +117,19 @@ def layer_rates(model: keras.Model, init: dict | None) -> dict[str, float]:
     return {layer.name: decay ** -(depth + 1) for depth, layer in enumerate(reversed(copied))}
 
 
-def make_optimizer(train: dict, layer_rates: dict[str, float] | None = None
+def make_optimizer(train: dict, rates: dict[str, float] | None = None
                    ) -> keras.optimizers.Optimizer:
-    """The optimizer of ``[train]``; with ``layer_rates`` (layer name -> factor of the
-    learning rate, see :mod:`toolkit.optimizers`) one that steps each layer at its rate."""
+    """The optimizer of ``[train]``; with ``rates`` (layer name -> factor of the learning
+    rate, from :func:`layer_rates`) one that steps each layer at its rate."""
     kwargs = {"learning_rate": train["learning_rate"]}
     if train["clipnorm"]:
         kwargs["clipnorm"] = train["clipnorm"]
     if train.get("weight_decay"):
         kwargs["weight_decay"] = train["weight_decay"]
-    if layer_rates:
+    if rates:
         from toolkit.optimizers import BY_NAME
 
-        return BY_NAME[train["optimizer"]](layer_rates=layer_rates, **kwargs)
+        return BY_NAME[train["optimizer"]](layer_rates=rates, **kwargs)
     return keras.optimizers.get({"class_name": train["optimizer"], "config": kwargs})
 
 
