@@ -66,15 +66,14 @@ class TokenStore:
                 self.max_code = max(self.max_code, int(ids.max()))
             return ids
         # New words are numbered in order of first appearance, one dictionary step per
-        # distinct word; each token is then looked up at C speed (``map``).
+        # distinct word; the tokens then take their numbers in one array lookup.
+        if not isinstance(tokens, NumberedTokens):
+            tokens = NumberedTokens.of(tokens)
         index = self.words
-        distinct = tokens.types if isinstance(tokens, NumberedTokens) else dict.fromkeys(tokens)
-        new = [word for word in distinct if word not in index]
+        new = [word for word in tokens.types if word not in index]
         index.update(zip(new, range(len(index), len(index) + len(new))))
         self.word_list.extend(new)
-        if isinstance(tokens, NumberedTokens):  # one lookup per distinct word
-            return lookup(index, tokens.types)[tokens.ids]
-        return lookup(index, tokens)
+        return lookup(index, tokens.types)[tokens.ids]
 
     def read(self, document: int, start: int = 0, stop: int | None = None) -> np.ndarray:
         """Provisional ids ``start:stop`` of ``document``, read from the file."""
