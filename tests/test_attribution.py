@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from toolkit.hookspecs import Document
 from toolkit import config as config_module
+from toolkit import runs as runs_module
 from toolkit.cli import main
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.model import build_model, layers_of
@@ -326,8 +327,9 @@ def test_min_documents_leaves_authors_with_fewer_documents_out(tmp_path, corpus_
                                    sequences='split = { by = "document", min_documents = 2 }')
     docs = documents() + [Document("", "lonely", "z")]
     plan = components.sequences.plan_split(docs, [["x"] * 500] * 7, 0.1, 1)
-    used = {segment.document for segments in plan.values() for segment in segments}
-    assert used == set(range(6))  # the lonely document joins no split
+    used = {name: {segment.document for segment in segments} for name, segments in plan.items()}
+    assert set().union(used["train"], used["validation"], used["test"]) == set(range(6))
+    assert used["left_out"] == {6}  # the lonely document joins no split; [pretrain] reads it
 
 
 def test_unlabelled_documents_are_refused_for_attribution(tmp_path, corpus_file):
@@ -729,6 +731,74 @@ def test_lr_decay_steps_each_copied_layer_more_gently_and_survives_a_resume(trai
          str(run.path)], capture_output=True, text=True)
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.strip().splitlines()[-1] == "{'core_lstm_0': 0.5, 'encoder': 0.25}"
+
+
+@pytest.fixture(scope="module")
+def corpus_with_a_lonely_author(tmp_path_factory, corpus_file):
+    """The two chain authors with two documents each, and a third author with one."""
+    path = tmp_path_factory.mktemp("lonely") / "authors.jsonl"
+    lonely = json.dumps({"text": chain_text("forward", 2000, 9), "label": "lonely",
+                         "name": "lonely-1"})
+    path.write_text(corpus_file.read_text() + lonely + "\n")
+    return path
+
+
+def test_pretraining_reads_training_text_and_left_out_documents_and_the_run_starts_from_it(
+        tmp_path, corpus_with_a_lonely_author):
+    """[pretrain]: a stream language model on the training passages and the documents the
+    split leaves out, never a validation or test token; the run copies its encoder and core
+    (frozen here, so they stay exactly the pretrained ones), and a resumed run keeps them
+    without pretraining again."""
+    from toolkit.data import prepare_config
+    from toolkit.pretrain import pretraining_text
+    from toolkit.runs import Run
+    from toolkit.training import train
+
+    config = write_config(tmp_path / "pre.toml", corpus_with_a_lonely_author, "author-lms",
+                          epochs=1, sequences='split = { by = "document", min_documents = 2 }',
+                          init="freeze = true")
+    with open(config, "a") as f:
+        f.write("\n[pretrain]\nepochs = 3\nbatch_size = 8\nlength = 20\n")
+    resolved = config_module.load(config, registry())
+    prepared = prepare_config(config_module.build_components(resolved, registry()), resolved)
+    text = pretraining_text(prepared.splits)
+    splits = prepared.splits
+    assert text.sources == splits["train"].sources + splits["left_out"].sources
+    assert [s.split(":")[0] for s in splits["left_out"].sources] == ["lonely-1"]
+    held_out = set(splits["validation"].sources) | set(splits["test"].sources)
+    assert held_out and not held_out & set(text.sources)
+    assert "lonely" not in splits["train"].labels + splits["test"].labels
+
+    run = train(config, tmp_path / "run", verbose=0, overrides=["train.keep=last"])
+    pretrained = Run(run.path).file("pretrained.keras")
+    source = runs_module.load_keras_file(pretrained)
+    model = run.load_model()
+    for name in ("encoder", "core_lstm_0"):
+        assert not model.get_layer(name).trainable
+        for a, b in zip(model.get_layer(name).get_weights(),
+                        source.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(a, b)
+    figures = run.metrics()["pretrain"]
+    assert figures["tokens"] == text.num_tokens and figures["left_out_documents"] == 1
+    assert figures["epochs"] == 3
+    assert figures["loss"] < np.log(len(run.vocab))  # it learned more than the alphabet
+    assert run.metrics()["init"]["pretrained"] and run.metrics()["init"]["run"] is None
+
+    written = pretrained.stat().st_mtime_ns
+    run = train(None, tmp_path / "run", ["train.epochs=2"], resume=True, verbose=0)
+    assert pretrained.stat().st_mtime_ns == written  # no second pretraining
+    assert run.metrics()["pretrain"] == figures
+
+
+def test_pretraining_is_refused_where_it_cannot_apply(tmp_path, corpus_file, tiny_config):
+    with pytest.raises(ConfigError, match=r"pretrain\.epochs: .*already is a language model"):
+        from toolkit.training import train
+
+        train(tiny_config, tmp_path / "run", ["pretrain.epochs=2"], verbose=0)
+    config = write_config(tmp_path / "ok.toml", corpus_file, "classifier", init="freeze = true")
+    config_module.load(config, registry(), ["pretrain.epochs=1"])  # freeze needs no init.run
+    with pytest.raises(ConfigError, match=r"init\.freeze: .*or pretrain\.epochs"):
+        config_module.load(config, registry())
 
 
 def test_unfreeze_after_needs_freeze(tmp_path, corpus_file, trained_runs):

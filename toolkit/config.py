@@ -128,13 +128,27 @@ def init_settings(run: str | None = None,
     one below it D times slower again (ULMFiT used 2.6)."""
 
 
+def pretrain_settings(epochs: NonNegativeInt = 0, max_minutes: NonNegativeFloat = 0.0,
+                      batch_size: PositiveInt = 64, length: PositiveInt = 100,
+                      learning_rate: PositiveFloat | None = None):
+    """Pretrain the encoder and core on this corpus's own text before an attribution run
+    (ULMFiT's target-task language model): a stateful stream language model (``batch_size``
+    streams, windows of ``length`` tokens) reads every training passage and every document
+    the split leaves out (authors below ``sequences.split.min_documents``), never a
+    validation or test token, for ``epochs`` (0 = off) or until ``max_minutes`` (0 = no
+    limit), at ``learning_rate`` (default ``train.learning_rate``). It starts from
+    ``init.run``'s weights when that is set. The run's model then takes ``init.copy`` from
+    it, and ``init.freeze``, ``unfreeze_after`` and ``lr_decay`` apply as for another run's
+    weights."""
+
+
 # Keys that [core] had before weight initialisation got its own [init] section.
 MOVED_TO_INIT = {"init_from": "run", "freeze": "freeze", "unfreeze_after": "unfreeze_after"}
 
-PLAIN_SECTIONS = {"vocab": vocab_settings, "init": init_settings, "train": train_settings,
-                  "generate": generate_settings}
+PLAIN_SECTIONS = {"vocab": vocab_settings, "init": init_settings, "pretrain": pretrain_settings,
+                  "train": train_settings, "generate": generate_settings}
 SECTIONS = ("corpus", "preprocess", "vocab", "encoder", "sequences", "core", "head",
-            "init", "train", "generate")
+            "init", "pretrain", "train", "generate")
 
 
 def read(path: str | Path) -> dict[str, Any]:
@@ -219,7 +233,7 @@ def resolve(raw: dict[str, Any], registry: Registry, source: str | None = None) 
         else:
             table = expect_table(section, value if value is not None else {}, source)
             resolved[section] = params.validate(PLAIN_SECTIONS[section], table, section, source)
-    check_init(resolved["init"], source)
+    check_init(resolved["init"], resolved["pretrain"], source)
     vocab = resolved["vocab"]
     if vocab["subword"] == "wordpiece" and vocab["min_count"] != 1:
         raise ConfigError("vocab.min_count", "is not used with subword = \"wordpiece\" "
@@ -228,16 +242,18 @@ def resolve(raw: dict[str, Any], registry: Registry, source: str | None = None) 
     return resolved
 
 
-def check_init(init: dict[str, Any], source: str | None) -> None:
-    """Refuse ``[init]`` settings that cannot apply."""
+def check_init(init: dict[str, Any], pretrain: dict[str, Any], source: str | None) -> None:
+    """Refuse ``[init]`` settings that cannot apply: those about copied weights need
+    ``init.run`` or ``[pretrain]``."""
     if init["lr_decay"] < 1.0:
         raise ConfigError("init.lr_decay", f"must be at least 1 (1 = one learning rate for "
                                            f"every layer), received {init['lr_decay']}",
                           source)
     for key, off in (("freeze", False), ("unfreeze_after", 0), ("lr_decay", 1.0)):
-        if init.get("run") is None and init[key] != off:
-            raise ConfigError(f"init.{key}", "applies to weights copied from another run; "
-                                             "set init.run to a trained run directory", source)
+        if init.get("run") is None and not pretrain["epochs"] and init[key] != off:
+            raise ConfigError(f"init.{key}", "applies to weights copied from another run or "
+                                             "from pretraining; set init.run to a trained "
+                                             "run directory, or pretrain.epochs", source)
     if init["unfreeze_after"] and not init["freeze"]:
         raise ConfigError("init.unfreeze_after", "unfreezes frozen layers; set init.freeze = "
                                                  "true too", source)
@@ -329,6 +345,10 @@ def upgrade_stored(stored: dict[str, Any]) -> dict[str, Any]:
     sequences = stored.get("sequences", {})
     if sequences.get("use") == "stream" and "documents" not in sequences:
         sequences["documents"] = "joined"  # streams ran from one document into the next
+    pretrain = stored.setdefault("pretrain", {})
+    for name, parameter in params.parameters(pretrain_settings).items():
+        if parameter.default is not None:
+            pretrain.setdefault(name, parameter.default)
     train = stored.setdefault("train", {})
     if "monitor" not in train:
         # What picked the kept epoch before train.monitor existed: a resumed old run

@@ -44,7 +44,8 @@ def choose_split(prepared, split: str | None) -> str:
     if split is None:
         split = "test" if len(prepared.splits.get("test", ())) else "validation"
     if not len(prepared.splits.get(split, ())):
-        have = [name for name, s in prepared.splits.items() if len(s)]
+        have = [name for name in ("train", "validation", "test")
+                if len(prepared.splits.get(name, ()))]
         raise ToolkitError(f"this run has no {split} split; choose --split from {have}")
     return split
 

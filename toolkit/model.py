@@ -110,7 +110,7 @@ def set_trainable(model: keras.Model, parts, trainable: bool) -> None:
 def layer_rates(model: keras.Model, init: dict | None) -> dict[str, float]:
     """Learning-rate factors for ``init.lr_decay`` = D: the copied layers that have weights,
     from the top down, get 1/D, 1/D², ...; ``{}`` when nothing is copied or D is 1."""
-    if not init or init.get("run") is None or init.get("lr_decay", 1.0) == 1.0:
+    if not init or init.get("lr_decay", 1.0) == 1.0:  # only set with copied weights
         return {}
     copied = [layer for layer in layers_of(model, init["copy"]) if layer.weights]
     decay = init["lr_decay"]

@@ -51,10 +51,11 @@ HISTORY, MODEL, METRICS, BEST = "history.csv", "model.keras", "metrics.json", "b
 LABELS, SPLIT, EVALUATION, CONFUSION = "labels.json", "split.json", "evaluation.json", "confusion.png"
 SAMPLES, CURVES, LOGS, REPORT = "samples.json", "curves.png", "logs", "report.html"
 CALIBRATION, RELIABILITY, ENSEMBLE = "calibration.json", "reliability.png", "ensemble.pkl"
+PRETRAINED, PRETRAIN = "pretrained.keras", "pretrain.json"
 TMP_SUFFIX = ".tmp"
 RUN_FILES = (CONFIG, VOCAB, CHECKPOINT, PROGRESS, HISTORY, MODEL, METRICS, BEST, LABELS, SPLIT,
              EVALUATION, CONFUSION, SAMPLES, CURVES, REPORT, CALIBRATION, RELIABILITY,
-             ENSEMBLE)
+             ENSEMBLE, PRETRAINED, PRETRAIN)
 # What describes one trained model and goes stale when training resumes.
 STALE_ON_RESUME = (EVALUATION, CONFUSION, CALIBRATION, RELIABILITY, ENSEMBLE)
 

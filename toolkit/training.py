@@ -8,6 +8,7 @@ ready.
 
 from __future__ import annotations
 
+import json
 import shutil
 import statistics
 from contextlib import contextmanager, nullcontext
@@ -24,6 +25,7 @@ from toolkit.errors import ConfigError, ToolkitError
 from toolkit.hookspecs import EpochData
 from toolkit.plugins import registry
 from toolkit.preprocess import Preprocessor
+from toolkit.pretrain import check_pretraining
 from toolkit.runs import Run
 
 # Keys that may change when a run is resumed: how long to train, not what to train.
@@ -108,6 +110,7 @@ class Session:
     train_data: EpochData | None = None
     val_data: EpochData | None = None
     stopped_by: str | None = None
+    pretrained: Any = None  # a toolkit.pretrain.Pretrained once [pretrain] has run
     strategy: Any = None  # a tf.distribute.Strategy when train.distribute is not "none"
 
     @property
@@ -144,6 +147,11 @@ def train(config_path: str | Path | dict | None, run_dir: str | Path, overrides:
     session = open_session(config_path, Run(run_dir), list(overrides), resume, overwrite)
     with errors_name(session.source):
         prepare_data(session)
+        if session.resolved["pretrain"]["epochs"] and not session.restores:
+            from toolkit.pretrain import pretrain
+
+            session.pretrained = pretrain(session.resolved, session.prepared, session.init_run,
+                                          verbose, progress_seconds)
         model, first_epoch = build_or_restore_model(session)
         check_monitor(session)
     write_run_files(session, overwrite)
@@ -188,6 +196,7 @@ def open_session(config_path, run: Run, overrides: list[str], resume: bool,
                                f"--overwrite to replace it, or choose another --run-dir")
         source = config_module.source_name(config_path)
     components = config_module.build_components(resolved, registry(), source=source)
+    check_pretraining(resolved, components.head, source)
     session = Session(run, resolved, components, resume, source)
     if resolved["train"]["distribute"] != "none":
         from toolkit.distribute import make_strategy, replica_batch
@@ -265,8 +274,11 @@ def restore_or_build(session: Session):
         rows = replica_batch(rows, session.strategy, builder.stateful)
     model = build_model(components, len(session.prepared.vocab), rows, builder.stateful,
                         session.labels)
-    if session.init_run is not None:
-        init = session.resolved["init"]
+    init = session.resolved["init"]
+    if session.pretrained is not None:  # it started from init.run's weights itself
+        copy_weights(session.pretrained.model, model, init["copy"], where="[pretrain]")
+        set_trainable(model, init["copy"], not init["freeze"])
+    elif session.init_run is not None:
         try:
             copy_weights(session.init_run.model, model, init["copy"],
                          where=f"init.run = {init['run']!r}")
@@ -298,6 +310,9 @@ def write_run_files(session: Session, overwrite: bool) -> None:
                         {name: split.sources for name, split in splits.items()})
         if session.labels:
             runs.write_json(run.file(runs.LABELS), {"labels": session.labels})
+        if session.pretrained is not None:
+            runs.atomic_save_model(session.pretrained.model, run.file(runs.PRETRAINED))
+            runs.write_json(run.file(runs.PRETRAIN), session.pretrained.figures)
     # Last: a folder with config.toml holds a run whose vocabulary, split and labels exist.
     runs.atomic_write(run.file(runs.CONFIG), config_module.dumps(session.resolved))
 
@@ -418,11 +433,13 @@ def finish_run(session: Session, model, clock) -> None:
     metrics = summarize(model, session.components.head, session.val_data,
                         session.prepared.stats, run, clock, session)
     metrics["kept"] = kept_epoch(session)
-    init = session.resolved["init"]
-    if init.get("run") is not None:  # what the run started from, layer by layer
-        metrics["init"] = {"run": init["run"], "copied_layers": [
-            layer.name for layer in layers_of(model, init["copy"])], "freeze": init["freeze"],
-            "unfreeze_after": init["unfreeze_after"]}
+    init, pretrained = session.resolved["init"], run.file(runs.PRETRAIN)
+    if init.get("run") is not None or pretrained.is_file():  # what the run started from
+        metrics["init"] = {"run": init.get("run"), "pretrained": pretrained.is_file(),
+                           "copied_layers": [layer.name for layer in layers_of(model, init["copy"])],
+                           "freeze": init["freeze"], "unfreeze_after": init["unfreeze_after"]}
+    if pretrained.is_file():
+        metrics["pretrain"] = json.loads(pretrained.read_text())
     if session.components.head.attributes and session.val_data is not None:
         calibration = fit_calibration(model, session.components, session.val_data.passages)
         runs.write_json(run.file(runs.CALIBRATION), calibration.to_json())

@@ -32,7 +32,8 @@ def split_settings(by: Literal["region", "passage", "document"] = "region",
     splits at random, stratified by author. ``"document"``: one whole document per
     author is the test set (cross-work attribution); validation is the tail of
     the remaining documents. Authors with fewer than ``min_documents`` documents
-    are left out of every split (``"document"`` needs 2)."""
+    are left out of every split (``"document"`` needs 2); only ``[pretrain]`` reads
+    their text."""
 
 
 SplitTable = Annotated[dict, Table(split_settings)]
@@ -280,6 +281,9 @@ class PassageBuilder(SequenceBuilder):
                 plan["train"] += passages[n_test + n_val:]
         else:
             self.hold_out_documents(plan, documents, lengths, validation_fraction, rng, kept)
+        left_out = [Segment(d, 0, n) for d, n in enumerate(lengths) if d not in kept and n]
+        if left_out:  # no split of the attribution; text a [pretrain] language model may read
+            plan["left_out"] = left_out
         for segments in plan.values():
             segments.sort(key=lambda s: (s.document, s.start))
         if not plan["train"]:
