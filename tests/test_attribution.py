@@ -642,6 +642,29 @@ def test_init_copy_core_only_leaves_the_encoder_new_and_trainable(trained_runs, 
     assert tuned.get_layer("encoder").trainable and not tuned.get_layer("core_lstm_0").trainable
 
 
+def test_init_copy_head_starts_every_author_as_the_source_language_model(tmp_path,
+                                                                          corpus_file):
+    from toolkit.model import copy_weights
+
+    generator, _ = components_for(tmp_path, corpus_file, "generator")
+    authors, _ = components_for(tmp_path, corpus_file, "author-lms")
+    tf.keras.utils.set_random_seed(3)
+    source = build_model(generator, 6, None, False)
+    target = build_model(authors, 6, None, False, ["x", "y", "z"])
+    copied = copy_weights(source, target, ["encoder", "core", "head"])
+    assert copied == ["head_author_lms", "encoder", "core_lstm_0"]
+    tokens = np.random.default_rng(0).integers(1, 6, (3, 12))
+    expected = source.predict(tokens, verbose=0)
+    for author in range(3):
+        got = target.predict({"tokens": tokens, "author": np.full(3, author)}, verbose=0)
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+    classifier, _ = components_for(tmp_path, corpus_file, "classifier")
+    with pytest.raises(ToolkitError, match="has no generator head"):
+        copy_weights(build_model(classifier, 6, None, False, ["x", "y"]), target, ["head"])
+    with pytest.raises(ToolkitError, match="no such layer"):
+        copy_weights(source, build_model(classifier, 6, None, False, ["x", "y"]), ["head"])
+
+
 def test_the_old_core_init_from_key_points_to_the_init_section(tmp_path, corpus_file):
     config = write_config(tmp_path / "old.toml", corpus_file, "classifier",
                           core='init_from = "runs/x"\nfreeze = true')
@@ -653,7 +676,7 @@ def test_the_old_core_init_from_key_points_to_the_init_section(tmp_path, corpus_
 
 @pytest.mark.parametrize("init, message", [
     ('copy = []', r"init\.copy: copies nothing"),
-    ('copy = ["head"]', r"init\.copy: expected a list of"),
+    ('copy = ["heads"]', r"init\.copy: expected a list of"),
     ('freeze = true', r"init\.freeze: applies to weights copied from another run"),
     ('lr_decay = 2.6', r"init\.lr_decay: applies to weights copied from another run"),
     ('run = "x"\nlr_decay = 0.5', r"init\.lr_decay: must be at least 1 .*received 0\.5"),

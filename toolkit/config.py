@@ -116,12 +116,13 @@ def generate_settings(
 
 
 def init_settings(run: str | None = None,
-                  copy: list[Literal["encoder", "core"]] = ("encoder", "core"),
+                  copy: list[Literal["encoder", "core", "head"]] = ("encoder", "core"),
                   freeze: bool = False, unfreeze_after: NonNegativeInt = 0,
                   lr_decay: float = 1.0):
     """Start from another trained run's weights: ``run`` is its directory; ``copy`` lists
-    what is copied, layer by layer (``"encoder"``, ``"core"``); copying the encoder
-    also takes that run's vocabulary. ``freeze`` keeps the copied layers fixed, and
+    what is copied, layer by layer (``"encoder"``, ``"core"``; ``"head"`` starts a
+    generator's head, or every author's head of ``author-lms``, from the source's
+    generator head); copying the encoder also takes that run's vocabulary. ``freeze`` keeps the copied layers fixed, and
     ``unfreeze_after`` = N trains them again from epoch N on (0 = never). ``lr_decay``
     = D (ULMFiT's discriminative fine-tuning; 1 = off) steps the copied layers more
     gently than the new head: the top copied layer at ``train.learning_rate`` / D, each
@@ -258,8 +259,8 @@ def check_init(init: dict[str, Any], pretrain: dict[str, Any], source: str | Non
         raise ConfigError("init.unfreeze_after", "unfreezes frozen layers; set init.freeze = "
                                                  "true too", source)
     if not init["copy"]:
-        raise ConfigError("init.copy", "copies nothing; list \"encoder\", \"core\" or both",
-                          source)
+        raise ConfigError("init.copy", "copies nothing; list \"encoder\", \"core\" or both "
+                                       "(and \"head\")", source)
     if len(set(init["copy"])) != len(init["copy"]):
         raise ConfigError("init.copy", f"names a part twice: {init['copy']}", source)
 

@@ -16,6 +16,7 @@ from toolkit.state import check_row_resets, reset_states
 
 ENCODER = "encoder"
 CORE_PREFIX = "core_"
+NEXT_TOKEN_HEADS = ("head_generator", "head_author_lms")  # the heads init.copy = "head" fills
 
 
 def build_model(components: Components, vocab_size: int, batch_size: int | None,
@@ -77,12 +78,13 @@ def layers_of(model: keras.Model, parts=("encoder", "core")) -> list[keras.layer
 def copy_weights(source: keras.Model, target: keras.Model, parts=("encoder", "core"),
                  where: str = "the source run") -> list[str]:
     """Copy the weights of ``parts`` of ``source`` into ``target``, layer by name; returns
-    the names of the layers copied.
+    the names of the layers copied. ``"head"`` starts the target's next-token head from
+    the source's generator head (see :func:`copy_head`).
 
     A missing layer or a shape that differs (another ``core.units``, ``encoder.dim``
     or vocabulary) is an error.
     """
-    copied = []
+    copied = [copy_head(source, target, where)] if "head" in parts else []
     for layer in layers_of(target, parts):
         try:
             origin = source.get_layer(layer.name)
@@ -99,6 +101,34 @@ def copy_weights(source: keras.Model, target: keras.Model, parts=("encoder", "co
         layer.set_weights(weights)
         copied.append(layer.name)
     return copied
+
+
+def copy_head(source: keras.Model, target: keras.Model, where: str) -> str:
+    """Start ``target``'s next-token head from ``source``'s generator head: a generator
+    takes its softmax as it is, and every author of ``author-lms`` takes the same one,
+    so the authors' models start as the source's language model and only grow apart
+    where their own text differs. Returns the name of the head filled."""
+    import numpy as np
+
+    try:
+        kernel, bias = source.get_layer(NEXT_TOKEN_HEADS[0]).get_weights()
+    except ValueError:
+        raise ToolkitError(f"{where} has no generator head to copy (init.copy = \"head\" "
+                           f"needs a generator run or [pretrain])") from None
+    layer = next((layer for layer in target.layers if layer.name in NEXT_TOKEN_HEADS), None)
+    if layer is None:
+        raise ToolkitError(f"init.copy = \"head\" fills a next-token head (generator or "
+                           f"author-lms); this model's head has no such layer")
+    if layer.name == "head_author_lms":
+        authors = layer.weights[0].shape[0]
+        kernel, bias = np.repeat(kernel[None], authors, 0), np.repeat(bias[None], authors, 0)
+    expected = [tuple(v.shape) for v in layer.weights]
+    if [kernel.shape, bias.shape] != expected:
+        raise ToolkitError(f"layer {layer.name!r}: weights of shapes {[kernel.shape, bias.shape]} "
+                           f"from {where}, {expected} here; use the same core settings and "
+                           f"vocabulary (init.copy with \"encoder\")")
+    layer.set_weights([kernel, bias])
+    return layer.name
 
 
 def set_trainable(model: keras.Model, parts, trainable: bool) -> None:
