@@ -310,9 +310,9 @@ def write_run_files(session: Session, overwrite: bool) -> None:
                         {name: split.sources for name, split in splits.items()})
         if session.labels:
             runs.write_json(run.file(runs.LABELS), {"labels": session.labels})
-        if session.pretrained is not None:
-            runs.atomic_save_model(session.pretrained.model, run.file(runs.PRETRAINED))
-            runs.write_json(run.file(runs.PRETRAIN), session.pretrained.figures)
+    if session.pretrained is not None:  # also a resumed run that had no checkpoint yet
+        runs.atomic_save_model(session.pretrained.model, run.file(runs.PRETRAINED))
+        runs.write_json(run.file(runs.PRETRAIN), session.pretrained.figures)
     # Last: a folder with config.toml holds a run whose vocabulary, split and labels exist.
     runs.atomic_write(run.file(runs.CONFIG), config_module.dumps(session.resolved))
 
@@ -436,6 +436,7 @@ def finish_run(session: Session, model, clock) -> None:
     init, pretrained = session.resolved["init"], run.file(runs.PRETRAIN)
     if init.get("run") is not None or pretrained.is_file():  # what the run started from
         metrics["init"] = {"run": init.get("run"), "pretrained": pretrained.is_file(),
+                           "copy": list(init["copy"]),
                            "copied_layers": [layer.name for layer in layers_of(model, init["copy"])],
                            "freeze": init["freeze"], "unfreeze_after": init["unfreeze_after"]}
     if pretrained.is_file():
