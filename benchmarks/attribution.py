@@ -17,7 +17,8 @@ the same first 70 % of every book); there is no Gutenberg finetune row for the
 document split, where that language model would have read the held-out books.
 Variants ``inaugural-*``: NLTK's inaugural addresses, one whole speech of each of the
 18 speakers with two or more held out; ``inaugural-finetune`` starts from ``pretrain``
-(Gutenberg books, which share no text with the speeches).
+(Gutenberg books, which share no text with the speeches); the ``-pretrain`` variants
+add ``[pretrain]`` (in-corpus pretraining, docs/benchmarks.md).
 
     NLTK_DATA=../shared/nltk_data python benchmarks/attribution.py --out runs/bench
 """
@@ -34,6 +35,8 @@ from pathlib import Path
 DOCUMENT_SPLIT = ['corpus.include=["austen-*", "chesterton-*", "shakespeare-*"]',
                   "sequences.split.by=document", "train.max_minutes=6"]
 
+IN_CORPUS = ["pretrain.epochs=30", "pretrain.max_minutes=4"]
+
 VARIANTS = {  # in the order they run: the region figures first
     "words-region": ("configs/gutenberg-authors-words.toml", []),
     "lms-region": ("configs/gutenberg-authors-lms.toml", []),
@@ -47,6 +50,11 @@ VARIANTS = {  # in the order they run: the region figures first
     "inaugural-lms": ("configs/inaugural-authors-lms.toml", []),
     "inaugural-char": ("configs/inaugural-authors-char.toml", []),
     "inaugural-finetune": ("configs/inaugural-authors-finetune.toml", ["init.run={pretrain}"]),
+    # The same with [pretrain]: the core first reads the training speeches and the
+    # left-out ones (presidents with one speech) as a language model.
+    "inaugural-lms-pretrain": ("configs/inaugural-authors-lms.toml", IN_CORPUS),
+    "inaugural-finetune-pretrain": ("configs/inaugural-authors-finetune.toml",
+                                    ["init.run={pretrain}", *IN_CORPUS]),
 }
 MODELS = (("lstm", "LSTM"), ("lstm_calibrated", "LSTM, calibrated"),
           ("baseline", "n-grams"), ("ensemble", "ensemble"))
