@@ -12,7 +12,7 @@ error; the AUROC of telling a held-out author's passages from known ones. Writes
 Variants on NLTK's Gutenberg selection: ``region`` splits every book 70 / 10 / 20
 (train / validation / test); ``document`` holds out one whole book of each of
 Austen, Chesterton and Shakespeare (the authors with several books). The
-``finetune-region`` variant first trains ``pretrain`` (configs/gutenberg-pretrain-char.toml,
+``finetune-region`` and ``lms-finetune-region`` variants first train ``pretrain`` (configs/gutenberg-pretrain-char.toml,
 the same first 70 % of every book); there is no Gutenberg finetune row for the
 document split, where that language model would have read the held-out books.
 Variants ``inaugural-*``: NLTK's inaugural addresses, one whole speech of each of the
@@ -43,6 +43,8 @@ VARIANTS = {  # in the order they run: the region figures first
     "char-region": ("configs/gutenberg-authors-char.toml", []),
     "pretrain": ("configs/gutenberg-pretrain-char.toml", []),
     "finetune-region": ("configs/gutenberg-authors-finetune.toml", ["init.run={pretrain}"]),
+    "lms-finetune-region": ("configs/gutenberg-authors-lms-finetune.toml",
+                            ["init.run={pretrain}"]),
     "words-document": ("configs/gutenberg-authors-words.toml", DOCUMENT_SPLIT),
     "lms-document": ("configs/gutenberg-authors-lms-documents.toml", []),
     "char-document": ("configs/gutenberg-authors-char.toml", DOCUMENT_SPLIT),
