@@ -788,9 +788,21 @@ def test_pretraining_reads_training_text_and_left_out_documents_and_the_run_star
     splits = prepared.splits
     assert text.sources == splits["train"].sources + splits["left_out"].sources
     assert [s.split(":")[0] for s in splits["left_out"].sources] == ["lonely-1"]
-    held_out = set(splits["validation"].sources) | set(splits["test"].sources)
-    assert held_out and not held_out & set(text.sources)
-    assert "lonely" not in splits["train"].labels + splits["test"].labels
+    def spans(sources):  # document name -> token ranges
+        out = {}
+        for source in sources:
+            name, _, span = source.rpartition(":")
+            start, stop = map(int, span.split("-"))
+            out.setdefault(name, []).append((start, stop))
+        return out
+
+    held_out = spans(splits["validation"].sources + splits["test"].sources)
+    assert held_out
+    for name, ranges in spans(text.sources).items():  # no token read is held out
+        for a, b in ranges:
+            assert all(b <= c or d <= a for c, d in held_out.get(name, []))
+    assert "lonely" not in splits["train"].labels + splits["validation"].labels + \
+        splits["test"].labels
 
     run = train(config, tmp_path / "run", verbose=0, overrides=["train.keep=last"])
     pretrained = Run(run.path).file("pretrained.keras")
@@ -822,6 +834,34 @@ def test_pretraining_is_refused_where_it_cannot_apply(tmp_path, corpus_file, tin
     config_module.load(config, registry(), ["pretrain.epochs=1"])  # freeze needs no init.run
     with pytest.raises(ConfigError, match=r"init\.freeze: .*or pretrain\.epochs"):
         config_module.load(config, registry())
+    config = write_config(tmp_path / "head.toml", corpus_file, "classifier",
+                          init='copy = ["encoder", "core", "head"]')
+    with pytest.raises(ConfigError, match=r"init\.copy: \"head\" starts a next-token head"):
+        train(config, tmp_path / "run2", ["pretrain.epochs=1"], verbose=0)
+    assert not (tmp_path / "run2").exists()
+
+
+def test_pretraining_from_an_author_lms_run_gives_every_author_the_pretrained_head(
+        trained_runs, tmp_path, corpus_file):
+    """init.run + [pretrain] + init.copy with "head": the language model takes the
+    encoder and core of a run that has no generator head, and the author heads start
+    from the language model's own softmax."""
+    from toolkit.runs import Run
+    from toolkit.training import train
+
+    config = write_config(tmp_path / "chain.toml", corpus_file, "author-lms", epochs=1,
+                          init=f'run = "{trained_runs["author-lms"]}"\n'
+                               f'copy = ["encoder", "core", "head"]\nfreeze = true')
+    with open(config, "a") as f:
+        f.write("\n[pretrain]\nepochs = 1\nbatch_size = 8\nlength = 20\n")
+    run = train(config, tmp_path / "run", verbose=0, overrides=["train.epochs=1",
+                                                               "train.learning_rate=1e-9"])
+    language_model = runs_module.load_keras_file(Run(run.path).file("pretrained.keras"))
+    kernel = language_model.get_layer("head_generator").get_weights()[0]
+    heads = run.load_model().get_layer("head_author_lms").get_weights()[0]
+    for author in range(heads.shape[0]):  # a learning rate of 1e-9 barely moves them
+        np.testing.assert_allclose(heads[author], kernel, atol=1e-5)
+    assert run.metrics()["init"]["pretrained"] and run.metrics()["init"]["run"]
 
 
 def test_unfreeze_after_needs_freeze(tmp_path, corpus_file, trained_runs):

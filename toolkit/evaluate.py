@@ -41,6 +41,8 @@ def prepared_data(run: Run):
 
 
 def choose_split(prepared, split: str | None) -> str:
+    if split not in (None, "train", "validation", "test"):
+        raise ToolkitError(f"no split {split!r} to evaluate; choose train, validation or test")
     if split is None:
         split = "test" if len(prepared.splits.get("test", ())) else "validation"
     if not len(prepared.splits.get(split, ())):

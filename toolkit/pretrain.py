@@ -44,8 +44,12 @@ def language_model_config(resolved: dict) -> dict:
     generator head, ``[pretrain]``'s epochs, time and learning rate."""
     pretrain = resolved["pretrain"]
     config = copy.deepcopy(resolved)
+    # Dropout inside the recurrent cell cannot restart a row's state mid-batch, so such
+    # a core reads the text as one stream.
+    joined = resolved["core"].get("recurrent_dropout")
     config["sequences"] = {"use": "stream", "batch_size": pretrain["batch_size"],
-                           "length": pretrain["length"]}
+                           "length": pretrain["length"],
+                           "documents": "joined" if joined else "separate"}
     config["head"] = {"use": "generator"}
     config["core"].pop("stateful", None)  # streams need a stateful core
     config["init"] = {key: value for key, value in config["init"].items()
@@ -60,7 +64,13 @@ def language_model_config(resolved: dict) -> dict:
 
 
 def check_pretraining(resolved: dict, head, source: str) -> None:
-    """Refuse ``[pretrain]`` where it cannot apply, before any data is read."""
+    """Refuse ``[pretrain]`` and ``init.copy = "head"`` where they cannot apply, before
+    any data is read."""
+    if "head" in resolved["init"]["copy"] and not head.target.startswith("next-token"):
+        raise ConfigError("init.copy", f"\"head\" starts a next-token head (generator or "
+                                       f"author-lms) from a language model's, but head.use = "
+                                       f"{resolved['head']['use']!r} is not one; remove "
+                                       f"\"head\"", source)
     if not resolved["pretrain"]["epochs"]:
         return
     if not head.attributes:
@@ -70,6 +80,7 @@ def check_pretraining(resolved: dict, head, source: str) -> None:
     if resolved["train"]["distribute"] != "none":
         raise ConfigError("pretrain.epochs", "pretraining runs on one device; set "
                                              "train.distribute = \"none\"", source)
+    config_module.build_components(language_model_config(resolved), registry(), source)
 
 
 def pretrain(resolved: dict, prepared, init_run=None, verbose: Any = "auto",
@@ -90,8 +101,10 @@ def pretrain(resolved: dict, prepared, init_run=None, verbose: Any = "auto",
     text = pretraining_text(prepared.splits)
     try:
         train_data = builder.training(builder.data(text, training=True), settings["seed"])
-    except ToolkitError as err:
-        raise ConfigError("pretrain.batch_size", f"the pretraining text: {err}") from None
+    except ToolkitError as err:  # its wording names [sequences]; [pretrain] sets these
+        raise ConfigError("pretrain", f"the pretraining text is too short for its streams "
+                                      f"({err}); lower pretrain.batch_size or "
+                                      f"pretrain.length") from None
     val_data = None
     if len(prepared.splits["validation"]):
         try:
@@ -102,8 +115,13 @@ def pretrain(resolved: dict, prepared, init_run=None, verbose: Any = "auto",
     keras.utils.set_random_seed(settings["seed"])
     model = build_model(components, vocab_size, builder.batch_size, stateful=True)
     if init_run is not None:
-        copy_weights(init_run.model, model, lm_config["init"]["copy"],
-                     where=f"init.run = {lm_config['init']['run']!r}")
+        source = init_run.model
+        parts = [part for part in lm_config["init"]["copy"]  # a head only from a generator
+                 if part != "head" or "head_generator" in (l.name for l in source.layers)]
+        try:
+            copy_weights(source, model, parts, where=f"init.run = {lm_config['init']['run']!r}")
+        except ToolkitError as err:
+            raise ConfigError("init.run", str(err)) from None
     compile_model(model, components, settings, len(train_data) * settings["epochs"])
     left_out = len(prepared.splits.get("left_out", ()))
     if verbose != 0:

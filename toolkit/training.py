@@ -433,14 +433,15 @@ def finish_run(session: Session, model, clock) -> None:
     metrics = summarize(model, session.components.head, session.val_data,
                         session.prepared.stats, run, clock, session)
     metrics["kept"] = kept_epoch(session)
-    init, pretrained = session.resolved["init"], run.file(runs.PRETRAIN)
-    if init.get("run") is not None or pretrained.is_file():  # what the run started from
-        metrics["init"] = {"run": init.get("run"), "pretrained": pretrained.is_file(),
+    init = session.resolved["init"]
+    pretrained = session.resolved["pretrain"]["epochs"] > 0
+    if init.get("run") is not None or pretrained:  # what the run started from
+        metrics["init"] = {"run": init.get("run"), "pretrained": pretrained,
                            "copy": list(init["copy"]),
                            "copied_layers": [layer.name for layer in layers_of(model, init["copy"])],
                            "freeze": init["freeze"], "unfreeze_after": init["unfreeze_after"]}
-    if pretrained.is_file():
-        metrics["pretrain"] = json.loads(pretrained.read_text())
+    if pretrained and run.file(runs.PRETRAIN).is_file():
+        metrics["pretrain"] = json.loads(run.file(runs.PRETRAIN).read_text())
     if session.components.head.attributes and session.val_data is not None:
         calibration = fit_calibration(model, session.components, session.val_data.passages)
         runs.write_json(run.file(runs.CALIBRATION), calibration.to_json())
