@@ -40,14 +40,16 @@ def prepared_data(run: Run):
     return prepared
 
 
+EVALUATED_SPLITS = ("train", "validation", "test")  # never "left_out"
+
+
 def choose_split(prepared, split: str | None) -> str:
-    if split not in (None, "train", "validation", "test"):
+    if split is not None and split not in EVALUATED_SPLITS:
         raise ToolkitError(f"no split {split!r} to evaluate; choose train, validation or test")
     if split is None:
         split = "test" if len(prepared.splits.get("test", ())) else "validation"
     if not len(prepared.splits.get(split, ())):
-        have = [name for name in ("train", "validation", "test")
-                if len(prepared.splits.get(name, ()))]
+        have = [name for name in EVALUATED_SPLITS if len(prepared.splits.get(name, ()))]
         raise ToolkitError(f"this run has no {split} split; choose --split from {have}")
     return split
 

@@ -16,7 +16,8 @@ from toolkit.state import check_row_resets, reset_states
 
 ENCODER = "encoder"
 CORE_PREFIX = "core_"
-NEXT_TOKEN_HEADS = ("head_generator", "head_author_lms")  # the heads init.copy = "head" fills
+GENERATOR_HEAD = "head_generator"
+NEXT_TOKEN_HEADS = (GENERATOR_HEAD, "head_author_lms")  # the heads init.copy = "head" fills
 
 
 def build_model(components: Components, vocab_size: int, batch_size: int | None,
@@ -111,7 +112,7 @@ def copy_head(source: keras.Model, target: keras.Model, where: str) -> str:
     import numpy as np
 
     try:
-        kernel, bias = source.get_layer(NEXT_TOKEN_HEADS[0]).get_weights()
+        kernel, bias = source.get_layer(GENERATOR_HEAD).get_weights()
     except ValueError:
         raise ToolkitError(f"{where} has no generator head to copy (init.copy = \"head\" "
                            f"needs a generator run or [pretrain])") from None

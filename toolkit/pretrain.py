@@ -56,11 +56,10 @@ def language_model_config(resolved: dict) -> dict:
                       if key in ("run", "copy")}
     config["pretrain"] = {}
     train = config["train"]
-    train.update(epochs=max(pretrain["epochs"], 1), max_minutes=pretrain["max_minutes"],
+    train.update(epochs=pretrain["epochs"], max_minutes=pretrain["max_minutes"],
                  learning_rate=pretrain.get("learning_rate") or train["learning_rate"],
                  monitor="auto", patience=0)
-    return config_module.resolve({k: v for k, v in config.items() if v is not None},
-                                 registry())
+    return config_module.resolve(config, registry())
 
 
 def check_pretraining(resolved: dict, head, source: str) -> None:
@@ -88,7 +87,8 @@ def pretrain(resolved: dict, prepared, init_run=None, verbose: Any = "auto",
     """Train the pretraining language model of ``resolved`` on ``prepared``'s training
     text (and left-out documents); its validation loss is read on the validation split
     when that is long enough for the streams. Raises :class:`ToolkitError` if it diverges."""
-    from toolkit.model import build_model, compile_model, copy_weights  # loads TF quietly
+    from toolkit.model import (  # loads TF quietly
+        GENERATOR_HEAD, build_model, compile_model, copy_weights)
 
     import keras
 
@@ -116,8 +116,8 @@ def pretrain(resolved: dict, prepared, init_run=None, verbose: Any = "auto",
     model = build_model(components, vocab_size, builder.batch_size, stateful=True)
     if init_run is not None:
         source = init_run.model
-        parts = [part for part in lm_config["init"]["copy"]  # a head only from a generator
-                 if part != "head" or "head_generator" in (l.name for l in source.layers)]
+        has_head = any(layer.name == GENERATOR_HEAD for layer in source.layers)
+        parts = [part for part in lm_config["init"]["copy"] if part != "head" or has_head]
         try:
             copy_weights(source, model, parts, where=f"init.run = {lm_config['init']['run']!r}")
         except ToolkitError as err:
