@@ -332,6 +332,34 @@ def test_min_documents_leaves_authors_with_fewer_documents_out(tmp_path, corpus_
     assert used["left_out"] == {6}  # the lonely document joins no split; [pretrain] reads it
 
 
+@pytest.mark.parametrize("by", ["region", "passage", "document"])
+def test_unseen_authors_join_no_split_and_are_not_left_out_for_pretraining(tmp_path,
+                                                                          corpus_file, by):
+    components, _ = components_for(
+        tmp_path, corpus_file, "classifier",
+        sequences=f'split = {{ by = "{by}", min_documents = 2, unseen_authors = ["w"] }}')
+    docs = documents() + [Document("", f"w-{i}", "w") for i in range(2)] + \
+        [Document("", "lonely", "z")]
+    plan = components.sequences.plan_split(docs, [["x"] * 500] * 9, 0.1, 1)
+    used = {name: {segment.document for segment in segments} for name, segments in plan.items()}
+    assert set().union(used["train"], used["validation"], used["test"]) == set(range(6))
+    assert used["unseen"] == {6, 7}  # whole documents, for `evaluate --unseen-author` only
+    assert [(s.start, s.stop) for s in plan["unseen"]] == [(0, 500), (0, 500)]
+    assert used["left_out"] == {8}  # below min_documents: [pretrain] may read it, not w
+
+
+@pytest.mark.parametrize("unseen, message", [
+    (["v"], r"\['v'\] are not authors of this corpus; its authors are \['w', 'x', 'y'\]"),
+    (["w", "x"], r"\['w', 'x'\] leave fewer than 2 of the corpus's 3 authors"),
+])
+def test_unseen_authors_are_checked_against_the_corpus(tmp_path, corpus_file, unseen, message):
+    components, _ = components_for(tmp_path, corpus_file, "classifier",
+                                   sequences=f'split = {{ unseen_authors = {json.dumps(unseen)} }}')
+    docs = documents() + [Document("", "w-0", "w")]
+    with pytest.raises(ConfigError, match=r"sequences\.split\.unseen_authors: " + message):
+        components.sequences.plan_split(docs, [["x"] * 500] * 7, 0.1, 1)
+
+
 def test_unlabelled_documents_are_refused_for_attribution(tmp_path, corpus_file):
     components, _ = components_for(tmp_path, corpus_file, "classifier")
     with pytest.raises(ConfigError, match="needs a label"):
@@ -773,6 +801,7 @@ def test_pretraining_reads_training_text_and_left_out_documents_and_the_run_star
     (frozen here, so they stay exactly the pretrained ones), and a resumed run keeps them
     without pretraining again."""
     from toolkit.data import prepare_config
+    from toolkit.evaluate import evaluate
     from toolkit.pretrain import pretraining_text
     from toolkit.runs import Run
     from toolkit.training import train
@@ -823,6 +852,9 @@ def test_pretraining_reads_training_text_and_left_out_documents_and_the_run_star
     run = train(None, tmp_path / "run", ["train.epochs=2"], resume=True, verbose=0)
     assert pretrained.stat().st_mtime_ns == written  # no second pretraining
     assert run.metrics()["pretrain"] == figures
+    # The lonely author is a stranger to the heads, though the pretrained core read it.
+    strangers = evaluate(run.path, unseen_author=True)["strangers"]
+    assert strangers["from"] == {"left_out": 1} and strangers["left_out_read_by_pretraining"]
 
 
 def test_pretraining_is_refused_where_it_cannot_apply(tmp_path, corpus_file, tiny_config):
@@ -898,3 +930,34 @@ def test_init_with_other_core_settings_is_refused(trained_runs, tmp_path, corpus
                           init=f'run = "{trained_runs["classifier"]}"')
     with pytest.raises(ToolkitError, match="core_lstm_0.*same encoder and core settings"):
         train(config, tmp_path / "ft", verbose=0, overrides=["core.units=32"])
+
+
+def test_evaluate_measures_unknown_on_authors_the_run_never_trained_on(tmp_path,
+                                                                      corpus_with_a_lonely_author,
+                                                                      capsys):
+    """``unseen_authors``: the named author's text is in no split the run reads; evaluate
+    --unseen-author scores it as a stranger's beside the test split's known authors."""
+    from toolkit.training import train
+
+    config = write_config(tmp_path / "open.toml", corpus_with_a_lonely_author, "author-lms",
+                          epochs=2, sequences='split = { unseen_authors = ["lonely"] }')
+    run = train(config, tmp_path / "run", verbose=0)
+    assert run.labels == ["backward", "forward"]
+    split = json.loads(run.file("split.json").read_text())
+    assert {s.split(":")[0] for s in split["unseen"]} == {"lonely-1"}
+    assert not any(s.startswith("lonely") for name in ("train", "validation", "test")
+                   for s in split[name])
+    assert main(["evaluate", str(run.path), "--unseen-author", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)["strangers"]
+    assert report["authors"] == ["lonely"] and report["documents"] == 1
+    assert report["from"] == {"unseen": 1} and not report["left_out_read_by_pretraining"]
+    assert report["passages"] == 2000 // 40
+    for model in ("lstm", "ensemble"):
+        for level in ("passages", "documents"):
+            figures = report[model][level]
+            assert 0 <= figures["auroc"] <= 1
+            assert 0 <= figures["strangers_unknown"] <= 1 and 0 <= figures["known_unknown"] <= 1
+    assert report["lstm"]["documents"]["count"] == [4, 1]  # each test region is a document
+    assert main(["evaluate", str(run.path), "--unseen-author"]) == 0
+    out = capsys.readouterr().out
+    assert "strangers: 1 document(s) by 1 author(s) the run never trained on" in out

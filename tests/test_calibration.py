@@ -5,7 +5,8 @@ import pytest
 
 from toolkit.calibration import (Calibration, expected_calibration_error, fit_stack,
                                  fit_temperature, fit_threshold, held_out_confidences,
-                                 log_softmax, pool, stacked, unseen_author_auroc)
+                                 log_softmax, pool, stacked, stranger_separation,
+                                 unseen_author_auroc)
 
 
 def sampled(logits: np.ndarray, seed: int = 0) -> np.ndarray:
@@ -188,3 +189,21 @@ def test_transductive_offsets_come_from_the_attributed_texts_and_never_their_lab
     shuffled = Passages(rng.permutation(test_labels))
     again = transductive_report(scores, shuffled, val_scores, validation, ["a", "b", "c"])
     assert again["offsets"] == report["offsets"]
+
+
+def test_strangers_are_told_apart_by_how_sure_the_model_is_of_them():
+    """Known authors' passages get peaked probabilities, strangers' flat ones: the AUROC
+    is 1 at passage and document level, and the threshold answers "unknown" for every
+    stranger and no known text; pooling makes a document as sure as a typical passage."""
+    known = np.log(np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.05, 0.05, 0.9],
+                             [0.85, 0.1, 0.05]]))
+    strangers = np.log(np.array([[0.4, 0.3, 0.3], [0.3, 0.4, 0.3], [0.35, 0.35, 0.3]]))
+    report = stranger_separation(known, ["a", "b", "c", "c"], strangers, ["s", "s", "t"], 0.6)
+    assert report["passages"] == {"auroc": 1.0, "strangers_unknown": 1.0, "known_unknown": 0.0}
+    assert report["documents"]["auroc"] == 1.0 and report["documents"]["count"] == [3, 2]
+    # Doubt about known texts and certainty about strangers' turn the AUROC over.
+    flipped = stranger_separation(strangers, ["a", "b", "c"], known, ["s", "s", "t", "t"], 0.6)
+    assert flipped["passages"]["auroc"] == 0.0 and flipped["passages"]["known_unknown"] == 1.0
+    half = stranger_separation(known, [], known[::-1], [], 0.0)  # the same confidences
+    assert half["passages"]["auroc"] == 0.5 and "documents" not in half
+    assert half["passages"]["strangers_unknown"] == 0.0  # threshold 0: never "unknown"

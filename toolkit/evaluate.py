@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import pickle
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +41,10 @@ def prepared_data(run: Run):
     return prepared
 
 
-EVALUATED_SPLITS = ("train", "validation", "test")  # never "left_out"
+EVALUATED_SPLITS = ("train", "validation", "test")  # never "left_out" or "unseen"
+# Text of authors the run never trained on: `sequences.split.unseen_authors`'s documents,
+# and those of authors below `min_documents` (which a [pretrain] language model reads).
+STRANGER_SPLITS = ("unseen", "left_out")
 
 
 def choose_split(prepared, split: str | None) -> str:
@@ -208,7 +212,8 @@ def attribution_report(run: Run, prepared, split: str, baseline: bool,
     """The head's passage scores on ``split``, raw and calibrated, at passage and document
     level, beside the n-gram baseline trained on the same training passages and the
     ensemble of both (stacked on the validation split); the calibration's expected
-    error before and after, and with ``unseen_author`` how well "unknown" is told apart.
+    error before and after, and with ``unseen_author`` how well "unknown" is told apart
+    (each author held out in turn, and on the texts of authors the run never trained on).
     ``recalibrate`` fits the run's calibration on validation again (and writes it)."""
     from toolkit.calibration import fit_stack, log_softmax, stacked, unseen_author_auroc
 
@@ -227,6 +232,11 @@ def attribution_report(run: Run, prepared, split: str, baseline: bool,
         calibration = calibrate(run.head, val_scores, validation)
         runs.write_json(run.file(runs.CALIBRATION), calibration.to_json())
     raw = log_softmax(scores)
+    strangers = stranger_passages(run, prepared) if unseen_author else None
+    if strangers is not None:
+        stranger_scores = attributor.passage_scores(strangers.ids)
+        stranger_lstm = (calibration.log_probs(stranger_scores, real_tokens(strangers.ids))
+                         if calibration is not None else log_softmax(stranger_scores))
     report = {"run": str(run.path), "split": split, "kind": "attribution",
               "head": run.config["head"]["use"], **builder.describe(),
               "passages": len(passages), "labels": labels,
@@ -270,14 +280,82 @@ def attribution_report(run: Run, prepared, split: str, baseline: bool,
                 {"ngram": ngram, "weights": weights, "labels": labels}))
             if unseen_author:
                 report["unseen_author_ensemble"] = unseen_author_auroc(ensemble, passages.labels)
+            if strangers is not None:
+                stranger_ensemble = stacked([stranger_lstm, ngram_log_probs(
+                    ngram, passage_texts(run, strangers.ids), len(labels))], weights)
     if unseen_author:
-        report["unseen_author"] = unseen_author_auroc(
-            calibrated if calibration is not None else raw, passages.labels)
+        known = calibrated if calibration is not None else raw
+        report["unseen_author"] = unseen_author_auroc(known, passages.labels)
+        if strangers is not None:
+            models = {"lstm": (known, stranger_lstm)}
+            if "ensemble" in report:
+                models["ensemble"] = (ensemble, stranger_ensemble)
+            report["strangers"] = strangers_report(run, strangers, passages, models,
+                                                   calibration)
     save_confusion_png(report["lstm"]["confusion"], labels,
                        f"{run.path.name}: {split} split, accuracy {report['lstm']['accuracy']}",
                        run.file(runs.CONFUSION))
     save_reliability_png(curves, f"{run.path.name}: {split} split, passages",
                          run.file(runs.RELIABILITY))
+    return report
+
+
+@dataclass
+class Strangers:
+    """Passages of authors the run never trained on: each row's ids (right-padded), where
+    it comes from, its author and the split it was planned in."""
+
+    ids: np.ndarray
+    sources: list[str]
+    authors: list[str]
+    splits: list[str]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def stranger_passages(run: Run, prepared) -> Strangers | None:
+    """The passages of :data:`STRANGER_SPLITS` the head can score; ``None`` when the run
+    has no such text."""
+    ids, sources, authors, splits = [], [], [], []
+    for name in STRANGER_SPLITS:
+        split = prepared.splits.get(name)
+        if split is None or not len(split):
+            continue
+        rows = run.builder.data(split)  # no labels: these authors have no head
+        author_of = {document_of(s): label for s, label in zip(split.sources, split.labels)}
+        keep = real_tokens(rows.ids) >= max(run.head.min_tokens, 1)
+        ids.append(rows.ids[keep])
+        kept_sources = [s for s, k in zip(rows.sources, keep) if k]
+        sources += kept_sources
+        authors += [author_of[document_of(s)] for s in kept_sources]
+        splits += [name] * len(kept_sources)
+    if not sources:
+        return None
+    return Strangers(np.concatenate(ids), sources, authors, splits)
+
+
+def strangers_report(run: Run, strangers: Strangers, passages, models: dict, calibration) -> dict:
+    """How well each model tells the split's passages (known authors) from the strangers'
+    (see :func:`toolkit.calibration.stranger_separation`), at passage and document level,
+    with the threshold ``attribute`` answers ``unknown`` below."""
+    from toolkit.calibration import stranger_separation
+
+    threshold = calibration.threshold if calibration is not None else 0.0
+    known_documents = ([document_of(s) for s in passages.sources]
+                       if len(passages.sources) == len(passages) else [])
+    stranger_documents = [document_of(s) for s in strangers.sources]
+    read = run.config.get("pretrain", {}).get("epochs", 0) > 0 and "left_out" in strangers.splits
+    report = {"authors": sorted(set(strangers.authors), key=str),
+              "documents": len(set(stranger_documents)), "passages": len(strangers),
+              "from": {name: len({d for d, s in zip(stranger_documents, strangers.splits)
+                                  if s == name})
+                       for name in STRANGER_SPLITS if name in strangers.splits},
+              # the core read the left-out documents while pretraining: not quite strangers
+              "left_out_read_by_pretraining": bool(read)}
+    for name, (known, strange) in models.items():
+        report[name] = stranger_separation(known, known_documents, strange,
+                                           stranger_documents, threshold)
     return report
 
 
@@ -298,6 +376,26 @@ def transductive_report(scores: np.ndarray, passages, val_scores: np.ndarray, va
             "offsets": [round(o, 6) for o in normalised.offsets],
             "temperature": round(normalised.temperature, 4),
             **model_report(normalised.log_probs(scores, tokens), passages, labels)}
+
+
+def strangers_lines(strangers: dict) -> list[str]:
+    """The strangers' part of the report as text."""
+    read = (" (the left-out ones were read by [pretrain])"
+            if strangers["left_out_read_by_pretraining"] else "")
+    lines = [f"strangers: {strangers['documents']} document(s) by "
+             f"{len(strangers['authors'])} author(s) the run never trained on{read}, "
+             f"{strangers['passages']} passages; \"unknown\" below a top probability of "
+             f"{strangers['lstm']['threshold']:.3f}",
+             f"{'model':<12}{'level':<11}{'AUROC':>8}{'strangers unknown':>19}"
+             f"{'known unknown':>15}"]
+    for model in ("lstm", "ensemble"):
+        for level in ("passages", "documents"):
+            figures = strangers.get(model, {}).get(level)
+            if figures:
+                lines.append(f"{'LSTM' if model == 'lstm' else model:<12}{level:<11}"
+                             f"{figures['auroc']:>8.4f}{figures['strangers_unknown']:>19.1%}"
+                             f"{figures['known_unknown']:>15.1%}")
+    return lines
 
 
 def format_report(report: dict) -> str:
@@ -331,6 +429,8 @@ def format_report(report: dict) -> str:
         if report.get(key, {}).get("auroc") is not None:
             lines.append(f"unseen authors ({name}, each author held out in turn): AUROC "
                          f"{report[key]['auroc']:.4f} ({report[key]['pairs']} passage roles)")
+    if "strangers" in report:
+        lines += ["", *strangers_lines(report["strangers"])]
     lines += ["", f"{'author':<14}{'precision':>10}{'recall':>10}{'passages':>10}"]
     for label, r in report["lstm"]["per_author"].items():
         lines.append(f"{label:<14}{r['precision']:>10.4f}{r['recall']:>10.4f}{r['passages']:>10}")

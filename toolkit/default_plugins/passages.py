@@ -23,7 +23,7 @@ SPLIT_ROW = re.compile(r"#\d+/\d+$")  # a segment cut into several rows (see pas
 
 def split_settings(by: Literal["region", "passage", "document"] = "region",
                    test: Fraction = 0.2, gap: NonNegativeInt | None = None,
-                   min_documents: PositiveInt = 1):
+                   min_documents: PositiveInt = 1, unseen_authors: list[str] = ()):
     """How passages are split (``train.validation_fraction`` is the validation share).
 
     ``by = "region"``: every document is cut into contiguous regions, train first,
@@ -33,7 +33,9 @@ def split_settings(by: Literal["region", "passage", "document"] = "region",
     author is the test set (cross-work attribution); validation is the tail of
     the remaining documents. Authors with fewer than ``min_documents`` documents
     are left out of every split (``"document"`` needs 2); only ``[pretrain]`` reads
-    their text."""
+    their text. The documents of ``unseen_authors`` are kept out of everything the run
+    trains on, pretraining included: strangers on which ``toolkit evaluate
+    --unseen-author`` measures the "unknown" answer (a leave-these-authors-out test)."""
 
 
 SplitTable = Annotated[dict, Table(split_settings)]
@@ -213,6 +215,7 @@ class PassageBuilder(SequenceBuilder):
         self.test_fraction = split.get("test", 0.2)
         self.gap = length if split.get("gap") is None else split["gap"]
         self.min_documents = split.get("min_documents", 1)
+        self.unseen_authors = list(split.get("unseen_authors", ()))
         self.target = "label"
 
     def accept_head(self, head) -> None:
@@ -281,9 +284,13 @@ class PassageBuilder(SequenceBuilder):
                 plan["train"] += passages[n_test + n_val:]
         else:
             self.hold_out_documents(plan, documents, lengths, validation_fraction, rng, kept)
-        left_out = [Segment(d, 0, n) for d, n in enumerate(lengths) if d not in kept and n]
+        unseen = set(self.unseen_documents(documents))
+        left_out = [Segment(d, 0, n) for d, n in enumerate(lengths)
+                    if d not in kept and d not in unseen and n]
         if left_out:  # no split of the attribution; text a [pretrain] language model may read
             plan["left_out"] = left_out
+        if unseen:  # strangers: read by nothing but `evaluate --unseen-author`
+            plan["unseen"] = [Segment(d, 0, lengths[d]) for d in sorted(unseen) if lengths[d]]
         for segments in plan.values():
             segments.sort(key=lambda s: (s.document, s.start))
         if not plan["train"]:
@@ -304,15 +311,34 @@ class PassageBuilder(SequenceBuilder):
             plan["test"] += self.cut(d, val_end + self.gap, n)
 
     def kept_documents(self, documents) -> set[int]:
-        """The documents whose authors have at least ``min_documents`` documents."""
+        """The documents whose authors have at least ``min_documents`` documents and are
+        not among ``unseen_authors``."""
         counts = Counter(document.label for document in documents)
+        unseen = set(self.unseen_documents(documents))
         kept = {d for d, document in enumerate(documents)
-                if counts[document.label] >= self.min_documents}
+                if counts[document.label] >= self.min_documents and d not in unseen}
         if not kept:
             raise ConfigError("sequences.split.min_documents",
                               f"no author has {self.min_documents} documents (the most is "
                               f"{max(counts.values(), default=0)}); lower it")
         return kept
+
+    def unseen_documents(self, documents) -> list[int]:
+        """The documents of ``unseen_authors``, each name checked against the corpus."""
+        if not self.unseen_authors:
+            return []
+        authors = sorted({str(d.label) for d in documents if d.label is not None})
+        missing = [a for a in self.unseen_authors if a not in authors]
+        if missing:
+            raise ConfigError("sequences.split.unseen_authors",
+                              f"{missing} are not authors of this corpus; its authors are "
+                              f"{authors}")
+        if len(set(authors) - set(self.unseen_authors)) < 2:
+            raise ConfigError("sequences.split.unseen_authors",
+                              f"{self.unseen_authors} leave fewer than 2 of the corpus's "
+                              f"{len(authors)} authors to attribute; name fewer")
+        return [d for d, document in enumerate(documents)
+                if document.label in self.unseen_authors]
 
     def hold_out_documents(self, plan, documents, lengths, validation_fraction, rng, kept):
         by_label = defaultdict(list)
