@@ -6,8 +6,10 @@ its test split. That report holds, at passage and at document level (a document'
 passages pooled): the LSTM (raw and calibrated on validation), the character
 2-4-gram tf-idf + logistic-regression baseline trained on exactly the same training
 passages, and the ensemble stacking both on validation; the expected calibration
-error; the AUROC of telling a held-out author's passages from known ones. Writes
-``OUT/attribution.json`` and prints a Markdown table (``--table`` prints it again).
+error; the AUROC of telling a held-out author's passages from known ones, and of
+telling texts of authors the run never trained on (``strangers``) from the test
+split's. Writes ``OUT/attribution.json`` and prints Markdown tables (``--table``
+prints them again).
 
 Variants on NLTK's Gutenberg selection: ``region`` splits every book 70 / 10 / 20
 (train / validation / test); ``document`` holds out one whole book of each of
@@ -15,6 +17,8 @@ Austen, Chesterton and Shakespeare (the authors with several books). The
 ``finetune-region`` and ``lms-finetune-region`` variants first train ``pretrain`` (configs/gutenberg-pretrain-char.toml,
 the same first 70 % of every book); there is no Gutenberg finetune row for the
 document split, where that language model would have read the held-out books.
+``lms-region-strangers`` trains ``lms-region`` without Chesterton and Whitman
+(``sequences.split.unseen_authors``): a true leave-these-authors-out test of "unknown".
 Variants ``inaugural-*``: NLTK's inaugural addresses, one whole speech of each of the
 18 speakers with two or more held out; ``inaugural-finetune`` starts from ``pretrain``
 (Gutenberg books, which share no text with the speeches); the ``-pretrain`` variants
@@ -40,6 +44,8 @@ IN_CORPUS = ["pretrain.epochs=30", "pretrain.max_minutes=4"]
 VARIANTS = {  # in the order they run: the region figures first
     "words-region": ("configs/gutenberg-authors-words.toml", []),
     "lms-region": ("configs/gutenberg-authors-lms.toml", []),
+    "lms-region-strangers": ("configs/gutenberg-authors-lms.toml",
+                             ['sequences.split.unseen_authors=["chesterton", "whitman"]']),
     "char-region": ("configs/gutenberg-authors-char.toml", []),
     "pretrain": ("configs/gutenberg-pretrain-char.toml", []),
     "finetune-region": ("configs/gutenberg-authors-finetune.toml", ["init.run={pretrain}"]),
@@ -80,6 +86,18 @@ def table(summary: dict) -> str:
                          f"{documents.get('count', '')} | {label} | {r['accuracy']} "
                          f"| {r['macro_f1']} | {documents.get('accuracy', '')} "
                          f"| {r.get('ece', '')} |")
+    lines += ["", "| variant | strangers (documents / passages) | model | AUROC passages "
+                  "| AUROC documents | strangers' documents answered unknown | known documents "
+                  "answered unknown |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name, e in summary.items():
+        strangers = e.get("strangers")
+        for model in ("lstm", "ensemble") if strangers else ():
+            passages, documents = strangers[model]["passages"], strangers[model]["documents"]
+            lines.append(f"| {name} | {', '.join(strangers['authors'][:3])}"
+                         f"{' ...' if len(strangers['authors']) > 3 else ''} "
+                         f"({strangers['documents']} / {strangers['passages']}) | {model} "
+                         f"| {passages['auroc']} | {documents['auroc']} "
+                         f"| {documents['strangers_unknown']} | {documents['known_unknown']} |")
     return "\n".join(lines)
 
 
@@ -118,7 +136,8 @@ def main() -> int:
             entry.update(passages=report["passages"],
                          **{key: report[key] for key, _ in MODELS if key in report},
                          **{key: report.get(key) for key in
-                            ("calibration", "unseen_author", "unseen_author_ensemble")})
+                            ("calibration", "unseen_author", "unseen_author_ensemble",
+                             "strangers")})
         else:
             entry["validation"] = metrics["validation"]
         summary[name] = entry

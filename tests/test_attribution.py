@@ -518,12 +518,15 @@ def test_below_the_threshold_the_answer_is_unknown(trained_runs, tmp_path, capsy
     run = tmp_path / "run"
     shutil.copytree(trained_runs["author-lms"], run)
     calibration = json.loads((run / "calibration.json").read_text())
-    # A threshold above any probability: every answer must be "unknown".
-    (run / "calibration.json").write_text(json.dumps({**calibration, "threshold": 1.5}))
     text = tmp_path / "t.txt"
     text.write_text(chain_text("forward", 120, seed=5))
+    # Log-odds above any a text can have: every answer must be "unknown".
+    (run / "calibration.json").write_text(json.dumps({**calibration, "unknown_below": 1e6}))
     assert main(["attribute", str(run), str(text)]) == 0
     assert capsys.readouterr().out.startswith(f"{text}: unknown  (forward ")
+    (run / "calibration.json").write_text(json.dumps({**calibration, "unknown_below": None}))
+    assert main(["attribute", str(run), str(text)]) == 0
+    assert capsys.readouterr().out.startswith(f"{text}: forward  (forward ")
 
 
 def test_evaluate_without_a_test_split_reports_validation_and_skips_the_ensemble(

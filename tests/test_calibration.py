@@ -92,17 +92,18 @@ def test_the_unknown_threshold_separates_strangers_when_the_model_can():
 
 def test_no_unknown_rule_when_nothing_tells_strangers_apart():
     confidence = np.full(10, 0.7)
-    assert fit_threshold(confidence, np.arange(10) < 5) == 0.0
+    assert fit_threshold(confidence, np.arange(10) < 5) is None
     two_authors = np.log(np.array([[0.9, 0.1], [0.2, 0.8]]))
-    assert Calibration.fit(two_authors, np.array([0, 1]), normalise=False).threshold == 0.0
+    assert Calibration.fit(two_authors, np.array([0, 1]), normalise=False).unknown_below is None
 
 
 def test_in_each_fold_known_and_strangers_texts_are_scored_over_the_same_authors():
     log_probs = np.log(np.array([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3]]))
     confidence, unknown = held_out_confidences(log_probs, np.array([0, 1]))
     # fold 0 (authors 1, 2): 0.3/0.5 stranger, 0.6/0.9 known; fold 1 (authors 0, 2):
-    # 0.5/0.7 known, 0.3/0.4 stranger
-    np.testing.assert_allclose(confidence, [0.6, 2 / 3, 5 / 7, 0.75])
+    # 0.5/0.7 known, 0.3/0.4 stranger; as the top answer's log-odds, log(p / (1 - p))
+    p = np.array([0.6, 2 / 3, 5 / 7, 0.75])
+    np.testing.assert_allclose(confidence, np.log(p / (1 - p)))
     assert unknown.tolist() == [True, False, False, True]
 
 
@@ -198,12 +199,48 @@ def test_strangers_are_told_apart_by_how_sure_the_model_is_of_them():
     known = np.log(np.array([[0.9, 0.05, 0.05], [0.1, 0.8, 0.1], [0.05, 0.05, 0.9],
                              [0.85, 0.1, 0.05]]))
     strangers = np.log(np.array([[0.4, 0.3, 0.3], [0.3, 0.4, 0.3], [0.35, 0.35, 0.3]]))
-    report = stranger_separation(known, ["a", "b", "c", "c"], strangers, ["s", "s", "t"], 0.6)
+    threshold = np.log(0.6 / 0.4)  # a top probability of 0.6, in log-odds
+    report = stranger_separation(known, ["a", "b", "c", "c"], strangers, ["s", "s", "t"],
+                                 threshold)
     assert report["passages"] == {"auroc": 1.0, "strangers_unknown": 1.0, "known_unknown": 0.0}
     assert report["documents"]["auroc"] == 1.0 and report["documents"]["count"] == [3, 2]
     # Doubt about known texts and certainty about strangers' turn the AUROC over.
-    flipped = stranger_separation(strangers, ["a", "b", "c"], known, ["s", "s", "t", "t"], 0.6)
+    flipped = stranger_separation(strangers, ["a", "b", "c"], known, ["s", "s", "t", "t"],
+                                  threshold)
     assert flipped["passages"]["auroc"] == 0.0 and flipped["passages"]["known_unknown"] == 1.0
-    half = stranger_separation(known, [], known[::-1], [], 0.0)  # the same confidences
+    half = stranger_separation(known, [], known[::-1], [], None)  # the same confidences
     assert half["passages"]["auroc"] == 0.5 and "documents" not in half
-    assert half["passages"]["strangers_unknown"] == 0.0  # threshold 0: never "unknown"
+    assert half["passages"]["strangers_unknown"] == 0.0  # no threshold: never "unknown"
+
+
+def test_the_top_log_odds_keep_ordering_texts_where_probabilities_round_to_one():
+    """Long passages give author LMs score gaps of hundreds of nats: the top probability
+    is 1.0 in floating point for all of them, its log-odds are still exact."""
+    from toolkit.calibration import probability_of, top_log_odds
+
+    log_probs = log_softmax(np.array([[0.0, -50.0, -60.0], [0.0, -300.0, -300.0],
+                                      [0.0, -2.0, -2.0], [-1.0, 0.0, -1.0]]))
+    assert (np.exp(log_probs[:2]).max(axis=1) == 1.0).all()
+    odds = top_log_odds(log_probs)
+    np.testing.assert_allclose(odds[1], 300 - np.log(2), rtol=1e-12)
+    assert odds[0] == pytest.approx(50 - np.log1p(np.exp(-10)))
+    p = np.exp(log_probs[2]).max()
+    assert odds[2] == pytest.approx(np.log(p / (1 - p)))
+    assert probability_of(odds[2]) == pytest.approx(p) and probability_of(None) == 0.0
+    assert probability_of(-1000.0) == 0.0 and probability_of(1000.0) == 1.0
+    calibration = Calibration([0.0, 0.0, 0.0], unknown_below=float(odds[2]) + 1e-9)
+    assert calibration.is_unknown(log_probs).tolist() == [False, False, True, True]
+
+
+def test_a_calibration_written_with_a_probability_threshold_reads_as_log_odds(tmp_path):
+    """calibration.json files of runs trained before the log-odds rule still work."""
+    import json
+
+    path = tmp_path / "calibration.json"
+    for threshold, expected in ((0.0, None), (0.8, np.log(4.0)), (1.5, float("inf"))):
+        path.write_text(json.dumps({"offsets": [0, 0], "temperature": 2.0,
+                                    "threshold": threshold}))
+        calibration = Calibration.read(path)
+        assert calibration.unknown_below == (pytest.approx(expected) if expected else expected)
+        path.write_text(json.dumps(calibration.to_json()))
+        assert Calibration.read(path) == calibration

@@ -11,8 +11,8 @@ Each passage's scores become probabilities through the run's calibration (fitted
 its validation split when training ended; see :mod:`toolkit.calibration`): per-author
 offsets, a temperature, then a softmax. A text's probabilities are the mean of its
 passages' log-probabilities, softmaxed again (a geometric mean of the passage
-probabilities: as sure as a typical passage). When the top probability is below the
-calibration's threshold, the answer is ``unknown``: probably none of these authors.
+probabilities: as sure as a typical passage). When the top answer's log-odds are below
+the calibration's threshold, the answer is ``unknown``: probably none of these authors.
 """
 
 from __future__ import annotations
@@ -116,9 +116,8 @@ class Attributor:
         _, pooled = pool(self.log_probs(passages), [source] * len(passages))
         probabilities = np.exp(pooled[0])
         order = np.argsort(-probabilities, kind="stable")
-        threshold = 0.0 if self.calibration is None else self.calibration.threshold
-        top = float(probabilities[order[0]])
-        answer = self.labels[order[0]] if top >= threshold else UNKNOWN
+        unknown = self.calibration is not None and self.calibration.is_unknown(pooled)[0]
+        answer = UNKNOWN if unknown else self.labels[order[0]]
         return Attribution(source, len(passages), len(ids), int((ids == OOV).sum()),
                            [(self.labels[i], float(probabilities[i])) for i in order],
                            answer, self.calibration is not None)

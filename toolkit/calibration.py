@@ -18,16 +18,18 @@ validation split only, so the test split stays unseen:
 - **pooling**: a document's answer is the mean of its passages' calibrated
   log-probabilities (a geometric mean of the passage probabilities), softmaxed again:
   as sure as a typical passage, where summing would multiply correlated evidence.
-- **rejection**: below a threshold on the top probability the answer is
-  ``unknown``. The threshold is fitted by holding each author out in turn: that
-  author's validation passages play texts by a stranger (scored over the other
-  authors only), the rest known texts, and the threshold that best separates them
-  (balanced accuracy) is kept.
+- **rejection**: below a threshold on the top answer's log-odds (``log p / (1 - p)``
+  of the top probability ``p``: the same order as ``p``, without ``p`` rounding to 1.0
+  for long passages) the answer is ``unknown``. The threshold is fitted by holding
+  each author out in turn: that author's validation passages play texts by a stranger
+  (scored over the other authors only), the rest known texts, and the threshold that
+  best separates them (balanced accuracy) is kept.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,6 +43,27 @@ BIAS_MIN_PASSAGES = 20
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def top_log_odds(log_probs: np.ndarray) -> np.ndarray:
+    """The log-odds ``log p - log(1 - p)`` of each row's top probability ``p``, from
+    log-probabilities: exact where ``p`` itself would round to 1.0."""
+    top = log_probs.argmax(axis=1)
+    rows = np.arange(len(log_probs))
+    others = log_probs.copy()
+    others[rows, top] = -np.inf
+    peak = others.max(axis=1, keepdims=True)
+    rest = peak[:, 0] + np.log(np.exp(others - peak).sum(axis=1))
+    return log_probs[rows, top] - rest
+
+
+def probability_of(log_odds: float | None) -> float:
+    """The top probability with these log-odds (0 for ``None``, "never unknown")."""
+    if log_odds is None:
+        return 0.0
+    if log_odds < 0:  # no overflow either way
+        return math.exp(log_odds) / (1.0 + math.exp(log_odds))
+    return 1.0 / (1.0 + math.exp(-log_odds))
 
 
 def nll(log_probs: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> float:
@@ -108,8 +131,8 @@ def pool(log_probs: np.ndarray, groups: list) -> tuple[list, np.ndarray]:
 
 
 def held_out_confidences(log_probs: np.ndarray, labels: np.ndarray):
-    """Top probabilities with each author held out in turn, as a model of the other
-    authors would give them: every passage is scored over the other authors
+    """The top answer's log-odds with each author held out in turn, as a model of the
+    other authors would give them: every passage is scored over the other authors
     (renormalised), the held-out author's passages as strangers' (``unknown = True``),
     the others' as known authors'. Returns the confidences and ``unknown``."""
     authors = log_probs.shape[1]
@@ -118,19 +141,19 @@ def held_out_confidences(log_probs: np.ndarray, labels: np.ndarray):
         others = [b for b in range(authors) if b != a]
         if not (labels == a).any() or len(others) < 2:
             continue
-        confidence.append(np.exp(log_softmax(log_probs[:, others])).max(axis=1))
+        confidence.append(top_log_odds(log_softmax(log_probs[:, others])))
         unknown.append(labels == a)
     if not confidence:
         return np.zeros(0), np.zeros(0, bool)
     return np.concatenate(confidence), np.concatenate(unknown)
 
 
-def fit_threshold(confidence: np.ndarray, unknown: np.ndarray) -> float:
-    """The top-probability threshold with the best balanced accuracy at telling known
-    texts (at or above it) from strangers' (below it); 0 (accept everything) unless a
+def fit_threshold(confidence: np.ndarray, unknown: np.ndarray) -> float | None:
+    """The confidence threshold with the best balanced accuracy at telling known texts
+    (at or above it) from strangers' (below it); ``None`` (accept everything) unless a
     threshold does better than that."""
     if unknown.all() or not unknown.any():
-        return 0.0
+        return None
     order = np.argsort(confidence, kind="stable")
     ranked, strange = confidence[order], unknown[order]
     # Threshold at ranked[i]: everything before i is rejected.
@@ -140,11 +163,11 @@ def fit_threshold(confidence: np.ndarray, unknown: np.ndarray) -> float:
     score = ((1 - rejected_known / (~strange).sum()) + rejected_strangers / strange.sum()) / 2
     score = np.where(first, score, -1.0)
     best = int(np.argmax(score))
-    return float(ranked[best]) if score[best] > 0.5 else 0.0
+    return float(ranked[best]) if score[best] > 0.5 else None
 
 
 def unseen_author_auroc(log_probs: np.ndarray, labels: np.ndarray) -> dict:
-    """How well the top probability separates known authors' passages from strangers'
+    """How well the top answer's log-odds separate known authors' passages from strangers'
     (see :func:`held_out_confidences`): the AUROC over the ``pairs`` of passages and roles."""
     from sklearn.metrics import roc_auc_score
 
@@ -159,38 +182,42 @@ def unseen_author_auroc(log_probs: np.ndarray, labels: np.ndarray) -> dict:
 
 
 def stranger_separation(known: np.ndarray, known_documents: list, strangers: np.ndarray,
-                        stranger_documents: list, threshold: float) -> dict:
-    """How well the top probability tells texts of the run's own authors (``known``
+                        stranger_documents: list, threshold: float | None) -> dict:
+    """How well the top answer's log-odds tell texts of the run's own authors (``known``
     log-probabilities) from texts of authors it never trained on (``strangers``): the
     AUROC over passages and over documents (passages pooled, as ``attribute`` pools a
-    file's), and the share of each answered ``unknown`` at ``threshold``."""
+    file's), and the share of each answered ``unknown`` below the log-odds
+    ``threshold`` (``None``: never)."""
     from sklearn.metrics import roc_auc_score
+
+    below = -np.inf if threshold is None else threshold
 
     def separation(known_top, stranger_top):
         is_known = np.r_[np.ones(len(known_top), bool), np.zeros(len(stranger_top), bool)]
         return {"auroc": round(float(roc_auc_score(is_known, np.r_[known_top, stranger_top])), 4),
-                "strangers_unknown": round(float((stranger_top < threshold).mean()), 4),
-                "known_unknown": round(float((known_top < threshold).mean()), 4)}
+                "strangers_unknown": round(float((stranger_top < below).mean()), 4),
+                "known_unknown": round(float((known_top < below).mean()), 4)}
 
-    report = {"threshold": round(float(threshold), 4),
-              "passages": separation(np.exp(known).max(axis=1), np.exp(strangers).max(axis=1))}
+    report = {"unknown_below": threshold,
+              "passages": separation(top_log_odds(known), top_log_odds(strangers))}
     if known_documents and stranger_documents:
         _, pooled_known = pool(known, known_documents)
         _, pooled_strangers = pool(strangers, stranger_documents)
-        report["documents"] = separation(np.exp(pooled_known).max(axis=1),
-                                         np.exp(pooled_strangers).max(axis=1))
+        report["documents"] = separation(top_log_odds(pooled_known),
+                                         top_log_odds(pooled_strangers))
         report["documents"]["count"] = [len(pooled_known), len(pooled_strangers)]
     return report
 
 
 @dataclass
 class Calibration:
-    """Per-author offsets (per token), a temperature and a rejection threshold, fitted on
-    validation."""
+    """Per-author offsets (per token), a temperature and a rejection threshold (the top
+    answer's log-odds below which the answer is ``unknown``; ``None``: never), fitted
+    on validation."""
 
     offsets: list[float]
     temperature: float = 1.0
-    threshold: float = 0.0
+    unknown_below: float | None = None
     fitted_on: dict = field(default_factory=dict)
     biases: list[float] | None = None
 
@@ -224,7 +251,7 @@ class Calibration:
         log_probs = calibration.log_probs(scores, tokens)
         # With two authors, holding one out leaves one candidate, always sure: no rule.
         if scores.shape[1] > 2:
-            calibration.threshold = fit_threshold(*held_out_confidences(log_probs, labels))
+            calibration.unknown_below = fit_threshold(*held_out_confidences(log_probs, labels))
         calibration.fitted_on = {"passages": int(len(labels)),
                                  "normalised": bool(np.any(calibration.offsets)),
                                  "normalise": normalise,
@@ -259,14 +286,26 @@ class Calibration:
         biases = np.zeros(scores.shape[1]) if self.biases is None else np.asarray(self.biases)
         return log_softmax((self.centred(scores, tokens) - biases) / self.temperature)
 
+    def is_unknown(self, log_probs: np.ndarray) -> np.ndarray:
+        """Whether each row's top answer falls below the threshold (``unknown``)."""
+        if self.unknown_below is None:
+            return np.zeros(len(log_probs), bool)
+        return top_log_odds(log_probs) < self.unknown_below
+
     def to_json(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "unknown_below_probability": probability_of(self.unknown_below)}
 
     @classmethod
     def read(cls, path: Path) -> "Calibration | None":
         if not path.is_file():
             return None
-        return cls(**json.loads(path.read_text()))
+        stored = json.loads(path.read_text())
+        stored.pop("unknown_below_probability", None)  # written for people to read
+        if "threshold" in stored:  # written before the threshold was in log-odds
+            p = stored.pop("threshold")
+            stored["unknown_below"] = (None if p <= 0 else math.inf if p >= 1
+                                       else math.log(p) - math.log1p(-p))
+        return cls(**stored)
 
 
 def fit_stack(parts: list[np.ndarray], labels: np.ndarray) -> list[float]:

@@ -341,7 +341,7 @@ def strangers_report(run: Run, strangers: Strangers, passages, models: dict, cal
     with the threshold ``attribute`` answers ``unknown`` below."""
     from toolkit.calibration import stranger_separation
 
-    threshold = calibration.threshold if calibration is not None else 0.0
+    threshold = calibration.unknown_below if calibration is not None else None
     known_documents = ([document_of(s) for s in passages.sources]
                        if len(passages.sources) == len(passages) else [])
     stranger_documents = [document_of(s) for s in strangers.sources]
@@ -378,14 +378,23 @@ def transductive_report(scores: np.ndarray, passages, val_scores: np.ndarray, va
             **model_report(normalised.log_probs(scores, tokens), passages, labels)}
 
 
+def unknown_rule(log_odds: float | None) -> str:
+    """The "unknown" threshold as people read it."""
+    from toolkit.calibration import probability_of
+
+    if log_odds is None:
+        return "never \"unknown\" (no threshold did better than accepting every answer)"
+    return (f"\"unknown\" below log-odds {log_odds:.3g} of the top answer (a top "
+            f"probability of {probability_of(log_odds):.6g})")
+
+
 def strangers_lines(strangers: dict) -> list[str]:
     """The strangers' part of the report as text."""
     read = (" (the left-out ones were read by [pretrain])"
             if strangers["left_out_read_by_pretraining"] else "")
     lines = [f"strangers: {strangers['documents']} document(s) by "
              f"{len(strangers['authors'])} author(s) the run never trained on{read}, "
-             f"{strangers['passages']} passages; \"unknown\" below a top probability of "
-             f"{strangers['lstm']['threshold']:.3f}",
+             f"{strangers['passages']} passages; {unknown_rule(strangers['lstm']['unknown_below'])}",
              f"{'model':<12}{'level':<11}{'AUROC':>8}{'strangers unknown':>19}"
              f"{'known unknown':>15}"]
     for model in ("lstm", "ensemble"):
@@ -423,8 +432,8 @@ def format_report(report: dict) -> str:
         lines += ["", f"calibration (fitted on {c['fitted_on']['passages']} validation "
                       f"passages{', this split' if c['fitted_on_this_split'] else ''}): "
                       f"temperature {c['temperature']:.3g}, expected calibration "
-                      f"error {c['ece_before']:.3f} -> {c['ece_after']:.3f}; \"unknown\" "
-                      f"below a top probability of {c['threshold']:.3f}"]
+                      f"error {c['ece_before']:.3f} -> {c['ece_after']:.3f}; "
+                      f"{unknown_rule(c['unknown_below'])}"]
     for key, name in (("unseen_author", "LSTM"), ("unseen_author_ensemble", "ensemble")):
         if report.get(key, {}).get("auroc") is not None:
             lines.append(f"unseen authors ({name}, each author held out in turn): AUROC "
