@@ -244,3 +244,23 @@ def test_a_calibration_written_with_a_probability_threshold_reads_as_log_odds(tm
         assert calibration.unknown_below == (pytest.approx(expected) if expected else expected)
         path.write_text(json.dumps(calibration.to_json()))
         assert Calibration.read(path) == calibration
+
+
+def test_a_perfectly_separated_validation_split_gets_a_finite_temperature():
+    """Every validation passage right by a wide margin: the plain NLL falls as the
+    temperature goes to 0; the fit stops where the true author gets about (n + 1) /
+    (n + 2), and a stack with a second model stays short of certainty too."""
+    rng = np.random.default_rng(3)
+    labels = np.repeat(np.arange(3), 40)
+    scores = rng.normal(0, 5, size=(120, 3))
+    scores[np.arange(120), labels] += 200  # author LMs' gaps of hundreds of nats
+    temperature = fit_temperature(scores, labels)
+    top = np.exp(log_softmax(scores / temperature)).max(axis=1)
+    assert 10 < temperature < 200
+    assert 0.97 < np.median(top) < 0.9999  # near 121/122, not 1.0
+    calibration = Calibration.fit(scores, labels, normalise=False)
+    assert calibration.temperature > 10
+    other = log_softmax(rng.normal(0, 1, size=(120, 3)) + 2 * np.eye(3)[labels])
+    parts = [calibration.log_probs(scores), other]
+    stack = stacked(parts, fit_stack(parts, labels))
+    assert np.median(np.exp(stack).max(axis=1)) < 0.9999

@@ -66,9 +66,25 @@ def probability_of(log_odds: float | None) -> float:
     return 1.0 / (1.0 + math.exp(-log_odds))
 
 
-def nll(log_probs: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None) -> float:
-    """Mean negative log-likelihood of the true labels (weighted by ``weights``)."""
-    return float(np.average(-log_probs[np.arange(len(labels)), labels], weights=weights))
+def nll(log_probs: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None,
+        smoothing: float = 0.0) -> float:
+    """Mean negative log-likelihood of the true labels (weighted by ``weights``); with
+    ``smoothing`` the cross-entropy against targets that give the true author
+    ``1 - smoothing`` and share ``smoothing`` among the others."""
+    true = log_probs[np.arange(len(labels)), labels]
+    if smoothing:
+        others = (log_probs.sum(axis=1) - true) / max(log_probs.shape[1] - 1, 1)
+        true = (1 - smoothing) * true + smoothing * others
+    return float(np.average(-true, weights=weights))
+
+
+def fitting_nll(log_probs: np.ndarray, labels: np.ndarray,
+                weights: np.ndarray | None = None) -> float:
+    """The loss temperatures, biases and stacking weights are fitted to: the NLL against
+    Platt's targets (the true author ``(n + 1) / (n + 2)`` for ``n`` passages), which has
+    a finite optimum even where validation is perfectly separated (the plain NLL then
+    drives the temperature to 0 and every probability to 1)."""
+    return nll(log_probs, labels, weights, smoothing=1.0 / (len(labels) + 2))
 
 
 def balanced(labels: np.ndarray) -> np.ndarray:
@@ -84,7 +100,7 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
 
     if not len(labels):
         return 1.0
-    result = minimize_scalar(lambda t: nll(log_softmax(logits / np.exp(t)), labels),
+    result = minimize_scalar(lambda t: fitting_nll(log_softmax(logits / np.exp(t)), labels),
                              bounds=(-6.0, 9.0), method="bounded")
     return float(np.exp(result.x))
 
@@ -268,8 +284,8 @@ class Calibration:
         authors, weights = centred.shape[1], balanced(labels)
 
         def loss(x):
-            return nll(log_softmax((centred - x[:authors]) / np.exp(x[authors])), labels,
-                       weights)
+            return fitting_nll(log_softmax((centred - x[:authors]) / np.exp(x[authors])),
+                               labels, weights)
 
         start = np.r_[np.zeros(authors), np.log(self.temperature)]
         result = minimize(loss, start, method="L-BFGS-B")
@@ -310,7 +326,7 @@ class Calibration:
 
 def fit_stack(parts: list[np.ndarray], labels: np.ndarray) -> list[float]:
     """Non-negative weights for a weighted sum of models' log-probabilities (a product of
-    experts), minimising the validation NLL of its softmax with every author's passages
+    experts), minimising the validation NLL (:func:`fitting_nll`) of its softmax with every author's passages
     weighing the same in all (so a small author counts as much as a big one). Two or
     three numbers: little to overfit on a small validation split."""
     from scipy.optimize import minimize
@@ -318,8 +334,8 @@ def fit_stack(parts: list[np.ndarray], labels: np.ndarray) -> list[float]:
     weights = balanced(labels)
 
     def loss(log_w):
-        return nll(log_softmax(sum(np.exp(w) * p for w, p in zip(log_w, parts))), labels,
-                   weights)
+        return fitting_nll(log_softmax(sum(np.exp(w) * p for w, p in zip(log_w, parts))),
+                           labels, weights)
 
     result = minimize(loss, np.zeros(len(parts)), method="L-BFGS-B",
                       bounds=[(-7.0, 4.0)] * len(parts))
