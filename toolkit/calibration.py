@@ -12,7 +12,9 @@ validation split only, so the test split stays unseen:
   negative log-likelihood.
 - **temperature**: the normalised scores divided by one number ``T`` fitted to
   minimise the validation negative log-likelihood (Guo et al., 2017), so that a
-  passage given 0.8 is right about 80 % of the time. With enough validation passages
+  passage given 0.8 is right about 80 % of the time (fitted to Platt's targets,
+  :func:`fitting_nll`, so it stays finite where validation is perfectly
+  separated). With enough validation passages
   (``BIAS_MIN_PASSAGES`` per author) a bias per author is fitted with it, every
   author's passages weighing the same (bias-corrected temperature scaling).
 - **pooling**: a document's answer is the mean of its passages' calibrated
