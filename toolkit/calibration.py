@@ -328,9 +328,9 @@ class Calibration:
 
 def fit_stack(parts: list[np.ndarray], labels: np.ndarray) -> list[float]:
     """Non-negative weights for a weighted sum of models' log-probabilities (a product of
-    experts), minimising the validation NLL (:func:`fitting_nll`) of its softmax with every author's passages
-    weighing the same in all (so a small author counts as much as a big one). Two or
-    three numbers: little to overfit on a small validation split."""
+    experts), minimising the validation NLL (:func:`fitting_nll`) of its softmax with
+    every author's passages weighing the same in all (so a small author counts as much
+    as a big one). Two or three numbers: little to overfit on a small validation split."""
     from scipy.optimize import minimize
 
     weights = balanced(labels)

@@ -335,7 +335,8 @@ def stranger_passages(run: Run, prepared) -> Strangers | None:
     return Strangers(np.concatenate(ids), sources, authors, splits)
 
 
-def strangers_report(run: Run, strangers: Strangers, passages, models: dict, calibration) -> dict:
+def strangers_report(run: Run, strangers: Strangers, passages, models: dict,
+                     calibration) -> dict:
     """How well each model tells the split's passages (known authors) from the strangers'
     (see :func:`toolkit.calibration.stranger_separation`), at passage and document level,
     with the threshold ``attribute`` answers ``unknown`` below."""
@@ -392,9 +393,10 @@ def strangers_lines(strangers: dict) -> list[str]:
     """The strangers' part of the report as text."""
     read = (" (the left-out ones were read by [pretrain])"
             if strangers["left_out_read_by_pretraining"] else "")
+    rule = unknown_rule(strangers["lstm"]["unknown_below"])
     lines = [f"strangers: {strangers['documents']} document(s) by "
              f"{len(strangers['authors'])} author(s) the run never trained on{read}, "
-             f"{strangers['passages']} passages; {unknown_rule(strangers['lstm']['unknown_below'])}",
+             f"{strangers['passages']} passages; {rule}",
              f"{'model':<12}{'level':<11}{'AUROC':>8}{'strangers unknown':>19}"
              f"{'known unknown':>15}"]
     for model in ("lstm", "ensemble"):

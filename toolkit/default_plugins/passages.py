@@ -338,7 +338,7 @@ class PassageBuilder(SequenceBuilder):
                               f"{self.unseen_authors} leave fewer than 2 of the corpus's "
                               f"{len(authors)} authors to attribute; name fewer")
         return [d for d, document in enumerate(documents)
-                if document.label in self.unseen_authors]
+                if document.label is not None and str(document.label) in self.unseen_authors]
 
     def hold_out_documents(self, plan, documents, lengths, validation_fraction, rng, kept):
         by_label = defaultdict(list)
