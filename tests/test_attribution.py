@@ -859,6 +859,12 @@ def test_pretraining_reads_training_text_and_left_out_documents_and_the_run_star
     strangers = evaluate(run.path, unseen_author=True)["strangers"]
     assert strangers["from"] == {"left_out": 1} and strangers["left_out_read_by_pretraining"]
 
+    # --overwrite without [pretrain]: the old language model and its figures go too.
+    run = train(config, tmp_path / "run", ["pretrain.epochs=0", "init.freeze=false",
+                                           "train.epochs=1"], overwrite=True, verbose=0)
+    assert not pretrained.exists() and not run.file("pretrain.json").exists()
+    assert not run.metrics().get("pretrain") and not run.metrics().get("init")
+
 
 def test_pretraining_is_refused_where_it_cannot_apply(tmp_path, corpus_file, tiny_config):
     with pytest.raises(ConfigError, match=r"pretrain\.epochs: .*already is a language model"):
