@@ -92,6 +92,8 @@ def table(summary: dict) -> str:
     for name, e in summary.items():
         strangers = e.get("strangers")
         for model in ("lstm", "ensemble") if strangers else ():
+            if "documents" not in strangers.get(model, {}):
+                continue
             passages, documents = strangers[model]["passages"], strangers[model]["documents"]
             lines.append(f"| {name} | {', '.join(strangers['authors'][:3])}"
                          f"{' ...' if len(strangers['authors']) > 3 else ''} "

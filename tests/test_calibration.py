@@ -237,12 +237,15 @@ def test_a_calibration_written_with_a_probability_threshold_reads_as_log_odds(tm
     import json
 
     path = tmp_path / "calibration.json"
-    for threshold, expected in ((0.0, None), (0.8, np.log(4.0)), (1.5, float("inf"))):
+    # top probabilities 0.75, 0.85, and 1 - 2**-60 (1.0 in floating point)
+    log_probs = np.log(np.array([[0.75, 0.25], [0.85, 0.15], [1.0, 2.0 ** -60]]))
+    for threshold, unknown in ((0.0, [False, False, False]), (0.8, [True, False, False]),
+                               (1.0, [True, True, False])):
         path.write_text(json.dumps({"offsets": [0, 0], "temperature": 2.0,
                                     "threshold": threshold}))
         calibration = Calibration.read(path)
-        assert calibration.unknown_below == (pytest.approx(expected) if expected else expected)
-        path.write_text(json.dumps(calibration.to_json()))
+        assert calibration.is_unknown(log_probs).tolist() == unknown  # as the old rule said
+        path.write_text(json.dumps(calibration.to_json(), allow_nan=False))
         assert Calibration.read(path) == calibration
 
 

@@ -20,7 +20,7 @@ validation split only, so the test split stays unseen:
 - **pooling**: a document's answer is the mean of its passages' calibrated
   log-probabilities (a geometric mean of the passage probabilities), softmaxed again:
   as sure as a typical passage, where summing would multiply correlated evidence.
-- **rejection**: below a threshold on the top answer's log-odds (``log p / (1 - p)``
+- **rejection**: below a threshold on the top answer's log-odds (``log(p / (1 - p))``
   of the top probability ``p``: the same order as ``p``, without ``p`` rounding to 1.0
   for long passages) the answer is ``unknown``. The threshold is fitted by holding
   each author out in turn: that author's validation passages play texts by a stranger
@@ -38,6 +38,9 @@ from pathlib import Path
 import numpy as np
 
 UNKNOWN = "unknown"
+# The log-odds of the largest probability below 1.0 in floating point: an old threshold
+# of 1.0 ("unknown unless the top probability rounds to 1.0") reads as this.
+SURE_LOG_ODDS = 53 * math.log(2)
 # Per-author biases are fitted only with at least this many validation passages per author.
 BIAS_MIN_PASSAGES = 20
 
@@ -55,8 +58,9 @@ def top_log_odds(log_probs: np.ndarray) -> np.ndarray:
     others = log_probs.copy()
     others[rows, top] = -np.inf
     peak = others.max(axis=1, keepdims=True)
-    rest = peak[:, 0] + np.log(np.exp(others - peak).sum(axis=1))
-    return log_probs[rows, top] - rest
+    with np.errstate(invalid="ignore"):  # every other answer impossible: inf - inf
+        rest = peak[:, 0] + np.log(np.exp(others - peak).sum(axis=1))
+    return np.where(np.isneginf(peak[:, 0]), np.inf, log_probs[rows, top] - rest)
 
 
 def probability_of(log_odds: float | None) -> float:
@@ -321,7 +325,7 @@ class Calibration:
         stored.pop("unknown_below_probability", None)  # written for people to read
         if "threshold" in stored:  # written before the threshold was in log-odds
             p = stored.pop("threshold")
-            stored["unknown_below"] = (None if p <= 0 else math.inf if p >= 1
+            stored["unknown_below"] = (None if p <= 0 else SURE_LOG_ODDS if p >= 1
                                        else math.log(p) - math.log1p(-p))
         return cls(**stored)
 

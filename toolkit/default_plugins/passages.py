@@ -290,7 +290,7 @@ class PassageBuilder(SequenceBuilder):
         if left_out:  # no split of the attribution; text a [pretrain] language model may read
             plan["left_out"] = left_out
         if unseen:  # strangers: read by nothing but `evaluate --unseen-author`
-            plan["unseen"] = [Segment(d, 0, lengths[d]) for d in sorted(unseen) if lengths[d]]
+            plan["unseen"] = [s for d in sorted(unseen) for s in self.cut(d, 0, lengths[d])]
         for segments in plan.values():
             segments.sort(key=lambda s: (s.document, s.start))
         if not plan["train"]:
