@@ -869,6 +869,21 @@ def test_pretraining_reads_training_text_and_left_out_documents_and_the_run_star
     assert not run.metrics().get("pretrain") and not run.metrics().get("init")
 
 
+def test_diverging_pretraining_exits_with_status_3_before_the_heads_train(
+        tmp_path, corpus_with_a_lonely_author, capsys):
+    config = write_config(tmp_path / "pre.toml", corpus_with_a_lonely_author, "author-lms",
+                          epochs=1, sequences='split = { by = "document", min_documents = 2 }')
+    with open(config, "a") as f:
+        f.write("\n[pretrain]\nepochs = 2\nbatch_size = 8\nlength = 20\n")
+    run = tmp_path / "run"
+    status = main(["train", config, "--run-dir", str(run), "--set",
+                   "pretrain.learning_rate=1e6", "--set", "train.clipnorm=0", "--set",
+                   "train.divergence_steps=2"])
+    err = capsys.readouterr().err
+    assert status == 3 and "pretraining diverged" in err and "pretrain.learning_rate" in err
+    assert "Traceback" not in err and not (run / "model.keras").exists()
+
+
 def test_pretraining_is_refused_where_it_cannot_apply(tmp_path, corpus_file, tiny_config):
     with pytest.raises(ConfigError, match=r"pretrain\.epochs: .*already is a language model"):
         from toolkit.training import train

@@ -86,7 +86,8 @@ def pretrain(resolved: dict, prepared, init_run=None, verbose: Any = "auto",
              progress_seconds: float = 0.0) -> Pretrained:
     """Train the pretraining language model of ``resolved`` on ``prepared``'s training
     text (and left-out documents); its validation loss is read on the validation split
-    when that is long enough for the streams. Raises :class:`ToolkitError` if it diverges."""
+    when that is long enough for the streams. Raises
+    :class:`~toolkit.training.TrainingDiverged` if it diverges."""
     from toolkit.model import (  # loads TF quietly
         GENERATOR_HEAD, build_model, compile_model, copy_weights)
 
@@ -141,8 +142,10 @@ def pretrain(resolved: dict, prepared, init_run=None, verbose: Any = "auto",
                         epochs=settings["epochs"], callbacks=callbacks, shuffle=False,
                         verbose=verbose)
     if guard.stopped:
-        raise ToolkitError(f"pretraining diverged: {guard.reason}; lower pretrain.learning_rate "
-                           f"(now {settings['learning_rate']})")
+        from toolkit.training import TrainingDiverged  # exit status 3, as for training
+
+        raise TrainingDiverged(f"pretraining diverged: {guard.reason}; lower "
+                               f"pretrain.learning_rate (now {settings['learning_rate']})")
     logged = history.history
     figures = {"epochs": len(logged.get("loss", [])),
                "minutes": round(clock.seconds / 60, 3),
