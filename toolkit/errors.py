@@ -9,6 +9,13 @@ class ToolkitError(Exception):
     exit_status = 2
 
 
+class TrainingDiverged(ToolkitError):
+    """Training (or ``[pretrain]``) stopped because the loss diverged; the CLI exits with
+    status 3."""
+
+    exit_status = 3
+
+
 class ConfigError(ToolkitError):
     """An invalid configuration value; the message starts with the key path."""
 

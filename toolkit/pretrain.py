@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from toolkit import config as config_module
-from toolkit.errors import ConfigError, ToolkitError
+from toolkit.errors import ConfigError, ToolkitError, TrainingDiverged
 from toolkit.plugins import registry
 from toolkit.splits import Split
 
@@ -87,7 +87,7 @@ def pretrain(resolved: dict, prepared, init_run=None, verbose: Any = "auto",
     """Train the pretraining language model of ``resolved`` on ``prepared``'s training
     text (and left-out documents); its validation loss is read on the validation split
     when that is long enough for the streams. Raises
-    :class:`~toolkit.training.TrainingDiverged` if it diverges."""
+    :class:`~toolkit.errors.TrainingDiverged` if it diverges."""
     from toolkit.model import (  # loads TF quietly
         GENERATOR_HEAD, build_model, compile_model, copy_weights)
 
@@ -142,8 +142,6 @@ def pretrain(resolved: dict, prepared, init_run=None, verbose: Any = "auto",
                         epochs=settings["epochs"], callbacks=callbacks, shuffle=False,
                         verbose=verbose)
     if guard.stopped:
-        from toolkit.training import TrainingDiverged  # exit status 3, as for training
-
         raise TrainingDiverged(f"pretraining diverged: {guard.reason}; lower "
                                f"pretrain.learning_rate (now {settings['learning_rate']})")
     logged = history.history

@@ -21,7 +21,7 @@ import numpy as np
 from toolkit import config as config_module
 from toolkit import runs
 from toolkit.data import Prepared, prepare_config
-from toolkit.errors import ConfigError, ToolkitError
+from toolkit.errors import ConfigError, ToolkitError, TrainingDiverged
 from toolkit.hookspecs import EpochData
 from toolkit.plugins import registry
 from toolkit.preprocess import Preprocessor
@@ -33,12 +33,6 @@ RESUMABLE_CHANGES = {("train", key) for key in ("epochs", "max_minutes", "on_div
                                                  "divergence_steps", "tensorboard",
                                                  "sample_length", "xla", "patience",
                                                  "preprocess_workers")}
-
-
-class TrainingDiverged(ToolkitError):
-    """Training stopped because the loss diverged; the CLI exits with status 3."""
-
-    exit_status = 3
 
 
 def changed_keys(old: dict, new: dict, prefix: str = "") -> list[tuple[str, ...]]:
