@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import pickle
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -234,9 +235,8 @@ def attribution_report(run: Run, prepared, split: str, baseline: bool,
     raw = log_softmax(scores)
     strangers = stranger_passages(run, prepared) if unseen_author else None
     if strangers is not None:
-        stranger_scores = attributor.passage_scores(strangers.ids)
-        stranger_lstm = (calibration.log_probs(stranger_scores, real_tokens(strangers.ids))
-                         if calibration is not None else log_softmax(stranger_scores))
+        attributor.calibration = calibration  # this report's (refitted with --recalibrate)
+        stranger_lstm = attributor.log_probs(strangers.ids)
     report = {"run": str(run.path), "split": split, "kind": "attribution",
               "head": run.config["head"]["use"], **builder.describe(),
               "passages": len(passages), "labels": labels,
@@ -349,9 +349,8 @@ def strangers_report(run: Run, strangers: Strangers, passages, models: dict,
     read = run.config.get("pretrain", {}).get("epochs", 0) > 0 and "left_out" in strangers.splits
     report = {"authors": sorted(set(strangers.authors), key=str),
               "documents": len(set(stranger_documents)), "passages": len(strangers),
-              "from": {name: len({d for d, s in zip(stranger_documents, strangers.splits)
-                                  if s == name})
-                       for name in STRANGER_SPLITS if name in strangers.splits},
+              "from": dict(Counter(split for _, split in
+                                   set(zip(stranger_documents, strangers.splits)))),
               # the core read the left-out documents while pretraining: not quite strangers
               "left_out_read_by_pretraining": bool(read)}
     for name, (known, strange) in models.items():

@@ -264,7 +264,8 @@ class PassageBuilder(SequenceBuilder):
                               f"their sum below 1")
         plan = {"train": [], "validation": [], "test": []}
         rng = np.random.default_rng(seed)
-        kept = self.kept_documents(documents)
+        unseen = set(self.unseen_documents(documents))
+        kept = self.kept_documents(documents, unseen)
         if self.split_by == "region":
             for d, n in enumerate(lengths):
                 if d not in kept:
@@ -284,7 +285,6 @@ class PassageBuilder(SequenceBuilder):
                 plan["train"] += passages[n_test + n_val:]
         else:
             self.hold_out_documents(plan, documents, lengths, validation_fraction, rng, kept)
-        unseen = set(self.unseen_documents(documents))
         left_out = [Segment(d, 0, n) for d, n in enumerate(lengths)
                     if d not in kept and d not in unseen and n]
         if left_out:  # no split of the attribution; text a [pretrain] language model may read
@@ -310,11 +310,10 @@ class PassageBuilder(SequenceBuilder):
         if test_fraction:
             plan["test"] += self.cut(d, val_end + self.gap, n)
 
-    def kept_documents(self, documents) -> set[int]:
-        """The documents whose authors have at least ``min_documents`` documents and are
-        not among ``unseen_authors``."""
+    def kept_documents(self, documents, unseen: set[int]) -> set[int]:
+        """The documents whose authors have at least ``min_documents`` documents, less the
+        ``unseen`` ones."""
         counts = Counter(document.label for document in documents)
-        unseen = set(self.unseen_documents(documents))
         kept = {d for d, document in enumerate(documents)
                 if counts[document.label] >= self.min_documents and d not in unseen}
         if not kept:
