@@ -43,7 +43,7 @@ def test_defaults_are_filled_in():
      'core.units: expected a positive integer, received "big"'),
     (with_(core={"use": "lstm", "units": -3}),
      "core.units: expected a positive integer, received -3"),
-    (with_(core={"use": "lstm", "unit": 3}), "core.unit: unknown key. Known keys here: units"),
+    (with_(core={"use": "lstm", "unit": 3}), "core.unit: unknown key. Did you mean 'units'? Known keys here: units"),
     (with_(core={"use": "gru"}), "core.use: unknown core 'gru'. Available names: 'lstm'"),
     (with_(train={"learning_rate": 0}), "train.learning_rate: expected a positive number"),
     (with_(train={"optimizer": "adamax"}), 'train.optimizer: expected one of "adam"'),
@@ -124,3 +124,74 @@ def test_every_shipped_config_is_valid(path):
     resolved = config.load(path, registry())
     components = config.build_components(resolved, registry())
     assert components.corpus is not None and components.stages
+
+
+def test_an_unknown_name_given_with_set_blames_the_flag_and_suggests(tmp_path, capsys):
+    path = tmp_path / "ok.toml"
+    path.write_text('[corpus]\nuse = "inline"\ntext = "abc"\n')
+    assert main(["config", "show", str(path), "--set", "core.use=gru"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("toolkit: error: --set core.use=gru: core.use: unknown core 'gru'")
+    assert str(path) not in err
+    assert main(["config", "show", str(path), "--set", "core.use=lstn"]) == 2
+    assert "Did you mean 'lstm'?" in capsys.readouterr().err
+    assert main(["config", "show", str(path), "--set", "core.unit=3"]) == 2
+    assert "core.unit: unknown key. Did you mean 'units'?" in capsys.readouterr().err
+    path.write_text('[corpus]\nuse = "txt"\npath = "x"\n[trian]\nepochs = 1\n')
+    assert main(["config", "show", str(path)]) == 2
+    assert "trian: unknown section. Did you mean 'train'?" in capsys.readouterr().err
+    path.write_text('[corpus]\nuse = "txt"\npath = "x"\n')
+    assert main(["config", "show", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{path}: corpus.use: unknown corpus 'txt'. Did you mean 'text'?" in err
+
+
+def test_version_and_python_dash_m(capsys):
+    import toolkit
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0 and capsys.readouterr().out.strip() == f"toolkit {toolkit.__version__}"
+    done = subprocess.run([sys.executable, "-m", "toolkit", "--version"], capture_output=True,
+                          text=True)
+    assert done.returncode == 0 and done.stdout.strip() == f"toolkit {toolkit.__version__}"
+
+
+def test_shipped_configs_are_listed_and_copied_out(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shipped = sorted(p.stem for p in (Path(__file__).parents[1] / "configs").glob("*.toml"))
+    assert main(["config", "list"]) == 0
+    listed = [line.split()[0] for line in capsys.readouterr().out.splitlines()[:len(shipped)]]
+    assert listed == shipped
+    assert main(["config", "copy", "tiny"]) == 0
+    copied = tmp_path / "tiny.toml"
+    assert copied.read_text() == (Path(__file__).parents[1] / "configs" / "tiny.toml").read_text()
+    assert main(["config", "copy", "tiny.toml"]) == 2  # never overwritten silently
+    assert "exists" in capsys.readouterr().err
+    (tmp_path / "mine").mkdir()
+    assert main(["config", "copy", "alphabet", "mine"]) == 0
+    assert (tmp_path / "mine" / "alphabet.toml").is_file()
+    assert main(["config", "copy", "tiy"]) == 2
+    assert "no shipped config named 'tiy'. Did you mean 'tiny'?" in capsys.readouterr().err
+    assert main(["config", "show", "tiny.toml"]) == 0  # a copy is a working config
+
+
+def test_the_licence_travels_with_both_packages():
+    root = Path(__file__).parents[1]
+    for folder in (root, root / "plugins" / "toolkit-nltk"):
+        assert "Apache License" in (folder / "LICENSE").read_text()
+        assert 'license = "Apache-2.0"' in (folder / "pyproject.toml").read_text()
+
+
+@pytest.mark.slow
+def test_a_built_wheel_carries_the_configs_and_the_licence(tmp_path):
+    import zipfile
+
+    root = Path(__file__).parents[1]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path),
+                    str(root)], check=True, timeout=600)
+    (wheel,) = tmp_path.glob("*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    shipped = {p.name for p in (root / "configs").glob("*.toml")}
+    assert {n.rsplit("/", 1)[-1] for n in names if n.startswith("toolkit/configs/")} == shipped
+    assert any(n.endswith("licenses/LICENSE") for n in names)

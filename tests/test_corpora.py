@@ -17,6 +17,31 @@ def test_a_folder_per_author_gives_labels(tmp_path):
         ("austen/emma.txt", "austen"), ("austen/sense.txt", "austen"), ("blake/poems.txt", "blake")]
 
 
+@pytest.mark.parametrize("pattern, expected", [
+    ("*.txt", ["austen/emma.txt", "austen/old/lady.txt", "blake/poems.txt", "notes.txt"]),
+    ("*/*.txt", ["austen/emma.txt", "blake/poems.txt"]),
+    ("austen/*.txt", ["austen/emma.txt"]),
+    ("**/*.txt", ["austen/emma.txt", "austen/old/lady.txt", "blake/poems.txt", "notes.txt"]),
+    ("austen/**/*.txt", ["austen/emma.txt", "austen/old/lady.txt"]),
+    ("*/*.md", ["blake/about.md"]),
+])
+def test_patterns_match_paths_relative_to_the_directory(tmp_path, pattern, expected):
+    for name in ("austen/emma.txt", "austen/old/lady.txt", "blake/poems.txt", "blake/about.md",
+                 "notes.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    documents = TextDirectory(str(tmp_path), pattern=pattern, label_from="folder").documents()
+    assert [d.name for d in documents] == expected
+
+
+def test_a_pattern_that_matches_nothing_says_how_patterns_match(tmp_path):
+    (tmp_path / "austen").mkdir()
+    (tmp_path / "austen" / "emma.md").write_text("text")
+    with pytest.raises(ToolkitError, match=r"no files matching '\*/\*.txt' under .*relative to "
+                                           r"corpus.path"):
+        TextDirectory(str(tmp_path), pattern="*/*.txt").files()
+
+
 def test_json_lines_and_csv_records(tmp_path):
     jsonl = tmp_path / "texts.jsonl"
     jsonl.write_text('{"text": "It is a truth", "author": "austen", "id": "a1"}\n\n'

@@ -96,3 +96,10 @@ def test_saved_and_loaded_like_keras_lstm(tmp_path):
 def test_dropout_falls_back_to_the_keras_loop():
     layer = FastLSTM(4, recurrent_dropout=0.1)
     assert not layer.uses_fast_loop
+
+
+def test_keras_still_calls_the_inner_loop_fast_lstm_overrides():
+    from toolkit.layers.fast_lstm import keras_contract_problems
+
+    problems = keras_contract_problems()
+    assert not problems, "; ".join(problems)

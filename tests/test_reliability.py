@@ -2,6 +2,7 @@
 errors that name the setting that binds. docs/errors.md lists these tests."""
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -184,6 +185,60 @@ def test_divergence_stops_training_with_exit_status_3(tmp_path, capsys, optimize
     assert not (run / "model.keras").exists()
     assert json.loads((run / "progress.json").read_text())["epochs_done"] == 0 \
         if (run / "progress.json").exists() else True
+
+
+@pytest.mark.parametrize("clipnorm", ["5.0", "0"])
+def test_a_short_run_whose_loss_swings_far_above_guessing_diverges(tmp_path, capsys, clipnorm):
+    # As reported: the alphabet at learning rate 1e6 exited 0 with a validation perplexity
+    # of 10 million, its loss dipping now and then below ln 27 (default clipping is on).
+    run = tmp_path / "run"
+    status = main(["train", str(ROOT / "configs" / "alphabet.toml"), "--run-dir", str(run),
+                   "--set", "train.learning_rate=1e6", "--set", "train.epochs=3",
+                   "--set", f"train.clipnorm={clipnorm}"])
+    err = capsys.readouterr().err
+    assert status == 3, err
+    assert "training diverged" in err and "far above uniform guessing" in err
+    assert "train.learning_rate (now 1000000.0)" in err and "Traceback" not in err
+    assert not (run / "model.keras").exists()
+
+
+@pytest.mark.parametrize("clipnorm", ["5.0", "0"])
+def test_a_long_run_stops_once_its_smoothed_loss_is_far_above_guessing(tmp_path, capsys,
+                                                                       clipnorm):
+    config = write_tiny(tmp_path, epochs=50)
+    run = tmp_path / "run"
+    status = main(["train", str(config), "--run-dir", str(run), "--set",
+                   "train.learning_rate=1e6", "--set", f"train.clipnorm={clipnorm}",
+                   "--set", "train.divergence_steps=5"])
+    err = capsys.readouterr().err
+    assert status == 3 and "smoothed over 5 steps (train.divergence_steps)" in err, err
+    assert "at epoch 1," in err  # stopped within the first epoch, not after 50
+    assert not (run / "model.keras").exists()
+
+
+def test_a_learning_run_is_not_taken_for_a_diverging_one():
+    from toolkit.callbacks import DivergenceGuard
+
+    class Model:
+        stop_training = False
+
+    guard = DivergenceGuard(math.log(30), patience=3)
+    guard.set_model(Model())
+    # a loss that starts at uniform guessing, spikes once to 3x, and comes down
+    for epoch, losses in enumerate([[3.4, 3.3, 10.0, 3.0, 2.9, 2.8], [2.5, 2.4, 2.3]]):
+        guard.on_epoch_begin(epoch)
+        mean = 0.0
+        for step, loss in enumerate(losses):
+            mean += (loss - mean) / (step + 1)  # Keras logs the epoch's running mean
+            guard.on_train_batch_end(step, {"loss": mean})
+        guard.on_epoch_end(epoch, {"loss": mean, "nats": mean})
+    assert guard.reason is None and not guard.stopped
+    guard.on_epoch_begin(2)
+    mean = 0.0
+    for step, loss in enumerate([2.0, 14.0, 0.5, 15.0, 16.0, 0.1, 15.0, 15.0]):
+        mean += (loss - mean) / (step + 1)
+        guard.on_train_batch_end(step, {"loss": mean})
+    assert guard.stopped and "smoothed over 3 steps" in guard.reason
 
 
 def test_on_divergence_continue_finishes_the_run(tmp_path, capsys):

@@ -68,6 +68,12 @@ def test_a_report_of_several_runs_compares_them(reported_runs, tmp_path, capsys)
     assert main(["report", *map(str, reported_runs), "--output", str(output)]) == 0
     page = output.read_text()
     assert "Side by side" in page and page.count('<section class="run"') == 2
+    compare = page.split('<table class="compare">')[1].split("</table>")[0]
+    cells = [re.findall(r"<td>(.*?)</td>", row) for row in compare.split("<tr>")[2:]]
+    # each validation figure names its unit; tokens/s is a whole number with separators
+    assert cells[0][4].endswith(" nats/token"), cells
+    assert cells[1][4].endswith((" accuracy", " macro-F1")), cells
+    assert all(re.fullmatch(r"\d{1,3}(,\d{3})*", row[7]) for row in cells), cells
     assert "baseline (char n-grams)" in page and "after epoch 2" in page
     # two runs' curves, the attribution run's confusion matrix and reliability diagram
     assert page.count("data:image/png;base64,") == 4
@@ -101,8 +107,14 @@ def chromium_driver():
 
 
 def test_the_report_renders_in_a_real_browser(reported_runs, tmp_path):
+    lm, cls = reported_runs
+    # A sample without spaces (as the alphabet model writes) must wrap, not run off the page.
+    shutil.copytree(lm, tmp_path / "lm")
+    samples = json.loads((tmp_path / "lm" / "samples.json").read_text())
+    samples[-1]["text"] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ" * 80
+    (tmp_path / "lm" / "samples.json").write_text(json.dumps(samples))
     output = tmp_path / "report.html"
-    assert main(["report", *map(str, reported_runs), "--output", str(output)]) == 0
+    assert main(["report", str(tmp_path / "lm"), str(cls), "--output", str(output)]) == 0
     browser = chromium_driver()
     try:
         browser.get(output.as_uri())
@@ -119,6 +131,14 @@ def test_the_report_renders_in_a_real_browser(reported_runs, tmp_path):
         assert all(height > 0 for _, height in classes.values())
         errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
         assert errors == []
+        overflow = browser.execute_script(
+            "return [document.documentElement.scrollWidth, window.innerWidth]")
+        assert overflow[0] <= overflow[1], f"the page scrolls sideways: {overflow}"
+        # the confusion matrix and the reliability diagram are shown at the same width
+        widths = browser.execute_script(
+            "return Array.from(document.querySelectorAll('div.pair img')).map("
+            "i => i.getBoundingClientRect().width)")
+        assert len(widths) == 2 and abs(widths[0] - widths[1]) < 2, widths
         if os.environ.get("TOOLKIT_SCREENSHOT"):
             browser.save_screenshot(os.environ["TOOLKIT_SCREENSHOT"])
     finally:

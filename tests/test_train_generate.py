@@ -116,6 +116,40 @@ def test_sampled_tokens_follow_the_models_distribution(trained_run):
         assert set(np.flatnonzero(frequencies)) <= set(np.flatnonzero(target))
 
 
+def test_temperature_0_is_greedy(trained_run, capsys):
+    generator = Generator.from_run(trained_run, samples=2)
+    texts = {text for seed in (1, 2, 3)
+             for text in generator.generate("To be", 30, temperature=0.0, seed=seed)}
+    assert len(texts) == 1  # the same text in every row, whatever the seed
+    # the likeliest token at every step, fed back in
+    ids = list(generator.encode_prime("To be"))
+    reset_states(generator.twin)
+    probabilities = generator.advance(np.array(ids))[0].copy()
+    for _ in range(30):
+        probabilities[:2] = 0  # never padding or "unknown"
+        ids.append(int(probabilities.argmax()))
+        probabilities = generator.advance(np.array(ids[-1:]))[0].copy()
+    expected = generator.preprocessor.detokenize(generator.vocab.decode(ids[-30:]))
+    assert texts == {expected}
+    assert main(["generate", str(trained_run.path), "--prime", "To be", "--length", "30",
+                 "--temperature", "0"]) == 0
+    assert capsys.readouterr().out.strip() == "To be" + expected.rstrip()
+    assert main(["generate", str(trained_run.path), "--temperature", "-0.5"]) == 2
+    assert "--temperature: expected a non-negative number" in capsys.readouterr().err
+
+
+def test_the_epoch_line_names_its_figures(tmp_path, capsys):
+    from tests.conftest import write_tiny_config
+
+    config = write_tiny_config(tmp_path, "epochs = 1\nsample_length = 0")
+    assert main(["train", str(config), "--run-dir", str(tmp_path / "run")]) == 0
+    line = [l for l in capsys.readouterr().out.splitlines() if "/step" in l][-1]
+    assert "nats/token:" in line and "val_nats/token:" in line and "tokens/s:" in line
+    assert " loss:" not in line and "val_loss:" not in line
+    history = (tmp_path / "run" / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"loss", "nats", "val_nats", "tokens_per_second"} <= set(history)  # logs keep names
+
+
 def test_unknown_characters_in_the_prime_are_refused(trained_run, capsys):
     generator = Generator.from_run(trained_run.path)
     with pytest.raises(ToolkitError, match=r"never seen in training: 'Ω', '%'"):

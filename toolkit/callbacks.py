@@ -70,35 +70,72 @@ class FollowEpochs(keras.callbacks.Callback):
 
 
 class DivergenceGuard(keras.callbacks.Callback):
-    """Notices a run that diverged: a loss that is not finite, or one that stays above
-    uniform guessing, ``ln(vocab_size)`` nats per token, for ``patience`` training steps
-    in a row. With ``action = "stop"`` training stops at once and :class:`RunWriter`
-    writes nothing more, so the last checkpoint is the last good epoch."""
+    """Notices a run that diverged. ``uniform`` is the loss of uniform guessing (ln of the
+    number of classes: the vocabulary for a language model, the authors for a
+    classifier); "far above" it is :func:`far_above_guessing`. A run diverged when
 
-    def __init__(self, vocab_size: int, patience: int, action: str = "stop"):
+    - a step's loss is not finite;
+    - the step loss, smoothed exponentially over about ``patience`` steps, is far above
+      uniform guessing once at least ``patience`` steps have been seen (a long run whose
+      loss only dips now and then; ``patience`` = 0 turns this rule off);
+    - an epoch's mean loss (token-weighted ``nats`` where the head logs it) is far above
+      uniform guessing (a run too short for the smoothed rule).
+
+    With ``action = "stop"`` training stops at once and :class:`RunWriter` writes nothing
+    more, so the last checkpoint is the last good epoch."""
+
+    def __init__(self, uniform: float, patience: int, action: str = "stop"):
         super().__init__()
-        self.uniform = math.log(max(vocab_size, 2))
+        self.uniform = uniform
+        self.far = far_above_guessing(uniform)
         self.patience, self.action = patience, action
-        self.above = 0
+        self.smoothed: float | None = None
+        self.steps = 0
         self.reason: str | None = None
         self.epoch = 0
+        self.epoch_mean = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
+        self.epoch, self.epoch_mean = epoch, 0.0
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is None or self.reason is not None:
+        running_mean = (logs or {}).get("loss")
+        if running_mean is None or self.reason is not None:
             return
-        loss = float(loss)
-        if not math.isfinite(loss):
-            self.diverged(f"the loss became {loss} at epoch {self.epoch + 1}, step {batch + 1}")
+        running_mean = float(running_mean)
+        if not math.isfinite(running_mean):
+            self.diverged(f"the loss became {running_mean} at epoch {self.epoch + 1}, "
+                          f"step {batch + 1}")
             return
-        self.above = self.above + 1 if loss > self.uniform else 0
-        if self.patience and self.above >= self.patience:
-            self.diverged(f"the loss stayed above uniform guessing (ln of the vocabulary "
-                          f"size, {self.uniform:.3f} nats/token) for {self.above} steps, "
-                          f"reaching {loss:.3f} at epoch {self.epoch + 1}, step {batch + 1}")
+        # Keras logs the epoch's running mean; the step's own loss is recovered from it.
+        step_loss = (batch + 1) * running_mean - batch * self.epoch_mean
+        self.epoch_mean = running_mean
+        self.steps += 1
+        if not self.patience:
+            return
+        weight = 2 / (self.patience + 1)
+        self.smoothed = step_loss if self.smoothed is None else \
+            weight * step_loss + (1 - weight) * self.smoothed
+        if self.steps >= self.patience and self.smoothed > self.far:
+            self.diverged(f"the loss, smoothed over {self.patience} steps "
+                          f"(train.divergence_steps), reached {self.smoothed:.3f} at epoch "
+                          f"{self.epoch + 1}, step {batch + 1}: {self.describe_far()}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        mean = logs.get("nats", logs.get("loss"))
+        if mean is None or self.reason is not None:
+            return
+        mean = float(mean)
+        if not math.isfinite(mean):
+            self.diverged(f"the loss of epoch {epoch + 1} was {mean}")
+        elif mean > self.far:
+            self.diverged(f"the mean loss of epoch {epoch + 1} was {mean:.3f}: "
+                          f"{self.describe_far()}")
+
+    def describe_far(self) -> str:
+        return (f"far above uniform guessing ({self.uniform:.3f} nats; divergence is above "
+                f"{self.far:.3f})")
 
     def diverged(self, reason: str) -> None:
         self.reason = reason
@@ -111,6 +148,13 @@ class DivergenceGuard(keras.callbacks.Callback):
     @property
     def stopped(self) -> bool:
         return self.reason is not None and self.action == "stop"
+
+
+def far_above_guessing(uniform: float) -> float:
+    """The loss that counts as diverged: twice the loss of uniform guessing, and at least
+    2 nats above it. A model that learns starts near ``uniform`` and goes down; one whose
+    learning rate is far too high swings between near 0 and many times ``uniform``."""
+    return max(2 * uniform, uniform + 2)
 
 
 MAXIMISED = ("accuracy", "f1", "auc", "precision", "recall")
@@ -251,11 +295,50 @@ class ProgressLine(keras.callbacks.Callback):
         done, timed = batch + 1, batch
         rate = timed * self.positions / max(now - self.first, 1e-9)
         left = (self.steps - done) * (now - self.first) / timed
-        loss = (logs or {}).get("loss")
-        shown = f", loss {float(loss):.4f}" if loss is not None else ""
+        name, value = training_loss(logs or {})
+        shown = f", {name} {float(value):.4f}" if value is not None else ""
         print(f"epoch {self.epoch + 1}/{self.epochs}: batch {done}/{self.steps}{shown}, "
               f"{rate:,.0f} tokens/s, {int(left) // 60}:{int(left) % 60:02d} left in the epoch",
               file=self.stream, flush=True)
+
+
+def training_loss(logs: dict) -> tuple[str, float | None]:
+    """The loss figure a person reads: ``nats/token`` (the token-weighted cross-entropy)
+    where the head logs ``nats``, else Keras's ``loss``."""
+    if "nats" in logs:
+        return "nats/token", logs["nats"]
+    return "loss", logs.get("loss")
+
+
+class EpochLine(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar and epoch line, with figures named for a person to read.
+
+    Where the head logs ``nats`` (cross-entropy per real token, padding and warm-up
+    weighing nothing), Keras's ``loss`` (the mean of per-batch losses) is the same
+    quantity weighted differently: only ``nats/token`` is shown, for training and
+    validation. Throughput and time read ``tokens/s`` and ``minutes``. The logs
+    themselves (history, TensorBoard) keep their names."""
+
+    NAMES = {"nats": "nats/token", "val_nats": "val_nats/token",
+             "tokens_per_second": "tokens/s", "elapsed_minutes": "minutes"}
+
+    def shown(self, logs: dict | None) -> dict | None:
+        if not logs:
+            return logs
+        return {self.NAMES.get(key, key): value for key, value in logs.items()
+                if not (key.endswith("loss") and key[:-4] + "nats" in logs)}
+
+    def on_train_batch_end(self, batch, logs=None):
+        super().on_train_batch_end(batch, self.shown(logs))
+
+    def on_test_batch_end(self, batch, logs=None):
+        super().on_test_batch_end(batch, self.shown(logs))
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch, self.shown(logs))
+
+    def on_test_end(self, logs=None):
+        super().on_test_end(self.shown(logs))
 
 
 class LearningRateLog(keras.callbacks.Callback):

@@ -1,5 +1,7 @@
 """The toolkit command line: train, generate, attribute, evaluate, report, plugins, config.
 
+Also ``python -m toolkit``.
+
 Errors in the user's input exit with status 2 and a one-line message, no traceback.
 """
 
@@ -143,8 +145,30 @@ def cmd_config_show(args) -> int:
     return 0
 
 
+def cmd_config_list(args) -> int:
+    from toolkit.shipped_configs import shipped, summary
+
+    configs = shipped()
+    width = max(map(len, configs))
+    for name, text in configs.items():
+        print(f"{name:<{width}}  {summary(text)}")
+    print(f"\n`toolkit config copy NAME [DEST]` writes one here to edit; "
+          f"`toolkit train NAME.toml` trains it")
+    return 0
+
+
+def cmd_config_copy(args) -> int:
+    from toolkit.shipped_configs import copy_config
+
+    print(f"config written to {copy_config(args.name, args.dest, args.force)}")
+    return 0
+
+
 def make_parser(commands: dict) -> argparse.ArgumentParser:
+    from toolkit import __version__
+
     parser = argparse.ArgumentParser(prog="toolkit", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"toolkit {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     overrides = {"action": "append", "default": [], "metavar": "SECTION.KEY=VALUE",
                  "help": "override a config key (repeatable)"}
@@ -223,6 +247,13 @@ def make_parser(commands: dict) -> argparse.ArgumentParser:
     show.add_argument("file")
     show.add_argument("--set", **overrides)
     show.set_defaults(func=cmd_config_show)
+    listing = config_sub.add_parser("list", help="list the configs shipped with the toolkit")
+    listing.set_defaults(func=cmd_config_list)
+    copy = config_sub.add_parser("copy", help="write a shipped config to a file to edit")
+    copy.add_argument("name", help="a name from `toolkit config list`")
+    copy.add_argument("dest", nargs="?", help="file or folder (default: ./NAME.toml)")
+    copy.add_argument("--force", action="store_true", help="replace an existing file")
+    copy.set_defaults(func=cmd_config_copy)
 
     for name, component in commands.items():
         p = sub.add_parser(name, help=component.summary)

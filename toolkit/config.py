@@ -29,7 +29,7 @@ from typing import Any, Literal
 import tomli_w
 
 from toolkit import params
-from toolkit.errors import ConfigError, ToolkitError
+from toolkit.errors import ConfigError, ToolkitError, did_you_mean
 from toolkit.params import (Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat,
                             PositiveInt, Probability)
 from toolkit.plugins import Registry
@@ -105,14 +105,15 @@ def train_settings(
 def generate_settings(
     prime: str = "\n",
     length: PositiveInt = 500,
-    temperature: PositiveFloat = 1.0,
+    temperature: NonNegativeFloat = 1.0,
     top_k: NonNegativeInt = 0,
     top_p: Probability = 1.0,
     samples: PositiveInt = 1,
     seed: NonNegativeInt | None = None,
 ):
     """Generation defaults, used by ``toolkit generate`` unless given on its command line.
-    ``top_k`` = 0 and ``top_p`` = 1 turn those filters off."""
+    ``temperature`` = 0 is greedy: always the likeliest token (the same text every
+    time, whatever the seed). ``top_k`` = 0 and ``top_p`` = 1 turn those filters off."""
 
 
 def init_settings(run: str | None = None,
@@ -222,8 +223,8 @@ def resolve(raw: dict[str, Any], registry: Registry, source: str | None = None) 
     """Validate a raw config and return it complete, every default filled in."""
     for section in raw:
         if section not in SECTIONS:
-            raise ConfigError(section, f"unknown section. Known sections: {', '.join(SECTIONS)}",
-                              source)
+            raise ConfigError(section, f"unknown section.{did_you_mean(section, SECTIONS)} "
+                                       f"Known sections: {', '.join(SECTIONS)}", source)
     resolved: dict[str, Any] = {}
     for section in SECTIONS:
         value = raw.get(section)
@@ -295,8 +296,8 @@ def resolve_component(section: str, value: Any, registry: Registry,
                                          f"received {params.show(name)}", source)
     try:
         component = registry.get(family_name, name, key=f"{path}.use")
-    except ToolkitError as err:
-        raise ToolkitError(f"{source}: {err}" if source else str(err)) from None
+    except ConfigError as err:
+        raise ConfigError(err.path, err.message, source) from None
     return {"use": name, **params.validate(component.factory, table, path, source)}
 
 

@@ -25,3 +25,11 @@ class ConfigError(ToolkitError):
         self.source = source
         where = f"{source}: " if source else ""
         super().__init__(f"{where}{path}: {message}" if path else f"{where}{message}")
+
+
+def did_you_mean(given: str, known) -> str:
+    """`` Did you mean 'units'?`` when one of ``known`` is close to ``given``, else ``""``."""
+    import difflib
+
+    close = difflib.get_close_matches(str(given), [str(k) for k in known], n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""

@@ -5,8 +5,9 @@ batch size ``samples``) with the trained weights. Priming feeds the prime text
 through it in one call. Sampling runs a loop of ``CHUNK`` steps compiled once per
 twin (with XLA on the CPU): each step feeds the last token through the twin (advancing
 its state), filters the distribution (temperature, top-k, top-p) and draws the next
-token with a counter-based random generator. Temperature, top-k, top-p, the seed and
-the first token are tensors, not constants, so later calls with other settings, other
+token with a counter-based random generator (temperature 0: the likeliest token, greedy).
+Temperature, top-k, top-p, the seed and the first token are tensors, not constants, so
+later calls with other settings, other
 primes and other lengths reuse the same compiled loop; a text of any length is a few
 calls of it. (keras-nlp's samplers bake their settings and the prompt's shape into the
 trace, which costs a retrace per setting.)
@@ -115,15 +116,19 @@ class Generator:
                                                   minval=1e-7, maxval=1.0)
             last = len(self.vocab) - 1
 
+            greedy = temperature <= 0.0  # temperature 0: always the likeliest token
+            divisor = tf.where(greedy, 1.0, temperature)
+
             def step(i, token, drawn):
                 probabilities = feed(token[:, None])
-                logits = tf.math.log(tf.maximum(probabilities, 1e-30)) / temperature
+                logits = tf.math.log(tf.maximum(probabilities, 1e-30)) / divisor
                 logits = filter_logits(logits, allowed, top_k, top_p)
                 cumulative = tf.cumsum(tf.nn.softmax(logits), axis=-1)
                 # A token of probability 0 adds nothing to the sum, so it is never passed.
                 target = uniform[i][:, None] * cumulative[:, -1:]
-                token = tf.reduce_sum(tf.cast(cumulative < target, tf.int32), axis=-1)
-                token = tf.minimum(token, last)
+                drawn_token = tf.reduce_sum(tf.cast(cumulative < target, tf.int32), axis=-1)
+                likeliest = tf.argmax(logits, axis=-1, output_type=tf.int32)
+                token = tf.minimum(tf.where(greedy, likeliest, drawn_token), last)
                 return i + 1, token, drawn.write(i, token)
 
             drawn = tf.TensorArray(tf.int32, CHUNK)

@@ -399,6 +399,13 @@ class Head:
         """Metrics compiled as ``weighted_metrics``: they receive the sample weights."""
         return []
 
+    def guessing_loss(self, context: HeadContext) -> float:
+        """The loss of uniform guessing over this head's classes, in nats: ln of the
+        vocabulary size for next-token heads, ln of the number of authors for ``"label"``
+        heads. Training counts a loss far above it as divergence."""
+        classes = len(context.labels) if self.target == "label" else context.vocab_size
+        return math.log(max(classes, 2))
+
     def summarize(self, results: dict) -> dict:
         """The run's figures from ``model.evaluate``'s results (written to ``metrics.json``)."""
         if "perplexity" not in results:

@@ -19,7 +19,7 @@ import typing
 from dataclasses import dataclass
 from typing import Annotated, Any, Callable, Literal
 
-from toolkit.errors import ConfigError
+from toolkit.errors import ConfigError, did_you_mean
 
 
 @dataclass(frozen=True)
@@ -152,7 +152,8 @@ def validate(factory: Callable, table: dict[str, Any], path: str,
         if key not in params:
             known = ", ".join(params) or "(no keys)"
             raise ConfigError(f"{path}.{key}" if path else key,
-                              f"unknown key. Known keys here: {known}", source)
+                              f"unknown key.{did_you_mean(key, params)} Known keys here: "
+                              f"{known}", source)
     result = {}
     for name, param in params.items():
         key_path = f"{path}.{name}" if path else name

@@ -20,7 +20,7 @@ from typing import Callable
 import pluggy
 
 from toolkit import hookspecs
-from toolkit.errors import ToolkitError
+from toolkit.errors import ConfigError, ToolkitError, did_you_mean
 
 ENTRY_POINT_GROUP = "toolkit"
 
@@ -95,9 +95,10 @@ class Registry:
             return self.components[family][name]
         except KeyError:
             known = ", ".join(repr(n) for n in self.names(family)) or "(none)"
-            raise ToolkitError(
-                f"{key}: unknown {family} {name!r}. Available names: {known}. "
-                f"Run `toolkit plugins` to see what each plugin registers.") from None
+            raise ConfigError(
+                key, f"unknown {family} {name!r}.{did_you_mean(name, self.names(family))} "
+                     f"Available names: {known}. Run `toolkit plugins` to see what each "
+                     f"plugin registers.") from None
 
     def by_plugin(self) -> dict[str, list[Component]]:
         result: dict[str, list[Component]] = {}

@@ -18,6 +18,7 @@ from typing import Any
 
 from toolkit import config as config_module
 from toolkit.errors import ConfigError, ToolkitError, TrainingDiverged
+from toolkit.hookspecs import HeadContext
 from toolkit.plugins import registry
 from toolkit.splits import Split
 
@@ -93,8 +94,8 @@ def pretrain(resolved: dict, prepared, init_run=None, verbose: Any = "auto",
 
     import keras
 
-    from toolkit.callbacks import (DivergenceGuard, FollowEpochs, ProgressLine, TimeLimit,
-                                   TrainingClock)
+    from toolkit.callbacks import (DivergenceGuard, EpochLine, FollowEpochs, ProgressLine,
+                                   TimeLimit, TrainingClock)
 
     lm_config = language_model_config(resolved)
     components = config_module.build_components(lm_config, registry())
@@ -131,12 +132,14 @@ def pretrain(resolved: dict, prepared, init_run=None, verbose: Any = "auto",
               f"{settings['epochs']} epoch(s)", file=sys.stderr)
     clock = TrainingClock(builder.batch_size * builder.length)
     time_limit = TimeLimit(settings["max_minutes"], clock)
-    guard = DivergenceGuard(vocab_size, settings["divergence_steps"], "stop")
+    guessing = components.head.guessing_loss(HeadContext(vocab_size))
+    guard = DivergenceGuard(guessing, settings["divergence_steps"], "stop")
     callbacks = [clock, FollowEpochs(train_data), guard, *builder.callbacks(train_data),
                  time_limit]
     if progress_seconds:
         callbacks.append(ProgressLine(progress_seconds, settings["epochs"], len(train_data),
                                       builder.batch_size * builder.length))
+    callbacks.append(EpochLine())
     history = model.fit(train_data.dataset(),
                         validation_data=None if val_data is None else val_data.dataset(),
                         epochs=settings["epochs"], callbacks=callbacks, shuffle=False,

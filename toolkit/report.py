@@ -33,7 +33,7 @@ def save_curves(run: Run, path: Path) -> bool:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
     train, val = loss_columns(rows)
     panels = [(train, val, "nats per token" if train == "nats" else "loss")]
@@ -41,17 +41,21 @@ def save_curves(run: Run, path: Path) -> bool:
         panels.append(("accuracy", "val_accuracy", "accuracy"))
     figure, axes = plt.subplots(len(panels), 2, figsize=(10, 3.4 * len(panels)), squeeze=False)
     epochs = [int(r["epoch"]) + 1 for r in rows]
-    minutes = [r.get("elapsed_minutes", 0.0) for r in rows]
+    minutes = [float(r.get("elapsed_minutes", 0.0)) for r in rows]
+    # A run of a minute or two reads better in seconds than in fractions of a minute.
+    clock, clock_label = ((minutes, "training minutes") if max(minutes, default=0) >= 2
+                          else ([m * 60 for m in minutes], "training seconds"))
     for row_axes, (train_key, val_key, label) in zip(axes, panels):
         for ax, xs, xlabel in ((row_axes[0], epochs, "epoch"),
-                               (row_axes[1], minutes, "training minutes")):
+                               (row_axes[1], clock, clock_label)):
             for key, name in ((train_key, "training"), (val_key, "validation")):
                 points = [(x, r[key]) for x, r in zip(xs, rows) if key in r]
                 if points:
                     ax.plot(*zip(*points), marker="o", markersize=3, label=name)
             ax.set_xlabel(xlabel)
-            if xlabel == "epoch":
-                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            # Few ticks, plain numbers: short runs had labels running into each other.
+            ax.xaxis.set_major_locator(MaxNLocator(nbins=6, integer=xlabel == "epoch"))
+            ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
             ax.set_ylabel(label)
             ax.grid(alpha=0.3)
             ax.legend()
@@ -91,12 +95,25 @@ def summary_row(run: Run) -> list:
     metrics = read_json(run.file(runs.METRICS)) or {}
     evaluation = read_json(run.file(runs.EVALUATION)) or {}
     validation = metrics.get("validation", {})
-    figure = validation.get("nats_per_token", validation.get("accuracy"))
     lstm = evaluation.get("lstm", {})
     return [run.path.name, run.config["head"]["use"], metrics.get("epochs_done"),
-            metrics.get("training_minutes"), figure, lstm.get("accuracy"),
-            evaluation.get("baseline", {}).get("accuracy"),
-            metrics.get("train_tokens_per_second_median")]
+            metrics.get("training_minutes"), validation_figure(validation),
+            lstm.get("accuracy"), evaluation.get("baseline", {}).get("accuracy"),
+            whole_number(metrics.get("train_tokens_per_second_median"))]
+
+
+def validation_figure(validation: dict) -> str:
+    """The run's main validation figure with its unit, for a table that mixes heads."""
+    for key, unit in (("nats_per_token", "nats/token"), ("macro_f1", "macro-F1"),
+                      ("accuracy", "accuracy"), ("loss", "loss")):
+        if key in validation:
+            return f"{validation[key]:.4f} {unit}"
+    return ""
+
+
+def whole_number(value) -> str:
+    """``2777.9`` -> ``"2,778"``: rates read as whole numbers with thousands separators."""
+    return "" if value is None else f"{round(float(value)):,}"
 
 
 def run_section(run: Run, index: int) -> str:
@@ -139,9 +156,10 @@ def run_section(run: Run, index: int) -> str:
                   table(["author", "precision", "recall", "F1", "passages"],
                         [[a, r["precision"], r["recall"], r["f1"], r["passages"]]
                          for a, r in evaluation["lstm"]["per_author"].items()], "authors")]
-        for name in (runs.CONFUSION, runs.RELIABILITY):
-            if run.file(name).is_file():
-                parts.append(image_tag(run.file(name), f"{run.path.name} {Path(name).stem}"))
+        pictures = [image_tag(run.file(name), f"{run.path.name} {Path(name).stem}")
+                    for name in (runs.CONFUSION, runs.RELIABILITY) if run.file(name).is_file()]
+        if pictures:  # side by side, each at most half the page wide
+            parts.append(f'<div class="pair">{"".join(pictures)}</div>')
     elif evaluation:
         parts += [f'<h3>Evaluation, {html.escape(evaluation["split"])} split</h3>',
                   f'<p>{html.escape(evaluation.get("summary", ""))}</p>']
@@ -156,8 +174,11 @@ body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 68rem; 
 table { border-collapse: collapse; margin: 0.5rem 0 1rem; }
 th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
-pre { background: #f6f6f6; padding: 0.6rem; white-space: pre-wrap; }
+pre { background: #f6f6f6; padding: 0.6rem; white-space: pre-wrap; overflow-wrap: anywhere; }
 img.figure { max-width: 100%; display: block; margin: 0.5rem 0; }
+div.pair { display: flex; gap: 1rem; align-items: flex-start; }
+div.pair img.figure { width: 26rem; max-width: calc(50% - 0.5rem); height: auto; }
+table { max-width: 100%; }
 section.run { border-top: 2px solid #ddd; margin-top: 2rem; }
 .path, .caption { color: #666; }
 """

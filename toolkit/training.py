@@ -22,7 +22,7 @@ from toolkit import config as config_module
 from toolkit import runs
 from toolkit.data import Prepared, prepare_config
 from toolkit.errors import ConfigError, ToolkitError, TrainingDiverged
-from toolkit.hookspecs import EpochData
+from toolkit.hookspecs import EpochData, HeadContext
 from toolkit.plugins import registry
 from toolkit.preprocess import Preprocessor
 from toolkit.pretrain import check_pretraining
@@ -152,11 +152,15 @@ def train(config_path: str | Path | dict | None, run_dir: str | Path, overrides:
     clock, guard = fit_epochs(session, model, first_epoch, verbose, progress_seconds)
     if guard.stopped:
         done = Run(session.run.path).progress()["epochs_done"]
+        clipnorm = session.settings["clipnorm"]
+        clipping_hint = (" or gradient clipping (train.clipnorm)" if not clipnorm else
+                         f"; clipping (train.clipnorm = {clipnorm}) bounds the gradient, "
+                         f"not the size of the step the learning rate makes")
         raise TrainingDiverged(
             f"training diverged: {guard.reason}. Nothing of that epoch was kept: "
             f"{session.run.path} holds {done} good epoch(s). Train again with a lower "
-            f"train.learning_rate (now {session.settings['learning_rate']}) or gradient "
-            f"clipping (train.clipnorm), or set train.on_divergence = \"continue\"")
+            f"train.learning_rate (now {session.settings['learning_rate']}){clipping_hint}, "
+            f"or set train.on_divergence = \"continue\"")
     finish_run(session, model, clock)
     return Run(session.run.path)
 
@@ -319,8 +323,8 @@ def fit_epochs(session: Session, model, first_epoch: int, verbose,
     import keras
 
     from toolkit.callbacks import (AttributionValidation, DivergenceGuard, FollowEpochs,
-                                   LearningRateLog, Patience, ProgressLine, RunWriter,
-                                   SampleText, TimeLimit, TrainingClock)
+                                   EpochLine, LearningRateLog, Patience, ProgressLine,
+                                   RunWriter, SampleText, TimeLimit, TrainingClock)
     from toolkit.model import layers_of, set_trainable
 
     run, settings, builder = session.run, session.settings, session.components.sequences
@@ -329,9 +333,9 @@ def fit_epochs(session: Session, model, first_epoch: int, verbose,
     clock = TrainingClock(builder.batch_size * builder.length,
                           run.progress().get("training_seconds", 0.0) if session.resume else 0.0)
     time_limit = TimeLimit(settings["max_minutes"], clock)
-    guard = DivergenceGuard(len(session.prepared.vocab), settings["divergence_steps"],
-                            settings["on_divergence"])
     head = session.components.head
+    guessing = head.guessing_loss(HeadContext(len(session.prepared.vocab), session.labels or []))
+    guard = DivergenceGuard(guessing, settings["divergence_steps"], settings["on_divergence"])
     monitor = monitored(session)
     callbacks = [clock, FollowEpochs(train_data), guard, *builder.callbacks(train_data),
                  LearningRateLog()]
@@ -355,7 +359,7 @@ def fit_epochs(session: Session, model, first_epoch: int, verbose,
     callbacks.append(RunWriter(run, clock, monitor, history, guard))
     if log_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(str(log_dir), write_graph=False))
-    callbacks.append(time_limit)
+    callbacks += [time_limit, EpochLine()]  # last: it shows what the others logged
     if session.strategy is not None:
         from toolkit.distribute import avoid_keras_20329
 

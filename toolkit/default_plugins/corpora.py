@@ -65,8 +65,29 @@ class TextFile:
         return f"file {self.path}"
 
 
+def path_matches(relative: str, pattern: str) -> bool:
+    """Whether a file's path relative to the corpus directory (``austen/emma.txt``)
+    matches a corpus ``pattern``. A pattern without ``/`` matches the file name at any
+    depth (``*.txt``). One with ``/`` matches the whole relative path, part by part:
+    ``*`` and ``?`` stay within one folder name and ``**`` stands for any number of
+    folders, none included (``*/*.txt``, ``austen/*.txt``, ``**/*.txt``)."""
+    if "/" not in pattern:
+        return fnmatch.fnmatchcase(relative.rsplit("/", 1)[-1], pattern)
+    return _parts_match(relative.split("/"), pattern.strip("/").split("/"))
+
+
+def _parts_match(parts: list[str], pattern: list[str]) -> bool:
+    if not pattern:
+        return not parts
+    if pattern[0] == "**":
+        return any(_parts_match(parts[i:], pattern[1:]) for i in range(len(parts) + 1))
+    return bool(parts) and fnmatch.fnmatchcase(parts[0], pattern[0]) \
+        and _parts_match(parts[1:], pattern[1:])
+
+
 class TextDirectory:
-    """Every file matching ``pattern`` under a directory, one document each.
+    """Every file matching ``pattern`` under a directory, one document each
+    (:func:`path_matches` says how patterns match).
 
     With ``label_from = "folder"`` the label is the name of the file's parent folder
     relative to the directory (``authors/austen/emma.txt`` -> ``austen``); with
@@ -91,11 +112,16 @@ class TextDirectory:
                 folders[:] = []
                 continue
             seen.add(real)
-            files += [Path(root) / n for n in names if fnmatch.fnmatch(n, self.pattern)
+            folder = Path(root).relative_to(self.path)
+            files += [Path(root) / n for n in names
+                      if path_matches((folder / n).as_posix(), self.pattern)
                       and (Path(root) / n).is_file()]
         files.sort()
         if not files:
-            raise ToolkitError(f"no files matching {self.pattern!r} under {self.path}")
+            raise ToolkitError(
+                f"no files matching {self.pattern!r} under {self.path} (corpus.pattern: a "
+                f"pattern with a / matches paths relative to corpus.path, such as "
+                f"\"*/*.txt\" or \"**/*.txt\"; one without matches file names at any depth)")
         return files
 
     def documents(self) -> Iterator[Document]:

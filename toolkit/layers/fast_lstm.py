@@ -109,6 +109,37 @@ def _sequence_loop(xw, h0, c0, recurrent_kernel, mask, keep=None):
     return loop(xw, h0, c0, recurrent_kernel)
 
 
+#: What FastLSTM relies on in Keras: ``RNN.call`` calls ``inner_loop`` with these
+#: arguments and takes ``(last_output, outputs, states)`` back.
+INNER_LOOP_PARAMETERS = ["self", "sequences", "initial_state", "mask", "training"]
+
+
+def keras_contract_problems() -> list[str]:
+    """What changed in Keras's RNN internals that :class:`FastLSTM` overrides (empty
+    when Keras still calls ``inner_loop`` as this layer expects). The tested Keras
+    range is in ``pyproject.toml``."""
+    import inspect
+
+    problems = []
+    for owner in (keras.layers.RNN, keras.layers.LSTM):
+        method = getattr(owner, "inner_loop", None)
+        if method is None:
+            problems.append(f"keras.layers.{owner.__name__} has no inner_loop any more")
+            continue
+        found = list(inspect.signature(method).parameters)
+        if found != INNER_LOOP_PARAMETERS:
+            problems.append(f"keras.layers.{owner.__name__}.inner_loop takes {found}, "
+                            f"FastLSTM overrides it as {INNER_LOOP_PARAMETERS}")
+    call_source = inspect.getsource(keras.layers.RNN.call)
+    if "self.inner_loop(" not in call_source:
+        problems.append("keras.layers.RNN.call no longer calls self.inner_loop")
+    if problems:
+        problems.append(f"Keras {keras.__version__} is outside the range FastLSTM was "
+                        f"written for: update toolkit/layers/fast_lstm.py and the keras "
+                        f"range in pyproject.toml")
+    return problems
+
+
 @keras.saving.register_keras_serializable(package="toolkit")
 class FastLSTM(keras.layers.LSTM):
     """``keras.layers.LSTM`` with the input projection hoisted out of the time loop and a
