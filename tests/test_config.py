@@ -195,3 +195,36 @@ def test_a_built_wheel_carries_the_configs_and_the_licence(tmp_path):
     shipped = {p.name for p in (root / "configs").glob("*.toml")}
     assert {n.rsplit("/", 1)[-1] for n in names if n.startswith("toolkit/configs/")} == shipped
     assert any(n.endswith("licenses/LICENSE") for n in names)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.toml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_config_builds_its_model_and_takes_a_training_step(path):
+    import numpy as np
+
+    from toolkit.model import build_model, compile_model
+
+    resolved = config.load(path, registry())
+    components = config.build_components(resolved, registry())
+    builder, head = components.sequences, components.head
+    vocab_size, labels = 40, ["austen", "blake", "chesterton"]
+    model = build_model(components, vocab_size, builder.batch_size, builder.stateful, labels)
+    compile_model(model, components, resolved["train"], steps=1, init=resolved["init"])
+    rng = np.random.default_rng(0)
+    rows, length = builder.batch_size, builder.length
+    inputs = {"tokens": rng.integers(2, vocab_size, (rows, length)).astype("int32")}
+    names = {tensor.name.split(":")[0] for tensor in model.inputs}
+    if "resets" in names:
+        inputs["resets"] = np.zeros((rows, length), "float32")
+    if "author" in names:
+        inputs["author"] = rng.integers(0, len(labels), rows).astype("int32")
+    if head.target == "label":
+        targets, weights = rng.integers(0, len(labels), rows), np.ones(rows, "float32")
+    else:
+        targets = rng.integers(2, vocab_size, (rows, length))
+        weights = np.ones((rows, length), "float32")
+    before = [w.copy() for w in model.get_weights()]
+    logs = model.train_on_batch(inputs if len(names) > 1 else inputs["tokens"], targets,
+                                sample_weight=weights, return_dict=True)
+    assert np.isfinite(logs["loss"]), logs
+    assert any(not np.array_equal(a, b) for a, b in zip(before, model.get_weights()))

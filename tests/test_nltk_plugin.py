@@ -1,6 +1,7 @@
 """The NLTK plugin package (plugins/toolkit-nltk) and the word-level pipeline."""
 
 import importlib.metadata
+import os
 
 import nltk
 import numpy as np
@@ -11,8 +12,11 @@ from toolkit.config import build_components, resolve
 from toolkit.errors import ToolkitError
 from toolkit.preprocess import Preprocessor
 
+# Skipped on a developer's machine without the package; under CI (which installs it) a
+# missing package fails these tests instead of hiding them.
 pytestmark = pytest.mark.skipif(
-    not any(ep.name == "nltk" for ep in importlib.metadata.entry_points(group="toolkit")),
+    not any(ep.name == "nltk" for ep in importlib.metadata.entry_points(group="toolkit"))
+    and not os.environ.get("CI"),
     reason="toolkit-nltk is not installed (pip install -e plugins/toolkit-nltk)")
 
 

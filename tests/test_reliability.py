@@ -92,7 +92,7 @@ def test_a_kill_at_random_moments_resumes(tmp_path):
     import random
     import time
 
-    config = write_tiny(tmp_path, epochs=3)
+    config = write_tiny(tmp_path, epochs=12)
     assert cli("train", config, "--run-dir", tmp_path / "reference").returncode == 0
     expected = final_figures(tmp_path / "reference")
     rng = random.Random(0)
@@ -101,9 +101,18 @@ def test_a_kill_at_random_moments_resumes(tmp_path):
         process = subprocess.Popen([sys.executable, "-m", "toolkit.cli", "train", str(config),
                                     "--run-dir", str(run)], cwd=ROOT,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(4, 12))
+        # Kill while training runs: after its first epoch file, before it finishes (a kill
+        # timed from the start landed while TensorFlow was still importing, under load).
+        started = time.monotonic()
+        while not (run / "progress.json").exists():
+            assert process.poll() is None, "the run ended before writing progress.json"
+            assert time.monotonic() - started < 240, "no progress.json after 240 s"
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0, 1.0))
+        assert process.poll() is None, f"trial {trial}: the run finished before the kill"
         process.send_signal(signal.SIGKILL)
         process.wait()
+        assert not (run / "metrics.json").exists(), f"trial {trial}: killed after the end"
         resumed = cli("train", config, "--run-dir", run, "--resume")
         assert resumed.returncode == 0, resumed.stderr[-500:]
         got = final_figures(run)
@@ -376,7 +385,7 @@ def test_set_can_switch_a_component_and_remove_a_key(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("flag, value", [("--length", "0"), ("--top-k", "-1"),
-                                         ("--temperature", "0")])
+                                         ("--temperature", "-1")])
 def test_generate_flags_are_named(finished_run, capsys, flag, value):
     assert main(["generate", str(finished_run), flag, value]) == 2
     assert capsys.readouterr().err.startswith(f"toolkit: error: {flag}: expected")
