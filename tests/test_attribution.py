@@ -685,7 +685,8 @@ def test_init_copy_head_starts_every_author_as_the_source_language_model(tmp_pat
     tf.keras.utils.set_random_seed(3)
     source = build_model(generator, 6, None, False)
     target = build_model(authors, 6, None, False, ["x", "y", "z"])
-    copied = copy_weights(source, target, ["encoder", "core", "head"])
+    copied = copy_weights(source, target, ["encoder", "core", "head"],
+                          heads=(generator.head, authors.head))
     assert copied == ["head_author_lms", "encoder", "core_lstm_0"]
     tokens = np.random.default_rng(0).integers(1, 6, (3, 12))
     expected = source.predict(tokens, verbose=0)
@@ -694,9 +695,11 @@ def test_init_copy_head_starts_every_author_as_the_source_language_model(tmp_pat
         np.testing.assert_allclose(got, expected, atol=1e-6)
     classifier, _ = components_for(tmp_path, corpus_file, "classifier")
     with pytest.raises(ToolkitError, match="has no generator head"):
-        copy_weights(build_model(classifier, 6, None, False, ["x", "y"]), target, ["head"])
+        copy_weights(build_model(classifier, 6, None, False, ["x", "y"]), target, ["head"],
+                     heads=(classifier.head, authors.head))
     with pytest.raises(ToolkitError, match="no such layer"):
-        copy_weights(source, build_model(classifier, 6, None, False, ["x", "y"]), ["head"])
+        copy_weights(source, build_model(classifier, 6, None, False, ["x", "y"]), ["head"],
+                     heads=(generator.head, classifier.head))
 
 
 def test_the_old_core_init_from_key_points_to_the_init_section(tmp_path, corpus_file):

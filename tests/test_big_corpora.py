@@ -12,7 +12,7 @@ from toolkit.config import build_components, resolve
 from toolkit.data import prepare
 from toolkit.default_plugins.sequences import StreamBuilder
 from toolkit.errors import ToolkitError
-from toolkit.hookspecs import Document
+from toolkit.hookspecs import Document, Stage
 from toolkit.preprocess import Preprocessor
 from toolkit.vocab import OOV
 
@@ -251,7 +251,7 @@ class Refusal(Exception):
         super().__init__(f"{token}: {reason}")
 
 
-class Picky:
+class Picky(Stage):
     """A stage that refuses the token "w7"."""
 
     consumes = produces = "tokens"
@@ -298,7 +298,7 @@ def test_a_stage_that_fails_in_a_worker_raises_its_own_error_here(method, monkey
     assert collected[-1] == "j w7 k"  # it failed in a worker, and was raised here
 
 
-class Locked:
+class Locked(Stage):
     """A stage that cannot be pickled (it holds a lock)."""
 
     consumes = produces = "tokens"
@@ -486,7 +486,7 @@ def test_a_pool_that_breaks_at_any_piece_loses_no_document(fail_at, monkeypatch,
     assert "worker processes stopped (a worker could not start)" in capfd.readouterr().err
 
 
-class Unreadable:
+class Unreadable(Stage):
     """A text stage that fails with an ``OSError`` of its own on one document."""
 
     consumes = produces = "text"

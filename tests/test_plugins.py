@@ -140,7 +140,9 @@ class EveryFamilyPlugin:
     def register_cores(self, register):
         import keras
 
-        class GRUCore:
+        from toolkit.hookspecs import Core
+
+        class GRUCore(Core):
             """Stacked GRU layers."""
 
             stateful = None

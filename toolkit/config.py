@@ -28,7 +28,7 @@ from typing import Any, Literal
 
 import tomli_w
 
-from toolkit import params
+from toolkit import hookspecs, params
 from toolkit.errors import ConfigError, ToolkitError, did_you_mean
 from toolkit.params import (Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat,
                             PositiveInt, Probability)
@@ -385,15 +385,27 @@ class Components:
     head: Any
 
 
+# The families whose components the toolkit reads declared members of: they subclass these.
+CONTRACTS = {"core": hookspecs.Core, "sequence builder": hookspecs.SequenceBuilder,
+             "head": hookspecs.Head, "preprocessor": hookspecs.Stage}
+
+
 def instantiate(section: str, table: dict[str, Any], family: str, registry: Registry,
                 source: str | None = None):
     """Create one component; a factory's ``ValueError`` becomes a config error at ``section``."""
     settings = dict(table)
     component = registry.get(family, settings.pop("use"), key=f"{section}.use")
     try:
-        return component.factory(**settings)
+        made = component.factory(**settings)
     except ValueError as err:
         raise ConfigError(section, str(err), source) from None
+    contract = CONTRACTS.get(family)
+    if contract is not None and not isinstance(made, contract):
+        raise ConfigError(f"{section}.use", f"{component.name!r} (plugin {component.plugin!r}) "
+                                            f"gives a {type(made).__name__}, which must "
+                                            f"subclass toolkit.hookspecs.{contract.__name__}: "
+                                            f"the toolkit reads the members it declares", source)
+    return made
 
 
 def build_components(resolved: dict[str, Any], registry: Registry,
@@ -411,15 +423,14 @@ def build_components(resolved: dict[str, Any], registry: Registry,
     if resolved["vocab"]["subword"] == "wordpiece" and tokenizer.unit == "characters":
         raise ConfigError("vocab.subword", "\"wordpiece\" splits words into pieces, but the "
                                            "tokenizer gives single characters; use a word "
-                                           "tokenizer (such as \"nltk-words\") or "
+                                           "tokenizer (`toolkit plugins` lists them) or "
                                            "subword = \"none\"", source)
     try:
         components.sequences.accept_head(components.head)
     except ValueError as err:
         raise ConfigError("head.use", f"{params.show(resolved['head']['use'])}: {err}",
                           source) from None
-    if (getattr(components.sequences, "resets_state", False)
-            and getattr(components.core, "recurrent_dropout", 0)):
+    if components.sequences.resets_state and components.core.recurrent_dropout:
         # Plugin cores' layers are checked when the model is built (Keras is not loaded yet).
         raise ConfigError("sequences.documents", (
             f"\"separate\" starts a row's state again where a document begins, mid-batch, "
@@ -427,7 +438,7 @@ def build_components(resolved: dict[str, Any], registry: Registry,
             f"{components.core.recurrent_dropout}); set it to 0 (core.dropout, between "
             f"layers, is fine), or documents = \"joined\" to read the documents as one "
             f"text"), source)
-    core_stateful = getattr(components.core, "stateful", None)
+    core_stateful = components.core.stateful
     if core_stateful is not None and core_stateful != components.sequences.stateful:
         raise ConfigError(
             "core.stateful",

@@ -83,7 +83,7 @@ def distributed_dataset(data, strategy: tf.distribute.Strategy | None):
     each, and rows of padding alone change the shape of the gradients they all-reduce."""
     if strategy is None:
         return data.dataset()
-    full = data.batch_rows or getattr(data, "batch_size", None)
+    full = data.batch_rows or data.batch_size
     if full is None:  # a plugin's batches of unknown size: Keras splits them
         return strategy.experimental_distribute_dataset(data.dataset())
     replicas = strategy.num_replicas_in_sync
@@ -129,7 +129,7 @@ def avoid_keras_20329(model: keras.Model, data) -> None:
     The model here is already built: it gets a zero batch of the replica's shape instead."""
     if not isinstance(model.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy):
         return
-    rows = -(-(data.batch_rows or getattr(data, "batch_size", 1))
+    rows = -(-(data.batch_rows or data.batch_size or 1)
              // model.distribute_strategy.num_replicas_in_sync)
     batch = tf.nest.map_structure(lambda spec: tf.zeros((rows, *spec.shape[1:]), spec.dtype),
                                   data.signature())

@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from toolkit.backend import gpu_available
 from toolkit.errors import ToolkitError
-from toolkit.model import AUTHOR_LMS, author_twin, inference_twin
+from toolkit.model import author_twin, inference_twin
 from toolkit.preprocess import Preprocessor
 from toolkit.runs import Run
 from toolkit.state import reset_states
@@ -40,11 +40,10 @@ CHUNK = 256
 
 def author_index(run: Run, author: str) -> int:
     """The index of ``author`` in a per-author language-model run, with errors a user can act on."""
-    try:
-        run.model.get_layer(AUTHOR_LMS)
-    except ValueError:
+    if not run.head.writes_per_author:
         raise ToolkitError(f"--author: {run.path} is a {run.config['head']['use']!r} run; "
-                           f"only author-lms runs write in one author's style") from None
+                           f"only runs with a language model per author (author-lms) "
+                           f"write in one author's style")
     if author not in run.labels:
         raise ToolkitError(f"--author: {run.path} has no author {author!r}; its authors are "
                            f"{', '.join(run.labels)}")
@@ -87,7 +86,7 @@ class Generator:
         if author is not None:
             twin = author_twin(run.model, run.components, len(run.vocab), samples,
                                author_index(run, author))
-        elif not run.head.generates and run.config["head"]["use"] == "author-lms":
+        elif run.head.writes_per_author:
             raise ToolkitError(f"{run.path} holds one language model per author: choose "
                                f"whose style to write with --author (one of "
                                f"{', '.join(run.labels)})")

@@ -188,14 +188,19 @@ class Encoder(Protocol):
         ...
 
 
-class Core(Protocol):
-    """The recurrent layers every head is built on (what a ``register_cores`` factory returns).
+class Core:
+    """The recurrent layers every head is built on (what a ``register_cores`` factory
+    returns; a plugin's core subclasses this class, which declares every member the
+    toolkit reads).
 
     ``stateful`` may be ``None`` (follow the sequence builder, the normal case) or a
-    bool that must agree with the builder's.
+    bool that must agree with the builder's. ``recurrent_dropout`` is dropout inside the
+    recurrent cell (> 0: a row's state cannot start afresh mid-batch, so streams that keep
+    documents apart are refused).
     """
 
-    stateful: bool | None
+    stateful: bool | None = None
+    recurrent_dropout: float = 0.0
 
     def build(self, stateful: bool) -> list["keras.layers.Layer"]:
         """Layers applied in order to the encoder's output, the last returning sequences.
@@ -207,7 +212,13 @@ class Core(Protocol):
         ``resets=`` (``(batch, time)``, 1 where a row starts afresh); any other gets a
         wrapped cell (see ``toolkit/layers/row_resets.py``), which refuses dropout
         inside the cell."""
-        ...
+        raise NotImplementedError
+
+    def prefers_xla(self, layers: list["keras.layers.Layer"]) -> bool:
+        """Whether compiling the training step with XLA pays for these built layers
+        (``train.xla = "auto"``; false by default: Keras's own RNN loops get slower
+        under XLA on a CPU)."""
+        return False
 
 
 # --- Sequence builders -------------------------------------------------------------------
@@ -224,6 +235,7 @@ class EpochData:
     """
 
     batch_rows: int | None = None
+    batch_size: int | None = None  # rows of a full batch where the last may be smaller
     length: int
 
     def __init__(self):
@@ -279,10 +291,13 @@ class SequenceBuilder:
 
     ``batch_size`` and ``length`` (tokens per window or passage) come from the config;
     ``stateful`` says whether the core must carry state from batch to batch (then
-    every batch has exactly ``batch_size`` rows).
+    every batch has exactly ``batch_size`` rows); ``resets_state`` that a row's state
+    starts afresh mid-batch where a document begins (the model then takes a ``"resets"``
+    input, ``(batch, time)``, which the builder's batches carry).
     """
 
     stateful: bool = False
+    resets_state: bool = False
     batch_size: int
     length: int
 
@@ -372,6 +387,10 @@ class Head:
     - ``normalise_scores``: ``"no"``, or, for scores whose scale differs by author
       (likelihoods), ``"yes"`` or ``"auto"``: subtract per-author offsets fitted on
       validation before calibration (see :class:`toolkit.calibration.Calibration`).
+    - ``writes_per_author``: the head holds one language model per author, and
+      ``toolkit generate`` needs ``--author`` to pick one (see :meth:`next_token_softmax`).
+    - ``language_model``: the ``[head]`` table of the language model that ``[pretrain]``
+      trains for this head's encoder and core.
     """
 
     target = "next-token"
@@ -381,6 +400,8 @@ class Head:
     monitor = "val_perplexity"
     min_tokens = 1
     normalise_scores = "no"
+    writes_per_author = False
+    language_model = {"use": "generator"}
 
     def inputs(self, batch_size: int | None) -> dict:
         """Extra ``keras.Input``s by name, beside ``"tokens"`` (none by default)."""
@@ -398,6 +419,20 @@ class Head:
     def metrics(self) -> list:
         """Metrics compiled as ``weighted_metrics``: they receive the sample weights."""
         return []
+
+    def next_token_softmax(self, model: "keras.Model", author: int | None = None):
+        """The ``(kernel, bias)`` arrays of this head's next-token softmax in ``model``
+        (``author``'s, for a head with ``writes_per_author``), or ``None`` for a head that
+        has none there. ``init.copy = "head"`` and ``[pretrain]`` read a language model's
+        head through it, and ``generate --author`` writes with one author's."""
+        return None
+
+    def start_from_softmax(self, model: "keras.Model", kernel, bias) -> str:
+        """Set this head's next-token softmax in ``model`` to a language model's
+        ``(kernel, bias)`` (``init.copy = "head"``); return the name of the layer set.
+        Raise ``ValueError`` for a head with no such softmax, or shapes that differ."""
+        raise ValueError("init.copy = \"head\" fills a next-token head (generator or "
+                         "author-lms); this model's head has no such layer")
 
     def guessing_loss(self, context: HeadContext) -> float:
         """The loss of uniform guessing over this head's classes, in nats: ln of the

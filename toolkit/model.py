@@ -16,8 +16,6 @@ from toolkit.state import check_row_resets, reset_states
 
 ENCODER = "encoder"
 CORE_PREFIX = "core_"
-GENERATOR_HEAD = "head_generator"
-NEXT_TOKEN_HEADS = (GENERATOR_HEAD, "head_author_lms")  # the heads init.copy = "head" fills
 
 
 def build_model(components: Components, vocab_size: int, batch_size: int | None,
@@ -33,7 +31,7 @@ def build_model(components: Components, vocab_size: int, batch_size: int | None,
     """
     batch = batch_size if stateful else None
     if resets is None:
-        resets = stateful and getattr(components.sequences, "resets_state", False)
+        resets = stateful and components.sequences.resets_state
     tokens = keras.Input(batch_shape=(batch, None), dtype="int32", name="tokens")
     extra = dict(components.head.inputs(batch))
     if resets:
@@ -77,15 +75,16 @@ def layers_of(model: keras.Model, parts=("encoder", "core")) -> list[keras.layer
 
 
 def copy_weights(source: keras.Model, target: keras.Model, parts=("encoder", "core"),
-                 where: str = "the source run") -> list[str]:
+                 where: str = "the source run", heads: tuple | None = None) -> list[str]:
     """Copy the weights of ``parts`` of ``source`` into ``target``, layer by name; returns
     the names of the layers copied. ``"head"`` starts the target's next-token head from
-    the source's generator head (see :func:`copy_head`).
+    the source's: ``heads`` is ``(source head, target head)``, the components that built
+    the two models (see :func:`copy_head`).
 
     A missing layer or a shape that differs (another ``core.units``, ``encoder.dim``
     or vocabulary) is an error.
     """
-    copied = [copy_head(source, target, where)] if "head" in parts else []
+    copied = [copy_head(source, target, where, *heads)] if "head" in parts else []
     for layer in layers_of(target, parts):
         try:
             origin = source.get_layer(layer.name)
@@ -104,32 +103,19 @@ def copy_weights(source: keras.Model, target: keras.Model, parts=("encoder", "co
     return copied
 
 
-def copy_head(source: keras.Model, target: keras.Model, where: str) -> str:
-    """Start ``target``'s next-token head from ``source``'s generator head: a generator
-    takes its softmax as it is, and every author of ``author-lms`` takes the same one,
-    so the authors' models start as the source's language model and only grow apart
-    where their own text differs. Returns the name of the head filled."""
-    import numpy as np
-
-    try:
-        kernel, bias = source.get_layer(GENERATOR_HEAD).get_weights()
-    except ValueError:
+def copy_head(source: keras.Model, target: keras.Model, where: str, source_head,
+              target_head) -> str:
+    """Start ``target``'s next-token head from ``source``'s language-model softmax, each
+    head reading and writing its own layers (:meth:`Head.next_token_softmax`,
+    :meth:`Head.start_from_softmax`). Returns the name of the layer filled."""
+    softmax = source_head.next_token_softmax(source)
+    if softmax is None:
         raise ToolkitError(f"{where} has no generator head to copy (init.copy = \"head\" "
-                           f"needs a generator run or [pretrain])") from None
-    layer = next((layer for layer in target.layers if layer.name in NEXT_TOKEN_HEADS), None)
-    if layer is None:
-        raise ToolkitError(f"init.copy = \"head\" fills a next-token head (generator or "
-                           f"author-lms); this model's head has no such layer")
-    if layer.name == "head_author_lms":
-        authors = layer.weights[0].shape[0]
-        kernel, bias = np.repeat(kernel[None], authors, 0), np.repeat(bias[None], authors, 0)
-    expected = [tuple(v.shape) for v in layer.weights]
-    if [kernel.shape, bias.shape] != expected:
-        raise ToolkitError(f"layer {layer.name!r}: weights of shapes {[kernel.shape, bias.shape]} "
-                           f"from {where}, {expected} here; use the same core settings and "
-                           f"vocabulary (init.copy with \"encoder\")")
-    layer.set_weights([kernel, bias])
-    return layer.name
+                           f"needs a generator run or [pretrain])")
+    try:
+        return target_head.start_from_softmax(target, *softmax)
+    except ValueError as err:
+        raise ToolkitError(str(err)) from None
 
 
 def set_trainable(model: keras.Model, parts, trainable: bool) -> None:
@@ -169,30 +155,26 @@ def make_optimizer(train: dict, rates: dict[str, float] | None = None
 XLA_MIN_STEPS = 500
 
 
-def uses_xla(model: keras.Model, setting: str = "auto", steps: int | None = None) -> bool:
+def uses_xla(model: keras.Model, components: Components, setting: str = "auto",
+             steps: int | None = None) -> bool:
     """Whether to compile ``model``'s training step with XLA for ``train.xla = setting``.
 
-    ``"auto"``: on the CPU when a core layer runs :class:`~toolkit.layers.FastLSTM`'s
-    hoisted loop, whose per-step gate arithmetic XLA fuses (measured in
-    docs/benchmarks.md), and the run has at least ``XLA_MIN_STEPS`` training ``steps``
-    (``None``: unknown, taken as long). Keras's own LSTM loop gets slower under XLA on
-    the CPU, and cuDNN (GPU) cannot be compiled. ``"on"`` wherever every layer supports it.
+    ``"auto"``: where the core says it pays for its built layers
+    (:meth:`Core.prefers_xla`; the LSTM core's hoisted CPU loop, measured in
+    docs/benchmarks.md) and the run has at least ``XLA_MIN_STEPS`` training ``steps``
+    (``None``: unknown, taken as long). ``"on"`` wherever every layer supports it.
     Never in a ``tf.distribute`` strategy's scope: the mirrored step fails to compile.
     """
-    from toolkit.layers import FastLSTM
-
     import tensorflow as tf
 
     layers = list(model._flatten_layers(include_self=False, recursive=True))
     supported = all(layer.supports_jit for layer in layers)
     if setting == "off" or not supported or tf.distribute.has_strategy():
-        # Under tf.distribute (train.distribute) the mirrored step fails to compile.
         return False
     if setting == "on":
         return True
     long_enough = steps is None or steps >= XLA_MIN_STEPS
-    return long_enough and any(isinstance(layer, FastLSTM) and layer.uses_fast_loop
-                               for layer in layers)
+    return long_enough and components.core.prefers_xla(layers_of(model, ("core",)))
 
 
 def compile_model(model: keras.Model, components: Components, train: dict,
@@ -204,7 +186,7 @@ def compile_model(model: keras.Model, components: Components, train: dict,
     model.compile(optimizer=make_optimizer(train, layer_rates(model, init)),
                   loss=components.head.loss(),
                   weighted_metrics=components.head.metrics(),
-                  jit_compile=uses_xla(model, train.get("xla", "auto"), steps))
+                  jit_compile=uses_xla(model, components, train.get("xla", "auto"), steps))
 
 
 def inference_twin(trained: keras.Model, components: Components, vocab_size: int,
@@ -223,21 +205,20 @@ def inference_twin(trained: keras.Model, components: Components, vocab_size: int
     return twin
 
 
-AUTHOR_LMS = "head_author_lms"
-
-
 def author_twin(trained: keras.Model, components: Components, vocab_size: int,
                 batch_size: int, author: int) -> keras.Model:
     """A stateful generator for one author of a per-author language-model run: the shared
-    encoder and core, with that author's softmax as a ``TimeDistributed`` Dense head."""
+    encoder and core, with that author's softmax (as the head gives it,
+    :meth:`Head.next_token_softmax`) as a ``TimeDistributed`` Dense layer."""
+    softmax = components.head.next_token_softmax(trained, author)
+    if softmax is None:
+        raise ToolkitError("this run's head has no softmax per author to write with")
     tokens = keras.Input(batch_shape=(batch_size, None), dtype="int32", name="tokens")
     features = encode(components, vocab_size, tokens, stateful=True)
     dense = keras.layers.Dense(vocab_size, activation="softmax", dtype="float32")
-    outputs = keras.layers.TimeDistributed(dense, name="head_generator")(features)
+    outputs = keras.layers.TimeDistributed(dense, name="author_softmax")(features)
     twin = keras.Model(tokens, outputs, name="author_generator")
     copy_weights(trained, twin, ("encoder", "core"))
-    heads = trained.get_layer(AUTHOR_LMS)
-    dense.set_weights([keras.ops.convert_to_numpy(heads.kernel[author]),
-                       keras.ops.convert_to_numpy(heads.bias[author])])
+    dense.set_weights(list(softmax))
     reset_states(twin)
     return twin

@@ -84,7 +84,7 @@ class Preprocessor:
     @property
     def piecewise(self) -> bool:
         """Whether every stage lets a document be preprocessed in pieces (``Stage.piecewise``)."""
-        return all(getattr(stage, "piecewise", False) for stage in self.stages)
+        return all(stage.piecewise for stage in self.stages)
 
     def pieces(self, text: str, size: int | None = None) -> Iterator[str]:
         """``text`` whole, or, when it is longer than ``size`` (:data:`PIECE`) and the chain
@@ -119,7 +119,7 @@ class Preprocessor:
 
     @functools.cached_property
     def between_pieces(self) -> Sequence[str]:
-        value = list(getattr(self.tokenizer, "between_pieces", ()))
+        value = list(self.tokenizer.between_pieces)
         for stage in self.stages[self.stages.index(self.tokenizer) + 1:]:
             value = stage(value)
         return value

@@ -25,10 +25,12 @@ from toolkit.splits import Split
 
 @dataclass
 class Pretrained:
-    """The pretrained language model and what its training gave (``pretrain.json``)."""
+    """The pretrained language model, the head component that built its head, and what
+    its training gave (``pretrain.json``)."""
 
     model: Any
     figures: dict
+    head: Any = None
 
 
 def pretraining_text(splits: dict[str, Split]) -> Split:
@@ -39,19 +41,20 @@ def pretraining_text(splits: dict[str, Split]) -> Split:
                  sources=[source for part in parts for source in part.sources])
 
 
-def language_model_config(resolved: dict) -> dict:
+def language_model_config(resolved: dict, components) -> dict:
     """The run's config as the pretraining language model's: the same corpus,
-    preprocessing, vocabulary, encoder and core; streams of ``[pretrain]``'s batches, a
-    generator head, ``[pretrain]``'s epochs, time and learning rate."""
+    preprocessing, vocabulary, encoder and core; streams of ``[pretrain]``'s batches, the
+    language-model head the run's head names (:attr:`Head.language_model`),
+    ``[pretrain]``'s epochs, time and learning rate."""
     pretrain = resolved["pretrain"]
     config = copy.deepcopy(resolved)
     # Dropout inside the recurrent cell cannot restart a row's state mid-batch, so such
     # a core reads the text as one stream.
-    joined = resolved["core"].get("recurrent_dropout")
+    joined = components.core.recurrent_dropout
     config["sequences"] = {"use": "stream", "batch_size": pretrain["batch_size"],
                            "length": pretrain["length"],
                            "documents": "joined" if joined else "separate"}
-    config["head"] = {"use": "generator"}
+    config["head"] = dict(components.head.language_model)
     config["core"].pop("stateful", None)  # streams need a stateful core
     config["init"] = {key: value for key, value in config["init"].items()
                       if key in ("run", "copy")}
@@ -63,9 +66,10 @@ def language_model_config(resolved: dict) -> dict:
     return config_module.resolve(config, registry())
 
 
-def check_pretraining(resolved: dict, head, source: str) -> None:
+def check_pretraining(resolved: dict, components, source: str) -> None:
     """Refuse ``[pretrain]`` and ``init.copy = "head"`` where they cannot apply, before
     any data is read."""
+    head = components.head
     if "head" in resolved["init"]["copy"] and not head.target.startswith("next-token"):
         raise ConfigError("init.copy", f"\"head\" starts a next-token head (generator or "
                                        f"author-lms) from a language model's, but head.use = "
@@ -80,24 +84,24 @@ def check_pretraining(resolved: dict, head, source: str) -> None:
     if resolved["train"]["distribute"] != "none":
         raise ConfigError("pretrain.epochs", "pretraining runs on one device; set "
                                              "train.distribute = \"none\"", source)
-    config_module.build_components(language_model_config(resolved), registry(), source)
+    config_module.build_components(language_model_config(resolved, components), registry(),
+                                   source)
 
 
-def pretrain(resolved: dict, prepared, init_run=None, verbose: Any = "auto",
+def pretrain(resolved: dict, components, prepared, init_run=None, verbose: Any = "auto",
              progress_seconds: float = 0.0) -> Pretrained:
     """Train the pretraining language model of ``resolved`` on ``prepared``'s training
     text (and left-out documents); its validation loss is read on the validation split
     when that is long enough for the streams. Raises
     :class:`~toolkit.errors.TrainingDiverged` if it diverges."""
-    from toolkit.model import (  # loads TF quietly
-        GENERATOR_HEAD, build_model, compile_model, copy_weights)
+    from toolkit.model import build_model, compile_model, copy_weights  # loads TF quietly
 
     import keras
 
     from toolkit.callbacks import (DivergenceGuard, EpochLine, FollowEpochs, ProgressLine,
                                    TimeLimit, TrainingClock)
 
-    lm_config = language_model_config(resolved)
+    lm_config = language_model_config(resolved, components)
     components = config_module.build_components(lm_config, registry())
     builder, settings = components.sequences, lm_config["train"]
     text = pretraining_text(prepared.splits)
@@ -118,10 +122,11 @@ def pretrain(resolved: dict, prepared, init_run=None, verbose: Any = "auto",
     model = build_model(components, vocab_size, builder.batch_size, stateful=True)
     if init_run is not None:
         source = init_run.model
-        has_head = any(layer.name == GENERATOR_HEAD for layer in source.layers)
+        has_head = init_run.head.next_token_softmax(source) is not None
         parts = [part for part in lm_config["init"]["copy"] if part != "head" or has_head]
         try:
-            copy_weights(source, model, parts, where=f"init.run = {lm_config['init']['run']!r}")
+            copy_weights(source, model, parts, where=f"init.run = {lm_config['init']['run']!r}",
+                         heads=(init_run.head, components.head))
         except ToolkitError as err:
             raise ConfigError("init.run", str(err)) from None
     compile_model(model, components, settings, len(train_data) * settings["epochs"])
@@ -154,4 +159,4 @@ def pretrain(resolved: dict, prepared, init_run=None, verbose: Any = "auto",
                "loss": round(logged["loss"][-1], 5)}
     if "val_loss" in logged:
         figures["validation_loss"] = round(logged["val_loss"][-1], 5)
-    return Pretrained(model, figures)
+    return Pretrained(model, figures, components.head)

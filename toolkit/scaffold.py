@@ -58,7 +58,7 @@ class ScaledEmbedding:
         return keras.layers.Embedding(vocab_size, self.dim, mask_zero=True)
 '''),
     "core": ("register_cores", "gru", "GRUCore", '''
-class GRUCore:
+class GRUCore(Core):
     """Stacked GRU layers returning sequences (a core to start from)."""
 
     stateful = None  # follow the sequence builder
@@ -119,7 +119,7 @@ def render_module(name: str, families: list[str]) -> str:
     prefix = module_name(name).replace("_", "-")
     parts = [f'"""{name}: a plugin for lstm-text-toolkit."""', "",
              "import re  # noqa: F401", "",
-             "from toolkit.hookspecs import Document, Head, Stage, hookimpl  # noqa: F401",
+             "from toolkit.hookspecs import Core, Document, Head, Stage, hookimpl  # noqa: F401",
              "from toolkit.params import PositiveInt  # noqa: F401", ""]
     for family in families:
         parts.append(textwrap.dedent(HOOKS[family][3]).rstrip() + "\n")

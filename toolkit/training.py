@@ -144,8 +144,9 @@ def train(config_path: str | Path | dict | None, run_dir: str | Path, overrides:
         if session.resolved["pretrain"]["epochs"] and not session.restores:
             from toolkit.pretrain import pretrain
 
-            session.pretrained = pretrain(session.resolved, session.prepared, session.init_run,
-                                          verbose, progress_seconds)
+            session.pretrained = pretrain(session.resolved, session.components,
+                                          session.prepared, session.init_run, verbose,
+                                          progress_seconds)
         model, first_epoch = build_or_restore_model(session)
         check_monitor(session)
     write_run_files(session, overwrite)
@@ -194,7 +195,7 @@ def open_session(config_path, run: Run, overrides: list[str], resume: bool,
                                f"--overwrite to replace it, or choose another --run-dir")
         source = config_module.source_name(config_path)
     components = config_module.build_components(resolved, registry(), source=source)
-    check_pretraining(resolved, components.head, source)
+    check_pretraining(resolved, components, source)
     session = Session(run, resolved, components, resume, source)
     if resolved["train"]["distribute"] != "none":
         from toolkit.distribute import make_strategy, replica_batch
@@ -250,7 +251,7 @@ def restore_or_build(session: Session):
     run, components, settings = session.run, session.components, session.settings
     if session.restores:
         model = runs.load_keras_file(run.file(runs.CHECKPOINT))
-        model.jit_compile = uses_xla(model, settings["xla"], planned_steps(session))
+        model.jit_compile = uses_xla(model, components, settings["xla"], planned_steps(session))
         # The checkpoint's own step count says how many epochs it holds, even if the
         # process died between writing it and writing progress.json.
         first_epoch = steps_done(model) // len(session.train_data)
@@ -274,12 +275,14 @@ def restore_or_build(session: Session):
                         session.labels)
     init = session.resolved["init"]
     if session.pretrained is not None:  # it started from init.run's weights itself
-        copy_weights(session.pretrained.model, model, init["copy"], where="[pretrain]")
+        copy_weights(session.pretrained.model, model, init["copy"], where="[pretrain]",
+                     heads=(session.pretrained.head, components.head))
         set_trainable(model, init["copy"], not init["freeze"])
     elif session.init_run is not None:
         try:
             copy_weights(session.init_run.model, model, init["copy"],
-                         where=f"init.run = {init['run']!r}")
+                         where=f"init.run = {init['run']!r}",
+                         heads=(session.init_run.head, components.head))
         except ToolkitError as err:
             raise ConfigError("init.run", str(err)) from None
         set_trainable(model, init["copy"], not init["freeze"])

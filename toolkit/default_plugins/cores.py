@@ -2,11 +2,11 @@
 
 from typing import Literal
 
-from toolkit.hookspecs import hookimpl
+from toolkit.hookspecs import Core, hookimpl
 from toolkit.params import Fraction, PositiveInt
 
 
-class LSTMCore:
+class LSTMCore(Core):
     """Stacked LSTM layers returning sequences, stateful when the sequence builder needs it.
 
     Each layer is a :class:`~toolkit.layers.FastLSTM` (Keras's LSTM with a faster CPU
@@ -44,6 +44,13 @@ class LSTMCore:
                 layers.append(keras.layers.Dropout(self.dropout, noise_shape=noise_shape,
                                                    name=f"core_dropout_{i}"))
         return layers
+
+    def prefers_xla(self, layers) -> bool:
+        """XLA fuses the per-step gate arithmetic of FastLSTM's hoisted loop (on the CPU,
+        without recurrent dropout); Keras's own loop and cuDNN do not gain from it."""
+        from toolkit.layers import FastLSTM
+
+        return any(isinstance(layer, FastLSTM) and layer.uses_fast_loop for layer in layers)
 
 
 @hookimpl

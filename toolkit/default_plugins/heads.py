@@ -48,13 +48,38 @@ class GeneratorHead(Head):
         if self.dropout:
             features = keras.layers.Dropout(self.dropout, name="head_dropout")(features)
         dense = keras.layers.Dense(context.vocab_size, activation="softmax", dtype="float32")
-        return keras.layers.TimeDistributed(dense, name="head_generator")(features)
+        return keras.layers.TimeDistributed(dense, name=GENERATOR_LAYER)(features)
 
     def loss(self):
         return token_loss()
 
     def metrics(self):
         return [nats(), perplexity()]
+
+    def next_token_softmax(self, model, author=None):
+        try:
+            return tuple(model.get_layer(GENERATOR_LAYER).get_weights())
+        except ValueError:  # a model this head did not build
+            return None
+
+    def start_from_softmax(self, model, kernel, bias):
+        layer = model.get_layer(GENERATOR_LAYER)
+        check_shapes(layer, [kernel, bias])
+        layer.set_weights([kernel, bias])
+        return layer.name
+
+
+GENERATOR_LAYER = "head_generator"
+AUTHOR_LMS_LAYER = "head_author_lms"
+
+
+def check_shapes(layer, weights) -> None:
+    expected = [tuple(v.shape) for v in layer.weights]
+    found = [tuple(w.shape) for w in weights]
+    if found != expected:
+        raise ValueError(f"layer {layer.name!r}: weights of shapes {found} from the language "
+                         f"model, {expected} here; use the same core settings and vocabulary "
+                         f"(init.copy with \"encoder\")")
 
 
 class ClassifierHead(Head):
@@ -128,6 +153,7 @@ class AuthorLMsHead(Head):
     labelled = True
     generates = False
     attributes = True
+    writes_per_author = True
     monitor = "val_macro_f1"
     min_tokens = 2  # one token predicts the next
 
@@ -151,7 +177,7 @@ class AuthorLMsHead(Head):
         if self.dropout:
             features = keras.layers.Dropout(self.dropout, name="head_dropout")(features)
         return AuthorSoftmax(len(context.labels), context.vocab_size, dtype="float32",
-                             name="head_author_lms")([features, context.inputs["author"]])
+                             name=AUTHOR_LMS_LAYER)([features, context.inputs["author"]])
 
     def loss(self):
         return token_loss()
@@ -164,7 +190,7 @@ class AuthorLMsHead(Head):
         author's softmax, computed for every author at once from one pass of the core."""
         from keras import ops
 
-        lms = model.get_layer("head_author_lms")
+        lms = model.get_layer(AUTHOR_LMS_LAYER)
         features = self.core_features(model)
         scores = []
         for start in range(0, len(passages), batch_size):
@@ -177,6 +203,26 @@ class AuthorLMsHead(Head):
             scores.append(np.asarray(lms.log_likelihoods(hidden, y, weights)))
         return np.concatenate(scores)
 
+    def next_token_softmax(self, model, author=None):
+        """One author's softmax; ``None`` without an author (there is no single one)."""
+        from keras import ops
+
+        if author is None:
+            return None
+        heads = model.get_layer(AUTHOR_LMS_LAYER)
+        return (ops.convert_to_numpy(heads.kernel[author]),
+                ops.convert_to_numpy(heads.bias[author]))
+
+    def start_from_softmax(self, model, kernel, bias):
+        """Every author starts as the language model: they grow apart only where their
+        own texts differ."""
+        layer = model.get_layer(AUTHOR_LMS_LAYER)
+        authors = layer.weights[0].shape[0]
+        weights = [np.repeat(kernel[None], authors, 0), np.repeat(bias[None], authors, 0)]
+        check_shapes(layer, weights)
+        layer.set_weights(weights)
+        return layer.name
+
     def core_features(self, model):
         """The sub-model from tokens to the core's output, built once per trained model
         (attributing many texts must not rebuild it for each)."""
@@ -184,7 +230,7 @@ class AuthorLMsHead(Head):
 
         if getattr(self, "_features_of", None) is not model:
             self._features = keras.Model(model.get_layer("tokens").output,
-                                         model.get_layer("head_author_lms").input[0])
+                                         model.get_layer(AUTHOR_LMS_LAYER).input[0])
             self._features_of = model
         return self._features
 

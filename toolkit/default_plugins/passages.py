@@ -255,8 +255,8 @@ class PassageBuilder(SequenceBuilder):
                 raise ConfigError("corpus", f"attribution needs a label (author) for every "
                                             f"document; {len(unlabelled)} have none, e.g. "
                                             f"{unlabelled[0]!r}. Give the corpus labels "
-                                            f"(directory: label_from = \"folder\"; nltk: "
-                                            f"label = \"prefix\")")
+                                            f"(its reader's label setting, e.g. directory's "
+                                            f"label_from = \"folder\")")
         if self.split_by != "document" and validation_fraction + self.test_fraction >= 1:
             raise ConfigError("sequences.split.test",
                               f"train.validation_fraction ({validation_fraction}) + test "
