@@ -150,4 +150,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    from machine import print_machine  # benchmarks/machine.py
+
+    print_machine()
     sys.exit(main())

@@ -15,12 +15,12 @@ import json
 import math
 import sys
 
-from toolkit.data import prepare_config
+from toolkit.data.prepare import prepare_config
 from toolkit.default_plugins.heads import GeneratorHead
 from toolkit.default_plugins.sequences import StreamBuilder, WindowBuilder
-from toolkit.model import build_model
-from toolkit.runs import Run
-from toolkit.state import reset_states
+from toolkit.model.assembly import build_model
+from toolkit.runs.rundir import Run
+from toolkit.model.state import reset_states
 
 PROTOCOLS = {"stream": StreamBuilder(batch_size=64, length=100),
              "windows": WindowBuilder(batch_size=128, length=40)}
@@ -52,4 +52,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    from machine import print_machine  # benchmarks/machine.py
+
+    print_machine()
     sys.exit(main())

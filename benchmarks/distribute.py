@@ -30,10 +30,10 @@ load_tensorflow()
 
 import keras  # noqa: E402
 
-from toolkit.config import build_components, load  # noqa: E402
-from toolkit.data import prepare_config  # noqa: E402
-from toolkit.distribute import distributed_dataset, keep_state_per_replica, make_strategy  # noqa: E402
-from toolkit.model import build_model, compile_model  # noqa: E402
+from toolkit.config.schema import build_components, load  # noqa: E402
+from toolkit.data.prepare import prepare_config  # noqa: E402
+from toolkit.training.distribute import distributed_dataset, keep_state_per_replica, make_strategy  # noqa: E402
+from toolkit.model.assembly import build_model, compile_model  # noqa: E402
 from toolkit.plugins import registry  # noqa: E402
 
 
@@ -103,4 +103,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    from machine import print_machine  # benchmarks/machine.py
+
+    print_machine()
     raise SystemExit(main())

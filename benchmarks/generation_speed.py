@@ -15,8 +15,8 @@ import time
 
 import numpy as np
 
-from toolkit.generate import Generator
-from toolkit.state import reset_states
+from toolkit.generate.sampling import Generator
+from toolkit.model.state import reset_states
 
 
 def naive(generator: Generator, prime: str, tokens: int, seed: int = 0) -> float:
@@ -61,4 +61,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    from machine import print_machine  # benchmarks/machine.py
+
+    print_machine()
     sys.exit(main())

@@ -19,8 +19,8 @@ import json
 from toolkit.backend import load_tensorflow, gpu_available
 load_tensorflow()
 import numpy as np, tensorflow as tf
-from toolkit.config import build_components, load
-from toolkit.model import build_model, compile_model
+from toolkit.config.schema import build_components, load
+from toolkit.model.assembly import build_model, compile_model
 from toolkit.plugins import registry
 
 report = {"gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}

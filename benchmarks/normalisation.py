@@ -28,10 +28,10 @@ def main() -> int:
     parser.add_argument("run", help="an author-lms run directory")
     args = parser.parse_args()
 
-    from toolkit.attribution import Attributor, real_tokens
-    from toolkit.calibration import Calibration, fit_temperature, nll
-    from toolkit.evaluate import model_report, prepared_data
-    from toolkit.runs import Run
+    from toolkit.attribution.attribute import Attributor, real_tokens
+    from toolkit.attribution.calibration import Calibration, fit_temperature, nll
+    from toolkit.attribution.evaluate import model_report, prepared_data
+    from toolkit.runs.rundir import Run
 
     run = Run.open(args.run)
     prepared, builder, labels = prepared_data(run), run.builder, run.labels
@@ -60,10 +60,10 @@ def main() -> int:
 
 
 def stacking(run, builder, prepared, labels, validation, test) -> None:
-    from toolkit.attribution import calibrate, passage_texts
-    from toolkit.calibration import fit_stack, fit_temperature, log_softmax, stacked
-    from toolkit.evaluate import model_report
-    from toolkit.ngrams import fit_ngram, ngram_log_probs
+    from toolkit.attribution.attribute import calibrate, passage_texts
+    from toolkit.attribution.calibration import fit_stack, fit_temperature, log_softmax, stacked
+    from toolkit.attribution.evaluate import model_report
+    from toolkit.attribution.ngrams import fit_ngram, ngram_log_probs
 
     (val, val_scores, val_tokens), (test, test_scores, test_tokens) = validation, test
     train = builder.data(prepared.splits["train"], labels, training=True)
@@ -94,4 +94,7 @@ def stacking(run, builder, prepared, labels, validation, test) -> None:
 
 
 if __name__ == "__main__":
+    from machine import print_machine  # benchmarks/machine.py
+
+    print_machine()
     sys.exit(main())

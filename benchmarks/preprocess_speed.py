@@ -28,10 +28,10 @@ import sys
 import tempfile
 import time
 
-from toolkit.config import build_components, resolve
-from toolkit.data import cache_settings, prepare
+from toolkit.config.schema import build_components, resolve
+from toolkit.data.prepare import cache_settings, prepare
 from toolkit.plugins import registry
-from toolkit.preprocess import Preprocessor, available_cores
+from toolkit.data.preprocess import Preprocessor, available_cores
 
 CORPUS = {"use": "nltk", "name": "gutenberg"}
 WORDS = [{"use": "lowercase"}, {"use": "nltk-words"}, {"use": "nltk-stopwords"}]
@@ -100,4 +100,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    from machine import print_machine  # benchmarks/machine.py
+
+    print_machine()
     sys.exit(main())

@@ -7,9 +7,15 @@ export TOOLKIT_DATA="${TOOLKIT_DATA:-../shared/corpora}" NLTK_DATA="${NLTK_DATA:
 export TF_CPP_MIN_LOG_LEVEL=2
 out=${1:-runs/bench}
 mkdir -p "$out"
+# The machine every figure below comes from: CPU model (lscpu), cores, load, versions.
+python benchmarks/machine.py | tee "$out/machine.txt"
 python benchmarks/shakespeare_char.py --out "$out" --only stream
 python benchmarks/generation_speed.py "$out/stream" | tee "$out/generation_speed.json"
 python benchmarks/shakespeare_char.py --out "$out" --only windows
+# The two builders under both validation protocols (docs/benchmarks.md, the cross table).
+python benchmarks/cross_eval.py "$out/stream" "$out/windows" | tee "$out/cross_eval.json"
+# Training and generation speed against a plain PyTorch loop (needs the `bench` extra).
+python benchmarks/speed.py --units 256 512 --rounds 3 | tee "$out/speed.jsonl"
 python benchmarks/preprocess_speed.py | tee "$out/preprocess_speed.json"
 python -m toolkit.cli train configs/austen-words.toml --run-dir "$out/austen-words" --overwrite
 python -m toolkit.cli generate "$out/austen-words" --seed 1 > "$out/austen-words.txt"
@@ -17,6 +23,14 @@ python -m toolkit.cli generate "$out/stream" --seed 1 > "$out/shakespeare-char.t
 # Attribution on the Gutenberg selection (about 90 minutes more): three LSTM configs and a
 # word-level one against the character n-gram baseline, region and document splits.
 python benchmarks/attribution.py --out "$out" | tee "$out/attribution.md"
+# Per-author offsets three ways, on the inaugural addresses' per-author LMs.
+python benchmarks/normalisation.py "$out/inaugural-lms" | tee "$out/normalisation.md"
 # Scale (issue 13): a 1 GB corpus (written to /tmp), and one device against two replicas.
 python benchmarks/scale.py | tee "$out/scale.jsonl"
 python benchmarks/distribute.py | tee "$out/distribute.json"
+# The GPU path, where there is one (benchmarks/gpu.sh asserts the cuDNN kernel).
+if command -v nvidia-smi >/dev/null && nvidia-smi >/dev/null 2>&1; then
+    OUT="$out/gpu" bash benchmarks/gpu.sh
+else
+    echo "run_all: no GPU here; benchmarks/gpu.sh skipped (the GPU path stays unmeasured)"
+fi

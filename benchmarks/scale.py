@@ -103,10 +103,10 @@ def child(config_path: str, steps: int) -> dict:
     load_tensorflow()
     import keras
 
-    from toolkit.callbacks import FollowEpochs
-    from toolkit.config import build_components, load
-    from toolkit.data import prepare_config
-    from toolkit.model import build_model, compile_model
+    from toolkit.training.callbacks import FollowEpochs
+    from toolkit.config.schema import build_components, load
+    from toolkit.data.prepare import prepare_config
+    from toolkit.model.assembly import build_model, compile_model
     from toolkit.plugins import registry
 
     imported = time.perf_counter()
@@ -174,4 +174,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    from machine import print_machine  # benchmarks/machine.py
+
+    print_machine()
     raise SystemExit(main())

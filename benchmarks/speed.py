@@ -41,14 +41,14 @@ load_tensorflow()
 import keras  # noqa: E402
 import numpy as np
 
-from toolkit.config import build_components, load
-from toolkit.data import prepare_config
-from toolkit.generate import Generator
+from toolkit.config.schema import build_components, load
+from toolkit.data.prepare import prepare_config
+from toolkit.generate.sampling import Generator
 from toolkit.hookspecs import HeadContext
-from toolkit.model import build_model, compile_model, inference_twin
+from toolkit.model.assembly import build_model, compile_model, inference_twin
 from toolkit.plugins import registry
-from toolkit.preprocess import Preprocessor
-from toolkit.state import reset_states
+from toolkit.data.preprocess import Preprocessor
+from toolkit.model.state import reset_states
 
 try:
     import torch
@@ -225,4 +225,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    from machine import print_machine  # benchmarks/machine.py
+
+    print_machine()
     raise SystemExit(main())

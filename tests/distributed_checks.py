@@ -17,16 +17,16 @@ load_tensorflow()
 import keras  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from toolkit.callbacks import FollowEpochs  # noqa: E402
-from toolkit.config import Components  # noqa: E402
+from toolkit.training.callbacks import FollowEpochs  # noqa: E402
+from toolkit.config.schema import Components  # noqa: E402
 from toolkit.default_plugins.cores import LSTMCore  # noqa: E402
 from toolkit.default_plugins.encoders import EmbeddingEncoder  # noqa: E402
 from toolkit.default_plugins.heads import GeneratorHead  # noqa: E402
 from toolkit.default_plugins.sequences import StreamBuilder  # noqa: E402
-from toolkit.distribute import distributed_dataset, keep_state_per_replica, make_strategy  # noqa: E402
-from toolkit.model import build_model, compile_model  # noqa: E402
+from toolkit.training.distribute import distributed_dataset, keep_state_per_replica, make_strategy  # noqa: E402
+from toolkit.model.assembly import build_model, compile_model  # noqa: E402
 from toolkit.splits import Split  # noqa: E402
-from toolkit.state import get_states, reset_states, set_states  # noqa: E402
+from toolkit.model.state import get_states, reset_states, set_states  # noqa: E402
 
 
 def rows_per_replica():

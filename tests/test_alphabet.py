@@ -11,8 +11,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from toolkit.generate import Generator
-from toolkit.training import train
+from toolkit.generate.sampling import Generator
+from toolkit.training.phases import train
 
 CONFIG = Path(__file__).parents[1] / "configs" / "alphabet.toml"
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"

@@ -9,11 +9,11 @@ import pytest
 import tensorflow as tf
 
 from toolkit.hookspecs import Document
-from toolkit import config as config_module
-from toolkit import runs as runs_module
+from toolkit.config import schema as config_module
+from toolkit.runs import rundir as runs_module
 from toolkit.cli import main
 from toolkit.errors import ConfigError, ToolkitError
-from toolkit.model import build_model, layers_of
+from toolkit.model.assembly import build_model, layers_of
 from toolkit.plugins import registry
 
 # Two "authors" over the same four characters, told apart only by the order of
@@ -84,7 +84,7 @@ learning_rate = 0.01
 
 @pytest.fixture(scope="module")
 def trained_runs(tmp_path_factory, corpus_file):
-    from toolkit.training import train
+    from toolkit.training.phases import train
 
     root = tmp_path_factory.mktemp("runs")
     runs = {}
@@ -116,7 +116,7 @@ def test_more_padding_changes_no_prediction(tmp_path, corpus_file, pooling):
 
 @pytest.mark.parametrize("mode", ["last", "mean", "max", "concat"])
 def test_masked_pooling_ignores_padded_steps(mode):
-    from toolkit.layers import MaskedPooling
+    from toolkit.model.layers import MaskedPooling
 
     steps = np.array([[[1.0, -2.0], [3.0, -1.0], [100.0, 100.0], [-100.0, -100.0]]], "float32")
     mask = np.array([[True, True, False, False]])
@@ -291,7 +291,7 @@ def test_document_split_needs_two_documents_per_author(tmp_path, corpus_file):
 
 
 def test_random_crops_cut_the_training_text_afresh_each_epoch(tmp_path, corpus_file):
-    from toolkit.data import prepare_config
+    from toolkit.data.prepare import prepare_config
 
     components, resolved = components_for(tmp_path, corpus_file, "classifier",
                                           sequences='crops = "random"')
@@ -436,7 +436,7 @@ def test_attribute_refuses_unusable_files(trained_runs, tmp_path, capsys, conten
 
 
 def test_attribute_refuses_a_generator_run(tmp_path, tiny_config, capsys):
-    from toolkit.training import train
+    from toolkit.training.phases import train
 
     run = train(tiny_config, tmp_path / "gen", verbose=0)
     (tmp_path / "t.txt").write_text("To be")
@@ -479,7 +479,7 @@ def test_evaluate_pools_documents_calibrates_and_stacks_on_validation(trained_ru
 
 def test_a_classifier_report_has_no_on_split_offsets(trained_runs):
     """A classifier's scores are not per-token likelihoods: nothing to normalise."""
-    from toolkit.evaluate import evaluate
+    from toolkit.attribution.evaluate import evaluate
 
     report = evaluate(trained_runs["classifier"], baseline=False)
     assert "lstm_calibrated" in report and "lstm_transductive" not in report
@@ -534,7 +534,7 @@ def test_below_the_threshold_the_answer_is_unknown(trained_runs, tmp_path, capsy
 
 def test_evaluate_without_a_test_split_reports_validation_and_skips_the_ensemble(
         tmp_path, corpus_file, capsys):
-    from toolkit.training import train
+    from toolkit.training.phases import train
 
     config = write_config(tmp_path / "c.toml", corpus_file, "author-lms", epochs=1,
                           sequences='split = { test = 0.0 }')
@@ -550,8 +550,8 @@ def test_an_old_run_without_monitor_keys_resumes_choosing_epochs_as_before(train
     import re
     import shutil
 
-    from toolkit.runs import Run
-    from toolkit.training import train
+    from toolkit.runs.rundir import Run
+    from toolkit.training.phases import train
 
     old = tmp_path / "old"
     shutil.copytree(trained_runs["classifier"], old)
@@ -566,9 +566,9 @@ def test_an_old_run_without_monitor_keys_resumes_choosing_epochs_as_before(train
 def test_the_kept_model_has_the_best_validation_macro_f1_and_metrics_say_why(trained_runs):
     from sklearn.metrics import f1_score
 
-    from toolkit.attribution import Attributor
-    from toolkit.evaluate import prepared_data
-    from toolkit.runs import Run, read_history
+    from toolkit.attribution.attribute import Attributor
+    from toolkit.attribution.evaluate import prepared_data
+    from toolkit.runs.rundir import Run, read_history
 
     run = Run(trained_runs["classifier"])
     kept = run.metrics()["kept"]
@@ -587,7 +587,7 @@ def test_the_kept_model_has_the_best_validation_macro_f1_and_metrics_say_why(tra
 
 def test_patience_stops_a_run_whose_monitor_stopped_improving_and_resume_respects_it(
         tmp_path, corpus_file):
-    from toolkit.training import train
+    from toolkit.training.phases import train
 
     config = write_config(tmp_path / "c.toml", corpus_file, "classifier", epochs=8)
     # With a learning rate of 1e-12 nothing changes: val_loss is best at epoch 1 and the
@@ -603,7 +603,7 @@ def test_patience_stops_a_run_whose_monitor_stopped_improving_and_resume_respect
 
 
 def test_a_monitor_the_run_never_logs_is_refused_before_any_file(tmp_path, corpus_file):
-    from toolkit.training import train
+    from toolkit.training.phases import train
 
     config = write_config(tmp_path / "c.toml", corpus_file, "classifier")
     with pytest.raises(ConfigError, match=r"train\.monitor: this run never logs "
@@ -613,8 +613,8 @@ def test_a_monitor_the_run_never_logs_is_refused_before_any_file(tmp_path, corpu
 
 
 def test_each_author_head_writes_text_its_own_head_scores_best(trained_runs, capsys):
-    from toolkit.attribution import Attributor
-    from toolkit.runs import Run
+    from toolkit.attribution.attribute import Attributor
+    from toolkit.runs.rundir import Run
 
     run = Run(trained_runs["author-lms"])
     attributor = Attributor(run)
@@ -641,8 +641,8 @@ def test_generate_on_an_author_lms_run_needs_a_known_author(trained_runs, capsys
 
 def test_init_copies_exactly_the_encoder_and_core_and_freeze_keeps_them(trained_runs, tmp_path,
                                                                          corpus_file):
-    from toolkit.runs import Run
-    from toolkit.training import train
+    from toolkit.runs.rundir import Run
+    from toolkit.training.phases import train
 
     source = Run(trained_runs["author-lms"]).load_model()
     config = write_config(tmp_path / "ft.toml", corpus_file, "classifier", epochs=1,
@@ -660,8 +660,8 @@ def test_init_copies_exactly_the_encoder_and_core_and_freeze_keeps_them(trained_
 
 def test_init_copy_core_only_leaves_the_encoder_new_and_trainable(trained_runs, tmp_path,
                                                                    corpus_file):
-    from toolkit.runs import Run
-    from toolkit.training import train
+    from toolkit.runs.rundir import Run
+    from toolkit.training.phases import train
 
     source = Run(trained_runs["author-lms"]).load_model()
     config = write_config(tmp_path / "ft.toml", corpus_file, "classifier", epochs=1,
@@ -678,7 +678,7 @@ def test_init_copy_core_only_leaves_the_encoder_new_and_trainable(trained_runs, 
 
 def test_init_copy_head_starts_every_author_as_the_source_language_model(tmp_path,
                                                                           corpus_file):
-    from toolkit.model import copy_weights
+    from toolkit.model.assembly import copy_weights
 
     generator, _ = components_for(tmp_path, corpus_file, "generator")
     authors, _ = components_for(tmp_path, corpus_file, "author-lms")
@@ -726,8 +726,8 @@ def test_init_settings_are_checked(tmp_path, corpus_file, init, message):
 
 def test_unfreeze_after_trains_the_core_from_that_epoch_and_resumes(trained_runs, tmp_path,
                                                                      corpus_file):
-    from toolkit.runs import Run
-    from toolkit.training import train
+    from toolkit.runs.rundir import Run
+    from toolkit.training.phases import train
 
     source = Run(trained_runs["classifier"]).load_model()
     config = write_config(tmp_path / "ft.toml", corpus_file, "author-lms", epochs=1,
@@ -755,10 +755,10 @@ def test_lr_decay_steps_each_copied_layer_more_gently_and_survives_a_resume(trai
     its factor; the rates are in the checkpoint's optimizer, so a resumed run keeps them."""
     import keras
 
-    from toolkit.model import layer_rates
-    from toolkit.optimizers import LayerRateSGD
-    from toolkit.runs import Run
-    from toolkit.training import train
+    from toolkit.model.assembly import layer_rates
+    from toolkit.model.optimizers import LayerRateSGD
+    from toolkit.runs.rundir import Run
+    from toolkit.training.phases import train
 
     config = write_config(tmp_path / "ft.toml", corpus_file, "author-lms", epochs=1,
                           init=f'run = "{trained_runs["classifier"]}"\nfreeze = true\n'
@@ -786,7 +786,7 @@ def test_lr_decay_steps_each_copied_layer_more_gently_and_survives_a_resume(trai
 
     # A new process (toolkit evaluate, generate) loads the run with its optimizer.
     loaded = subprocess.run(
-        [sys.executable, "-c", "import sys; from toolkit.runs import Run; "
+        [sys.executable, "-c", "import sys; from toolkit.runs.rundir import Run; "
                                "print(Run(sys.argv[1]).load_model().optimizer.layer_rates)",
          str(run.path)], capture_output=True, text=True)
     assert loaded.returncode == 0, loaded.stderr
@@ -809,11 +809,11 @@ def test_pretraining_reads_training_text_and_left_out_documents_and_the_run_star
     split leaves out, never a validation or test token; the run copies its encoder and core
     (frozen here, so they stay exactly the pretrained ones), and a resumed run keeps them
     without pretraining again."""
-    from toolkit.data import prepare_config
-    from toolkit.evaluate import evaluate
-    from toolkit.pretrain import pretraining_text
-    from toolkit.runs import Run
-    from toolkit.training import train
+    from toolkit.data.prepare import prepare_config
+    from toolkit.attribution.evaluate import evaluate
+    from toolkit.training.pretrain import pretraining_text
+    from toolkit.runs.rundir import Run
+    from toolkit.training.phases import train
 
     config = write_config(tmp_path / "pre.toml", corpus_with_a_lonely_author, "author-lms",
                           epochs=1, sequences='split = { by = "document", min_documents = 2 }',
@@ -889,7 +889,7 @@ def test_diverging_pretraining_exits_with_status_3_before_the_heads_train(
 
 def test_pretraining_is_refused_where_it_cannot_apply(tmp_path, corpus_file, tiny_config):
     with pytest.raises(ConfigError, match=r"pretrain\.epochs: .*already is a language model"):
-        from toolkit.training import train
+        from toolkit.training.phases import train
 
         train(tiny_config, tmp_path / "run", ["pretrain.epochs=2"], verbose=0)
     config = write_config(tmp_path / "ok.toml", corpus_file, "classifier", init="freeze = true")
@@ -908,8 +908,8 @@ def test_pretraining_from_an_author_lms_run_gives_every_author_the_pretrained_he
     """init.run + [pretrain] + init.copy with "head": the language model takes the
     encoder and core of a run that has no generator head, and the author heads start
     from the language model's own softmax."""
-    from toolkit.runs import Run
-    from toolkit.training import train
+    from toolkit.runs.rundir import Run
+    from toolkit.training.phases import train
 
     config = write_config(tmp_path / "chain.toml", corpus_file, "author-lms", epochs=1,
                           init=f'run = "{trained_runs["author-lms"]}"\n'
@@ -934,8 +934,8 @@ def test_unfreeze_after_needs_freeze(tmp_path, corpus_file, trained_runs):
 
 
 def test_a_stateful_generator_core_loads_under_a_classifier(tmp_path, corpus_file):
-    from toolkit.runs import Run
-    from toolkit.training import train
+    from toolkit.runs.rundir import Run
+    from toolkit.training.phases import train
 
     generator = write_config(tmp_path / "lm.toml", corpus_file, "generator", epochs=1)
     text = open(generator).read().replace('use = "passages"', 'use = "stream"')
@@ -954,7 +954,7 @@ def test_a_stateful_generator_core_loads_under_a_classifier(tmp_path, corpus_fil
 
 
 def test_init_with_other_core_settings_is_refused(trained_runs, tmp_path, corpus_file):
-    from toolkit.training import train
+    from toolkit.training.phases import train
 
     config = write_config(tmp_path / "ft.toml", corpus_file, "classifier",
                           init=f'run = "{trained_runs["classifier"]}"')
@@ -967,7 +967,7 @@ def test_evaluate_measures_unknown_on_authors_the_run_never_trained_on(tmp_path,
                                                                       capsys):
     """``unseen_authors``: the named author's text is in no split the run reads; evaluate
     --unseen-author scores it as a stranger's beside the test split's known authors."""
-    from toolkit.training import train
+    from toolkit.training.phases import train
 
     config = write_config(tmp_path / "open.toml", corpus_with_a_lonely_author, "author-lms",
                           epochs=2, sequences='split = { unseen_authors = ["lonely"] }')

@@ -7,14 +7,16 @@ import weakref
 import numpy as np
 import pytest
 
-from toolkit import plugins, tokenstore
-from toolkit.config import build_components, resolve
-from toolkit.data import prepare
+from toolkit import plugins
+
+from toolkit.data import tokenstore
+from toolkit.config.schema import build_components, resolve
+from toolkit.data.prepare import prepare
 from toolkit.default_plugins.sequences import StreamBuilder
 from toolkit.errors import ToolkitError
 from toolkit.hookspecs import Document, Stage
-from toolkit.preprocess import Preprocessor
-from toolkit.vocab import OOV
+from toolkit.data.preprocess import Preprocessor
+from toolkit.data.vocab import OOV
 
 WORDS = "the a of and to in was he it his that with as had for on her by at which".split()
 
@@ -145,7 +147,7 @@ def test_unknown_tokens_outside_training_are_counted_as_oov():
 
 def test_a_cache_entry_of_another_vocabulary_is_never_used_for_a_given_one(tmp_path,
                                                                           monkeypatch):
-    from toolkit.vocab import Vocabulary
+    from toolkit.data.vocab import Vocabulary
 
     monkeypatch.setenv("TOOLKIT_CACHE", str(tmp_path / "cache"))
     settings = {"corpus": "generated", "seed": 0}
@@ -178,7 +180,7 @@ def same_prepared(a, b):
 @pytest.mark.parametrize("words", [False, True])
 def test_worker_processes_give_the_serial_tokens_in_corpus_order(words, method, monkeypatch,
                                                                  capfd):
-    from toolkit import preprocess
+    from toolkit.data import preprocess
 
     stages = ([{"use": "lowercase"}, {"use": "nltk-words"}, {"use": "nltk-stopwords"}] if words
               else [{"use": "chars"}])
@@ -199,7 +201,7 @@ def test_worker_processes_give_the_serial_tokens_in_corpus_order(words, method, 
 
 
 def test_stages_faster_than_sending_the_text_stay_in_this_process(monkeypatch):
-    from toolkit import preprocess
+    from toolkit.data import preprocess
 
     pools = []
     monkeypatch.setattr(preprocess, "PARALLEL_AFTER", 0.0)
@@ -213,7 +215,7 @@ def test_stages_faster_than_sending_the_text_stay_in_this_process(monkeypatch):
 
 
 def test_short_documents_in_flight_are_capped_by_count(monkeypatch):
-    from toolkit import preprocess
+    from toolkit.data import preprocess
 
     pending_sizes = []
     take = preprocess.take
@@ -232,7 +234,7 @@ def die(text):
 
 
 def test_when_a_worker_dies_the_rest_is_preprocessed_here_in_order(monkeypatch, capfd):
-    from toolkit import preprocess
+    from toolkit.data import preprocess
 
     _, serial = prepared(GeneratedCorpus(6), [{"use": "chars"}], workers=1)
     monkeypatch.setattr(preprocess, "PARALLEL_AFTER", 0.0)
@@ -277,7 +279,7 @@ class ListCorpus:
 def test_a_stage_that_fails_in_a_worker_raises_its_own_error_here(method, monkeypatch):
     """The worker's error cannot be pickled back; the main process runs the document again
     and raises it with its own type and message."""
-    from toolkit import preprocess
+    from toolkit.data import preprocess
 
     monkeypatch.setattr(preprocess, "PARALLEL_AFTER", 0.0)
     monkeypatch.setattr(preprocess, "SERIAL_ABOVE", float("inf"))
@@ -313,7 +315,7 @@ class Locked(Stage):
 
 
 def test_a_stage_that_cannot_be_pickled_keeps_the_work_in_this_process(monkeypatch):
-    from toolkit import preprocess
+    from toolkit.data import preprocess
 
     monkeypatch.setattr(preprocess, "start_method", lambda: "spawn")
     chars, _ = prepared(GeneratedCorpus(1), [{"use": "chars"}])
@@ -326,7 +328,7 @@ def test_a_stage_that_cannot_be_pickled_keeps_the_work_in_this_process(monkeypat
 def test_progress_draws_a_bar_on_a_terminal_and_lines_in_a_log(monkeypatch):
     import io
 
-    from toolkit import progress
+    from toolkit.data import progress
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -413,7 +415,7 @@ def test_a_chain_with_a_stage_that_needs_the_whole_text_is_never_cut():
 
 @pytest.mark.parametrize("method", ["fork", "spawn"])
 def test_one_long_document_is_shared_between_the_workers_in_pieces(method, monkeypatch, capfd):
-    from toolkit import preprocess
+    from toolkit.data import preprocess
 
     texts = ["A short one.\n", *("\n\n".join(GeneratedCorpus(1, True, seed=s).text(0)
                                              for s in range(30)) for _ in range(1)),
@@ -445,7 +447,7 @@ class BreakingPool:
     """Runs each piece at once; its ``fail_at``-th ``submit`` finds the pool broken."""
 
     def __init__(self, preprocessor, fail_at):
-        from toolkit import preprocess
+        from toolkit.data import preprocess
 
         preprocess.start_worker(preprocessor)
         self.submitted, self.fail_at = 0, fail_at
@@ -467,7 +469,7 @@ class BreakingPool:
 
 @pytest.mark.parametrize("fail_at", range(1, 10))
 def test_a_pool_that_breaks_at_any_piece_loses_no_document(fail_at, monkeypatch, capfd):
-    from toolkit import preprocess
+    from toolkit.data import preprocess
 
     monkeypatch.setattr(preprocess, "PARALLEL_AFTER", 0.0)
     monkeypatch.setattr(preprocess, "SERIAL_ABOVE", float("inf"))
@@ -498,7 +500,7 @@ class Unreadable(Stage):
 
 
 def test_a_stages_own_os_error_is_raised_not_taken_for_a_broken_pool(monkeypatch):
-    from toolkit import preprocess
+    from toolkit.data import preprocess
 
     monkeypatch.setattr(preprocess, "PARALLEL_AFTER", 0.0)
     monkeypatch.setattr(preprocess, "SERIAL_ABOVE", float("inf"))

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from toolkit.calibration import (Calibration, expected_calibration_error, fit_stack,
+from toolkit.attribution.calibration import (Calibration, expected_calibration_error, fit_stack,
                                  fit_temperature, fit_threshold, held_out_confidences,
                                  log_softmax, pool, stacked, stranger_separation,
                                  unseen_author_auroc)
@@ -177,7 +177,7 @@ def lm_scores(labels, rng, tokens=20):
 
 
 def test_transductive_offsets_come_from_the_attributed_texts_and_never_their_labels():
-    from toolkit.evaluate import transductive_report
+    from toolkit.attribution.evaluate import transductive_report
 
     rng = np.random.default_rng(0)
     test_labels, val_labels = rng.integers(0, 3, 300), rng.integers(0, 3, 60)
@@ -216,7 +216,7 @@ def test_strangers_are_told_apart_by_how_sure_the_model_is_of_them():
 def test_the_top_log_odds_keep_ordering_texts_where_probabilities_round_to_one():
     """Long passages give author LMs score gaps of hundreds of nats: the top probability
     is 1.0 in floating point for all of them, its log-odds are still exact."""
-    from toolkit.calibration import probability_of, top_log_odds
+    from toolkit.attribution.calibration import probability_of, top_log_odds
 
     log_probs = log_softmax(np.array([[0.0, -50.0, -60.0], [0.0, -300.0, -300.0],
                                       [0.0, -2.0, -2.0], [-1.0, 0.0, -1.0]]))

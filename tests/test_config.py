@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from toolkit import config
+from toolkit.config import schema as config
 from toolkit.cli import main
 from toolkit.errors import ToolkitError
 from toolkit.plugins import registry
@@ -202,7 +202,7 @@ def test_a_built_wheel_carries_the_configs_and_the_licence(tmp_path):
 def test_every_shipped_config_builds_its_model_and_takes_a_training_step(path):
     import numpy as np
 
-    from toolkit.model import build_model, compile_model
+    from toolkit.model.assembly import build_model, compile_model
 
     resolved = config.load(path, registry())
     components = config.build_components(resolved, registry())

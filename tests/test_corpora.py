@@ -76,7 +76,7 @@ CARDS = sorted((Path(__file__).parents[1] / "corpora").glob("*.toml"))
 def test_each_corpus_card_resolves_and_says_where_its_corpus_comes_from(card):
     import tomllib
 
-    from toolkit.config import resolve_component
+    from toolkit.config.schema import resolve_component
     from toolkit.plugins import registry
 
     data = tomllib.loads(card.read_text())

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from toolkit import params
-from toolkit.config import COMPONENT_SECTIONS, PLAIN_SECTIONS
+from toolkit.config import params
+from toolkit.config.schema import COMPONENT_SECTIONS, PLAIN_SECTIONS
 from toolkit.plugins import registry
 
 ROOT = Path(__file__).parents[1]

@@ -16,10 +16,10 @@ import tensorflow as tf  # noqa: E402
 from tests.conftest import write_tiny_config  # noqa: E402
 from toolkit.cli import main  # noqa: E402
 from toolkit.default_plugins.sequences import StreamBuilder, TokenStream, stream_layout  # noqa: E402
-from toolkit.layers import FastLSTM  # noqa: E402
-from toolkit.layers.row_resets import with_row_resets  # noqa: E402
+from toolkit.model.layers import FastLSTM  # noqa: E402
+from toolkit.model.layers.row_resets import with_row_resets  # noqa: E402
 from toolkit.splits import Split  # noqa: E402
-from toolkit.state import reset_states  # noqa: E402
+from toolkit.model.state import reset_states  # noqa: E402
 
 
 def position_coded(lengths):
@@ -179,7 +179,7 @@ def shelf_run(tmp_path_factory):
 
 
 def test_a_trained_shelf_scores_a_document_start_the_same_whatever_preceded_it(shelf_run):
-    from toolkit.runs import Run
+    from toolkit.runs.rundir import Run
 
     run = Run(shelf_run)
     model = run.model
@@ -213,7 +213,7 @@ def test_a_shelf_run_evaluates_generates_and_resumes(shelf_run, capsys):
 
 
 def test_a_run_trained_before_documents_were_kept_apart_resumes_joined(tmp_path):
-    from toolkit.config import upgrade_stored
+    from toolkit.config.schema import upgrade_stored
 
     old = {"sequences": {"use": "stream", "batch_size": 4, "length": 16}, "train": {}}
     assert upgrade_stored(old)["sequences"]["documents"] == "joined"

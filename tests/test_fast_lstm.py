@@ -10,8 +10,8 @@ load_tensorflow()
 import keras  # noqa: E402
 import tensorflow as tf
 
-from toolkit.layers import FastLSTM
-from toolkit.state import reset_states
+from toolkit.model.layers import FastLSTM
+from toolkit.model.state import reset_states
 
 VOCAB, BATCH, STEPS = 11, 4, 9
 
@@ -99,7 +99,7 @@ def test_dropout_falls_back_to_the_keras_loop():
 
 
 def test_keras_still_calls_the_inner_loop_fast_lstm_overrides():
-    from toolkit.layers.fast_lstm import keras_contract_problems
+    from toolkit.model.layers.fast_lstm import keras_contract_problems
 
     problems = keras_contract_problems()
     assert not problems, "; ".join(problems)

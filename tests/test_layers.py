@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from toolkit.layers import OneHotEncoding, ScaledId
+from toolkit.model.layers import OneHotEncoding, ScaledId
 
 
 @pytest.mark.parametrize("layer_class,width", [(OneHotEncoding, 5), (ScaledId, 1)])

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from toolkit import plugins
-from toolkit.config import build_components, resolve
+from toolkit.config.schema import build_components, resolve
 from toolkit.errors import ToolkitError
-from toolkit.preprocess import Preprocessor
+from toolkit.data.preprocess import Preprocessor
 
 # Skipped on a developer's machine without the package; under CI (which installs it) a
 # missing package fails these tests instead of hiding them.
@@ -103,8 +103,8 @@ def test_missing_nltk_data_offline_says_how_to_install_it(monkeypatch, tmp_path)
 @pytest.mark.parametrize("subword", ["none", "wordpiece"])
 def test_word_level_generation_end_to_end(tmp_path, subword):
     from tests.conftest import SAMPLE_TEXT
-    from toolkit.generate import Generator
-    from toolkit.training import train
+    from toolkit.generate.sampling import Generator
+    from toolkit.training.phases import train
 
     book = tmp_path / "book.txt"
     book.write_text(SAMPLE_TEXT * 3)
@@ -140,7 +140,7 @@ validation_fraction = 0.1
 
 def test_wordpiece_passages_feed_every_planned_piece(tmp_path):
     """Passages planned in words become more pieces than ``length``: none is dropped."""
-    from toolkit.data import prepare_config
+    from toolkit.data.prepare import prepare_config
 
     corpus = tmp_path / "authors.jsonl"
     rng = np.random.default_rng(0)

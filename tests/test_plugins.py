@@ -8,11 +8,11 @@ import pytest
 
 from toolkit import hookspecs, plugins
 from toolkit.cli import main
-from toolkit.config import build_components, resolve
+from toolkit.config.schema import build_components, resolve
 from toolkit.errors import ToolkitError
 from toolkit.hookspecs import hookimpl
 from toolkit.hookspecs import Stage
-from toolkit.preprocess import Preprocessor
+from toolkit.data.preprocess import Preprocessor
 
 
 class Reverse(Stage):
@@ -168,9 +168,9 @@ class EveryFamilyPlugin:
 
 def test_a_pipeline_made_only_of_plugin_components_trains_and_generates(register_plugin,
                                                                        tmp_path):
-    from toolkit.generate import Generator
-    from toolkit.state import stateful_layers
-    from toolkit.training import train
+    from toolkit.generate.sampling import Generator
+    from toolkit.model.state import stateful_layers
+    from toolkit.training.phases import train
 
     register_plugin(EveryFamilyPlugin(), "test-every-family")
     config = tmp_path / "plugins.toml"

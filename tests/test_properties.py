@@ -5,13 +5,13 @@ import numpy as np
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from toolkit import config as config_module
+from toolkit.config import schema as config_module
 from toolkit.default_plugins.passages import PassageBuilder
 from toolkit.default_plugins.sequences import stream_layout
 from toolkit.errors import ToolkitError
 from toolkit.hookspecs import Document
 from toolkit.plugins import registry
-from toolkit.vocab import Vocabulary
+from toolkit.data.vocab import Vocabulary
 
 SETTINGS = settings(max_examples=60, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])

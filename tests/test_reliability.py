@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import SAMPLE_TEXT, write_tiny_config
 from toolkit.cli import main
-from toolkit.runs import FAULT_ENV
+from toolkit.runs.rundir import FAULT_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -226,7 +226,7 @@ def test_a_long_run_stops_once_its_smoothed_loss_is_far_above_guessing(tmp_path,
 
 
 def test_a_learning_run_is_not_taken_for_a_diverging_one():
-    from toolkit.callbacks import DivergenceGuard
+    from toolkit.training.callbacks import DivergenceGuard
 
     class Model:
         stop_training = False
@@ -266,7 +266,7 @@ def test_on_divergence_continue_finishes_the_run(tmp_path, capsys):
 def test_the_logged_validation_loss_is_the_reported_one(tmp_path, builder):
     import csv
 
-    from toolkit.training import train
+    from toolkit.training.phases import train
 
     config = write_tiny(tmp_path, epochs=1)
     overrides = ["train.keep=last"]
@@ -353,7 +353,7 @@ def test_commands_that_need_no_model_never_load_tensorflow(args):
 
 
 def test_resume_of_a_run_never_started_starts_it(tmp_path):
-    from toolkit.training import train
+    from toolkit.training.phases import train
 
     config = write_tiny(tmp_path, epochs=1)
     run = train(str(config), tmp_path / "new", resume=True, verbose=0)

@@ -149,7 +149,7 @@ def test_the_report_renders_in_a_real_browser(reported_runs, tmp_path):
 def test_a_progress_line_every_few_seconds_when_output_is_not_a_terminal(monkeypatch):
     import io
 
-    from toolkit import callbacks
+    from toolkit.training import callbacks
 
     clock = iter([100.0, 104.0, 111.0, 112.0])
     monkeypatch.setattr(callbacks.time, "perf_counter", lambda: next(clock))

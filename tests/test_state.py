@@ -3,14 +3,14 @@
 import keras
 import numpy as np
 
-from toolkit.config import Components
+from toolkit.config.schema import Components
 from toolkit.default_plugins.cores import LSTMCore
 from toolkit.default_plugins.encoders import EmbeddingEncoder, OneHotEncoder
 from toolkit.default_plugins.heads import GeneratorHead
 from toolkit.default_plugins.sequences import StreamBuilder
-from toolkit.model import build_model, compile_model
-from toolkit.state import get_states, reset_states
-from toolkit.callbacks import FollowEpochs
+from toolkit.model.assembly import build_model, compile_model
+from toolkit.model.state import get_states, reset_states
+from toolkit.training.callbacks import FollowEpochs
 
 TRAIN = {"optimizer": "adam", "learning_rate": 0.01, "clipnorm": 1.0}
 
@@ -97,7 +97,7 @@ def test_validation_starts_from_a_zero_state():
     clean = model.evaluate(val, verbose=0, return_dict=True)["perplexity"]
     model.predict({"tokens": ids[:40].reshape(4, 10), "resets": np.zeros((4, 10))},
                   verbose=0)  # leaves a non-zero state behind
-    from toolkit.state import StateResets
+    from toolkit.model.state import StateResets
     after = model.evaluate(val, verbose=0, return_dict=True, callbacks=[StateResets()])
     np.testing.assert_allclose(after["perplexity"], clean, rtol=1e-5)
 

@@ -85,11 +85,11 @@ def test_windows_are_shuffled_overlapping_next_token_pairs():
 def test_zero_weights_leave_the_validation_metric_untouched():
     """The windows' unscored first halves must not count in the perplexity metric."""
     from tests.test_state import TRAIN
-    from toolkit.config import Components
+    from toolkit.config.schema import Components
     from toolkit.default_plugins.cores import LSTMCore
     from toolkit.default_plugins.encoders import EmbeddingEncoder
     from toolkit.default_plugins.heads import GeneratorHead
-    from toolkit.model import build_model, compile_model
+    from toolkit.model.assembly import build_model, compile_model
 
     rng = np.random.default_rng(0)
     ids = rng.integers(2, 12, size=400).astype(np.int32)

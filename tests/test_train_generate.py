@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 
 from toolkit.cli import main
-from toolkit.config import build_components
+from toolkit.config.schema import build_components
 from toolkit.errors import ToolkitError
-from toolkit.generate import Generator
-from toolkit.model import inference_twin
+from toolkit.generate.sampling import Generator
+from toolkit.model.assembly import inference_twin
 from toolkit.plugins import registry
-from toolkit.runs import Run
-from toolkit.state import reset_states
-from toolkit.training import train
+from toolkit.runs.rundir import Run
+from toolkit.model.state import reset_states
+from toolkit.training.phases import train
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +208,7 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_does(tiny_config, tmp_pat
 def test_generate_builds_the_registry_once_and_reads_the_stored_config_as_written(
         trained_run, monkeypatch, capsys):
     """One process, one registry; a trained run is not re-validated against today's plugins."""
-    from toolkit import config as config_module
+    from toolkit.config import schema as config_module
     from toolkit import plugins
 
     plugins.registry()  # built (or already built) before the command

@@ -2,11 +2,13 @@
 
 import numpy as np
 
-from toolkit import cache, plugins
-from toolkit.config import build_components, resolve
-from toolkit.data import prepare
-from toolkit.preprocess import Preprocessor
-from toolkit.vocab import OOV, Vocabulary
+from toolkit import plugins
+
+from toolkit.data import cache
+from toolkit.config.schema import build_components, resolve
+from toolkit.data.prepare import prepare
+from toolkit.data.preprocess import Preprocessor
+from toolkit.data.vocab import OOV, Vocabulary
 
 
 def pipeline(*stages, corpus):
@@ -52,7 +54,7 @@ def test_token_ids_are_cached_and_invalidated(tmp_path, monkeypatch):
 
 
 def test_wordpiece_vocabulary_has_no_unknown_words():
-    from toolkit.vocab import WordPieceVocabulary
+    from toolkit.data.vocab import WordPieceVocabulary
 
     words = ("the walker was walking and talking while the talker walked " * 30).split()
     vocab = WordPieceVocabulary.fit(words, max_size=40)

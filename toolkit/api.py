@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from toolkit.errors import ToolkitError
-from toolkit.runs import Run
+from toolkit.runs.rundir import Run
 
 
 class TrainedRun(Run):
-    """A run opened from Python: what :class:`toolkit.runs.Run` holds (``history``,
+    """A run opened from Python: what :class:`toolkit.runs.rundir.Run` holds (``history``,
     ``metrics()``, ``config``, ``model``, ...), and what the ``generate``, ``attribute``
     and ``evaluate`` commands do, as methods."""
 
@@ -35,8 +35,8 @@ class TrainedRun(Run):
         """``samples`` texts continuing ``prime``; unset options take the run's
         ``[generate]`` defaults, checked as ``toolkit generate`` checks its flags.
         ``author`` writes in one author's style with an author-lms run."""
-        from toolkit import params
-        from toolkit.config import generate_settings
+        from toolkit.config import params
+        from toolkit.config.schema import generate_settings
 
         given = {"prime": prime, "length": length, "samples": samples,
                  "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
@@ -49,9 +49,9 @@ class TrainedRun(Run):
                                                                  "top_k", "top_p", "seed")})
 
     def generator(self, samples: int = 1, author: str | None = None):
-        """The run's :class:`toolkit.generate.Generator` for ``samples`` parallel texts
+        """The run's :class:`toolkit.generate.sampling.Generator` for ``samples`` parallel texts
         (for one ``author`` of an author-lms run), built once per both."""
-        from toolkit.generate import Generator
+        from toolkit.generate.sampling import Generator
 
         if (samples, author) not in self.generators:
             self.generators[samples, author] = Generator.from_run(self, samples, author)
@@ -64,9 +64,9 @@ class TrainedRun(Run):
 
     def attribute(self, texts: str | Sequence[str], model: str = "lstm") -> list:
         """Rank the run's authors for each text and answer (an author, or ``unknown``):
-        :class:`toolkit.attribution.Attribution`s. ``model = "ensemble"`` stacks the
+        :class:`toolkit.attribution.attribute.Attribution`s. ``model = "ensemble"`` stacks the
         n-gram model as ``evaluate()`` fitted it."""
-        from toolkit.attribution import Attributor
+        from toolkit.attribution.attribute import Attributor
 
         texts = [texts] if isinstance(texts, str) else list(texts)
         attributor = Attributor(self, model)
@@ -75,7 +75,7 @@ class TrainedRun(Run):
     def evaluate(self, split: str | None = None, baseline: bool = True,
                  unseen_author: bool = False) -> dict:
         """The report of ``toolkit evaluate`` (also written to ``evaluation.json``)."""
-        from toolkit.evaluate import evaluate
+        from toolkit.attribution.evaluate import evaluate
 
         return evaluate(self, split, baseline, unseen_author)
 
@@ -91,7 +91,7 @@ def train(config: dict[str, Any] | str | Path, run_dir: str | Path,
     """Train a run from a config (a dict laid out like a config file, or a file's path)
     into ``run_dir``; ``overrides`` are ``"section.key=value"`` strings as ``--set`` takes.
     Returns the opened run."""
-    from toolkit.training import train as train_run
+    from toolkit.training.phases import train as train_run
 
     if not isinstance(config, (dict, str, Path)):
         raise ToolkitError(f"config: expected a dict or the path of a TOML file, received "

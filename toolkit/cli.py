@@ -17,7 +17,7 @@ from toolkit.errors import ConfigError, ToolkitError  # noqa: E402
 
 
 def cmd_train(args) -> int:
-    from toolkit.training import train
+    from toolkit.training.phases import train
 
     run_dir = args.run_dir or default_run_dir(args.config)
     # Not a terminal (logs, CI): one line per epoch, and a progress line every 10 s.
@@ -45,14 +45,14 @@ def default_run_dir(config_path: str | None) -> str:
 
 
 def cmd_generate(args) -> int:
-    from toolkit.runs import Run
+    from toolkit.runs.rundir import Run
 
     run = Run.open(args.run)
     defaults = run.config["generate"]
     options = {key: getattr(args, key) if getattr(args, key) is not None else defaults.get(key)
                for key in ("prime", "length", "temperature", "top_k", "top_p", "samples", "seed")}
     check_generate_options(options)
-    from toolkit.generate import Generator  # TensorFlow loads here, once the input is checked
+    from toolkit.generate.sampling import Generator  # TensorFlow loads here, once the input is checked
 
     generator = Generator.from_run(run, samples=options.pop("samples"), author=args.author)
     texts = generator.generate(options.pop("prime"), include_prime=True, **options)
@@ -64,8 +64,8 @@ def cmd_generate(args) -> int:
 
 
 def check_generate_options(options: dict) -> None:
-    from toolkit import params
-    from toolkit.config import generate_settings
+    from toolkit.config import params
+    from toolkit.config.schema import generate_settings
 
     given = {k: v for k, v in options.items() if v is not None}
     try:
@@ -77,7 +77,7 @@ def check_generate_options(options: dict) -> None:
 def cmd_attribute(args) -> int:
     import json
 
-    from toolkit.attribution import attribute_files
+    from toolkit.attribution.attribute import attribute_files
 
     if args.top < 1:
         raise ToolkitError(f"--top: expected a positive number of authors, received {args.top}")
@@ -97,7 +97,7 @@ def cmd_attribute(args) -> int:
 def cmd_evaluate(args) -> int:
     import json
 
-    from toolkit.evaluate import evaluate, format_report
+    from toolkit.attribution.evaluate import evaluate, format_report
 
     report = evaluate(args.run, args.split, baseline=not args.no_baseline,
                       unseen_author=args.unseen_author, recalibrate=args.recalibrate)
@@ -107,7 +107,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from toolkit.report import write_report
+    from toolkit.runs.report import write_report
 
     print(f"report written to {write_report(args.runs, args.output)}")
     return 0
@@ -135,7 +135,7 @@ def cmd_plugins(args) -> int:
 
 
 def cmd_config_show(args) -> int:
-    from toolkit import config as config_module
+    from toolkit.config import schema as config_module
     from toolkit.plugins import registry
 
     reg = registry()
@@ -146,7 +146,7 @@ def cmd_config_show(args) -> int:
 
 
 def cmd_config_list(args) -> int:
-    from toolkit.shipped_configs import shipped, summary
+    from toolkit.config.shipped import shipped, summary
 
     configs = shipped()
     width = max(map(len, configs))
@@ -158,17 +158,18 @@ def cmd_config_list(args) -> int:
 
 
 def cmd_config_copy(args) -> int:
-    from toolkit.shipped_configs import copy_config
+    from toolkit.config.shipped import copy_config
 
     print(f"config written to {copy_config(args.name, args.dest, args.force)}")
     return 0
 
 
 def make_parser(commands: dict) -> argparse.ArgumentParser:
-    from toolkit import __version__
+    from importlib.metadata import version
 
     parser = argparse.ArgumentParser(prog="toolkit", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"toolkit {__version__}")
+    parser.add_argument("--version", action="version",
+                        version=f"toolkit {version('lstm-text-toolkit')}")
     sub = parser.add_subparsers(dest="command", required=True)
     overrides = {"action": "append", "default": [], "metavar": "SECTION.KEY=VALUE",
                  "help": "override a config key (repeatable)"}

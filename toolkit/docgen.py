@@ -26,7 +26,8 @@ END = "<!-- end of the generated part -->"
 CONTRACTS = ("Document", "Corpus", "Stage", "Encoder", "SequenceBuilder", "EpochData",
              "Passages", "Core", "HeadContext", "Head")
 # Sub-packages drawn as one box each.
-GROUPED = ("default_plugins", "layers")
+# The wings: every sub-package is one box (its modules are listed beside it).
+GROUPED = tuple(sorted(path.parent.name for path in PACKAGE.glob("*/__init__.py")))
 
 
 def markdown(doc: str) -> str:

@@ -3,7 +3,7 @@
 Each hook receives a ``register(name, factory)`` callback. ``name`` is what config
 files write after ``use =``; ``factory`` is a callable (usually a class) whose keyword
 parameters are the component's config keys. Annotate them
-(``units: PositiveInt = 256``, see :mod:`toolkit.params`) and the toolkit validates
+(``units: PositiveInt = 256``, see :mod:`toolkit.config.params`) and the toolkit validates
 config values, fills in defaults and prints them in ``toolkit config show``. The
 factory's docstring is shown by ``toolkit plugins``; a ``ValueError`` it raises is
 shown at the component's config section. Registering a name that another plugin
@@ -210,7 +210,7 @@ class Core:
         streams keep documents apart, each ``keras.layers.RNN`` must zero one row's
         state mid-batch: a layer with ``supports_resets = True`` is called with
         ``resets=`` (``(batch, time)``, 1 where a row starts afresh); any other gets a
-        wrapped cell (see ``toolkit/layers/row_resets.py``), which refuses dropout
+        wrapped cell (see ``toolkit/model/layers/row_resets.py``), which refuses dropout
         inside the cell."""
         raise NotImplementedError
 
@@ -386,7 +386,7 @@ class Head:
     - ``min_tokens``: a passage needs this many real tokens to be scored.
     - ``normalise_scores``: ``"no"``, or, for scores whose scale differs by author
       (likelihoods), ``"yes"`` or ``"auto"``: subtract per-author offsets fitted on
-      validation before calibration (see :class:`toolkit.calibration.Calibration`).
+      validation before calibration (see :class:`toolkit.attribution.calibration.Calibration`).
     - ``writes_per_author``: the head holds one language model per author, and
       ``toolkit generate`` needs ``--author`` to pick one (see :meth:`next_token_softmax`).
     - ``language_model``: the ``[head]`` table of the language model that ``[pretrain]``

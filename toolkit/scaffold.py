@@ -120,7 +120,7 @@ def render_module(name: str, families: list[str]) -> str:
     parts = [f'"""{name}: a plugin for lstm-text-toolkit."""', "",
              "import re  # noqa: F401", "",
              "from toolkit.hookspecs import Core, Document, Head, Stage, hookimpl  # noqa: F401",
-             "from toolkit.params import PositiveInt  # noqa: F401", ""]
+             "from toolkit.config.params import PositiveInt  # noqa: F401", ""]
     for family in families:
         parts.append(textwrap.dedent(HOOKS[family][3]).rstrip() + "\n")
     for family in families:
@@ -146,7 +146,7 @@ def render_test(name: str, families: list[str]) -> str:
     stages = (f'[{{ use = "{prefix}-digits" }}, {{ use = "chars" }}]'
               if "preprocessor" in families else '[{ use = "chars" }]')
     lines = [f'"""{name}: its components train a tiny model through the toolkit."""', "",
-             "from toolkit.plugins import registry", "from toolkit.training import train", "",
+             "from toolkit.plugins import registry", "from toolkit.training.phases import train", "",
              "CONFIG = '''",
              *(f"{key} = {value}" for key, value in sections.items()),
              f"preprocess = {stages}",

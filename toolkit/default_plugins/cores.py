@@ -3,13 +3,13 @@
 from typing import Literal
 
 from toolkit.hookspecs import Core, hookimpl
-from toolkit.params import Fraction, PositiveInt
+from toolkit.config.params import Fraction, PositiveInt
 
 
 class LSTMCore(Core):
     """Stacked LSTM layers returning sequences, stateful when the sequence builder needs it.
 
-    Each layer is a :class:`~toolkit.layers.FastLSTM` (Keras's LSTM with a faster CPU
+    Each layer is a :class:`~toolkit.model.layers.FastLSTM` (Keras's LSTM with a faster CPU
     training loop; the same weights). ``dropout`` is applied to each layer's outputs:
     with ``dropout_mask = "sequence"`` (variational dropout) a window drops the same
     units at every step, with ``"step"`` a fresh mask is drawn for every step (far
@@ -32,7 +32,7 @@ class LSTMCore(Core):
     def build(self, stateful: bool) -> list:
         import keras
 
-        from toolkit.layers import FastLSTM
+        from toolkit.model.layers import FastLSTM
 
         layers = []
         for i in range(self.layers):
@@ -48,7 +48,7 @@ class LSTMCore(Core):
     def prefers_xla(self, layers) -> bool:
         """XLA fuses the per-step gate arithmetic of FastLSTM's hoisted loop (on the CPU,
         without recurrent dropout); Keras's own loop and cuDNN do not gain from it."""
-        from toolkit.layers import FastLSTM
+        from toolkit.model.layers import FastLSTM
 
         return any(isinstance(layer, FastLSTM) and layer.uses_fast_loop for layer in layers)
 

@@ -16,7 +16,7 @@ from typing import Iterator
 
 from toolkit.errors import ToolkitError
 from toolkit.hookspecs import Document, hookimpl
-from toolkit.paths import USER_CACHE
+from toolkit.data.paths import USER_CACHE
 
 
 def read_text(path: Path, encoding: str) -> str:

@@ -1,7 +1,7 @@
 """Built-in encoders: a learned embedding and one-hot vectors; both mask padding id 0."""
 
 from toolkit.hookspecs import hookimpl
-from toolkit.params import PositiveInt
+from toolkit.config.params import PositiveInt
 
 
 class EmbeddingEncoder:
@@ -20,7 +20,7 @@ class OneHotEncoder:
     """One-hot vectors of size ``vocab_size``, made per batch inside the model."""
 
     def build(self, vocab_size: int):
-        from toolkit.layers import OneHotEncoding
+        from toolkit.model.layers import OneHotEncoding
 
         return OneHotEncoding(vocab_size, name="encoder")
 
@@ -29,7 +29,7 @@ class ScaledIdEncoder:
     """Each id as one number, id / vocab_size: the alphabet tutorial's encoding (for comparison)."""
 
     def build(self, vocab_size: int):
-        from toolkit.layers import ScaledId
+        from toolkit.model.layers import ScaledId
 
         return ScaledId(vocab_size, name="encoder")
 

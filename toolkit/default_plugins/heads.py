@@ -5,8 +5,8 @@ from typing import Literal
 import numpy as np
 
 from toolkit.hookspecs import Head, hookimpl
-from toolkit.params import Fraction
-from toolkit.vocab import PAD
+from toolkit.config.params import Fraction
+from toolkit.data.vocab import PAD
 
 # Keras is imported inside the methods: configs are checked, and `toolkit --help` answers,
 # without loading TensorFlow.
@@ -104,7 +104,7 @@ class ClassifierHead(Head):
     def build(self, features, context):
         import keras
 
-        from toolkit.layers import MaskedPooling
+        from toolkit.model.layers import MaskedPooling
 
         if len(context.labels) < 2:
             raise ValueError(f"the classifier needs at least 2 authors in the training "
@@ -170,7 +170,7 @@ class AuthorLMsHead(Head):
     def build(self, features, context):
         import keras
 
-        from toolkit.layers import AuthorSoftmax
+        from toolkit.model.layers import AuthorSoftmax
 
         if not context.labels:
             raise ValueError("author-lms needs labelled documents (one head per author)")

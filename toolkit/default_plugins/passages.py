@@ -13,9 +13,9 @@ import numpy as np
 from toolkit.splits import Segment, Split
 from toolkit.errors import ConfigError
 from toolkit.hookspecs import hookimpl
-from toolkit.params import Fraction, NonNegativeInt, PositiveInt, Table
+from toolkit.config.params import Fraction, NonNegativeInt, PositiveInt, Table
 from toolkit.hookspecs import EpochData, Passages, SequenceBuilder
-from toolkit.vocab import PAD
+from toolkit.data.vocab import PAD
 
 TARGETS = ("next-token", "label", "next-token-by-label")
 SPLIT_ROW = re.compile(r"#\d+/\d+$")  # a segment cut into several rows (see passages_from_split)

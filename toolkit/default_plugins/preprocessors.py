@@ -7,7 +7,7 @@ import unicodedata
 from typing import Literal
 
 from toolkit.hookspecs import hookimpl
-from toolkit.params import NonNegativeInt
+from toolkit.config.params import NonNegativeInt
 from toolkit.hookspecs import Stage
 
 

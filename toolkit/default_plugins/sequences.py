@@ -10,7 +10,7 @@ import numpy as np
 
 from toolkit.errors import ToolkitError
 from toolkit.hookspecs import EpochData, SequenceBuilder, hookimpl
-from toolkit.params import NonNegativeInt, PositiveInt
+from toolkit.config.params import NonNegativeInt, PositiveInt
 
 
 @dataclass
@@ -215,7 +215,7 @@ class StreamBuilder(SequenceBuilder):
                           self.resets_state)
 
     def callbacks(self, training_data):
-        from toolkit.state import StateResets
+        from toolkit.model.state import StateResets
 
         return [StateResets()]
 

@@ -28,9 +28,11 @@ from typing import Any, Literal
 
 import tomli_w
 
-from toolkit import hookspecs, params
+from toolkit import hookspecs
+
+from toolkit.config import params
 from toolkit.errors import ConfigError, ToolkitError, did_you_mean
-from toolkit.params import (Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat,
+from toolkit.config.params import (Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat,
                             PositiveInt, Probability)
 from toolkit.plugins import Registry
 
@@ -411,7 +413,7 @@ def instantiate(section: str, table: dict[str, Any], family: str, registry: Regi
 def build_components(resolved: dict[str, Any], registry: Registry,
                      source: str | None = None) -> Components:
     """Instantiate every component of a resolved config and check that they fit together."""
-    from toolkit.preprocess import check_chain
+    from toolkit.data.preprocess import check_chain
 
     made = {section: instantiate(section, resolved[section], family, registry, source)
             for section, (family, _) in COMPONENT_SECTIONS.items()}

@@ -14,14 +14,14 @@ from itertools import chain
 
 import numpy as np
 
-from toolkit import cache
+from toolkit.data import cache
 from toolkit.errors import ToolkitError
 from toolkit.hookspecs import Document
-from toolkit.preprocess import Preprocessor, tokenize_documents
-from toolkit.progress import TextProgress
+from toolkit.data.preprocess import Preprocessor, tokenize_documents
+from toolkit.data.progress import TextProgress
 from toolkit.splits import Split
-from toolkit.tokenstore import TokenStore, smallest_id_type
-from toolkit.vocab import OOV, Vocabulary, WordPieceVocabulary
+from toolkit.data.tokenstore import TokenStore, smallest_id_type
+from toolkit.data.vocab import OOV, Vocabulary, WordPieceVocabulary
 
 @dataclass
 class Prepared:
@@ -69,12 +69,12 @@ def prepare(corpus, preprocessor: Preprocessor, vocab_settings: dict, builder,
     """Tokenize every document, split as ``builder`` plans, fit (or reuse) the vocabulary, encode.
 
     The corpus is read one document at a time and nothing grows with its size in
-    memory: tokens go to disk as they come (:class:`~toolkit.tokenstore.TokenStore`),
+    memory: tokens go to disk as they come (:class:`~toolkit.data.tokenstore.TokenStore`),
     the vocabulary is fitted from counts, and each split's ids are written to one file
     of the smallest integer type that holds the vocabulary, then memory-mapped. With
     ``cache_settings`` (see :func:`cache_settings`) that file is the token-id cache's
     entry, looked up first. ``workers`` processes preprocess a corpus that takes more
-    than half a second (0: one per core; see :func:`~toolkit.preprocess.tokenize_documents`).
+    than half a second (0: one per core; see :func:`~toolkit.data.preprocess.tokenize_documents`).
     """
     size = 0  # characters, counted while the cache key reads every document
 

@@ -1,6 +1,6 @@
 """Per-row state resets for any Keras recurrent layer (the generic, slower path).
 
-:class:`~toolkit.layers.FastLSTM` resets rows in its own loop. Any other
+:class:`~toolkit.model.layers.FastLSTM` resets rows in its own loop. Any other
 ``keras.layers.RNN`` (a plugin's GRU, say) gets them through :func:`with_row_resets`:
 its cell is wrapped in :class:`ResettingCell`, which reads one extra input feature,
 the reset flag, and zeroes the row's state before the step where it is 1. The cell's

@@ -18,15 +18,15 @@ from typing import Any
 
 import numpy as np
 
-from toolkit import config as config_module
-from toolkit import runs
-from toolkit.data import Prepared, prepare_config
+from toolkit.config import schema as config_module
+from toolkit.runs import rundir as runs
+from toolkit.data.prepare import Prepared, prepare_config
 from toolkit.errors import ConfigError, ToolkitError, TrainingDiverged
 from toolkit.hookspecs import EpochData, HeadContext
 from toolkit.plugins import registry
-from toolkit.preprocess import Preprocessor
-from toolkit.pretrain import check_pretraining
-from toolkit.runs import Run
+from toolkit.data.preprocess import Preprocessor
+from toolkit.training.pretrain import check_pretraining
+from toolkit.runs.rundir import Run
 
 # Keys that may change when a run is resumed: how long to train, not what to train.
 RESUMABLE_CHANGES = {("train", key) for key in ("epochs", "max_minutes", "on_divergence",
@@ -104,7 +104,7 @@ class Session:
     train_data: EpochData | None = None
     val_data: EpochData | None = None
     stopped_by: str | None = None
-    pretrained: Any = None  # a toolkit.pretrain.Pretrained once [pretrain] has run
+    pretrained: Any = None  # a toolkit.training.pretrain.Pretrained once [pretrain] has run
     strategy: Any = None  # a tf.distribute.Strategy when train.distribute is not "none"
 
     @property
@@ -117,7 +117,7 @@ class Session:
 
     def dataset(self, data):
         """``data`` as ``fit`` and ``evaluate`` read it: split by replica when distributed."""
-        from toolkit.distribute import distributed_dataset
+        from toolkit.training.distribute import distributed_dataset
 
         return distributed_dataset(data, self.strategy)
 
@@ -142,7 +142,7 @@ def train(config_path: str | Path | dict | None, run_dir: str | Path, overrides:
     with errors_name(session.source):
         prepare_data(session)
         if session.resolved["pretrain"]["epochs"] and not session.restores:
-            from toolkit.pretrain import pretrain
+            from toolkit.training.pretrain import pretrain
 
             session.pretrained = pretrain(session.resolved, session.components,
                                           session.prepared, session.init_run, verbose,
@@ -198,7 +198,7 @@ def open_session(config_path, run: Run, overrides: list[str], resume: bool,
     check_pretraining(resolved, components, source)
     session = Session(run, resolved, components, resume, source)
     if resolved["train"]["distribute"] != "none":
-        from toolkit.distribute import make_strategy, replica_batch
+        from toolkit.training.distribute import make_strategy, replica_batch
 
         with errors_name(source):
             session.strategy = make_strategy(resolved["train"]["distribute"])
@@ -238,7 +238,7 @@ def build_or_restore_model(session: Session):
     with session.scope():
         model, first_epoch = restore_or_build(session)
         if session.strategy is not None:
-            from toolkit.distribute import keep_state_per_replica
+            from toolkit.training.distribute import keep_state_per_replica
 
             keep_state_per_replica(model)
     return model, first_epoch
@@ -246,7 +246,7 @@ def build_or_restore_model(session: Session):
 
 def restore_or_build(session: Session):
     """:func:`build_or_restore_model` inside the strategy's scope."""
-    from toolkit.model import build_model, compile_model, copy_weights, set_trainable, uses_xla
+    from toolkit.model.assembly import build_model, compile_model, copy_weights, set_trainable, uses_xla
 
     run, components, settings = session.run, session.components, session.settings
     if session.restores:
@@ -262,13 +262,13 @@ def restore_or_build(session: Session):
                 "epochs_done": first_epoch,
                 "training_seconds": progress.get("training_seconds", 0.0)})
         return model, first_epoch
-    import keras  # loaded quietly by toolkit.model
+    import keras  # loaded quietly by toolkit.model.assembly
 
     keras.utils.set_random_seed(settings["seed"])
     builder = components.sequences
     rows = builder.batch_size
     if session.strategy is not None:
-        from toolkit.distribute import replica_batch
+        from toolkit.training.distribute import replica_batch
 
         rows = replica_batch(rows, session.strategy, builder.stateful)
     model = build_model(components, len(session.prepared.vocab), rows, builder.stateful,
@@ -325,10 +325,10 @@ def fit_epochs(session: Session, model, first_epoch: int, verbose,
     two parts). Returns the clock and the guard."""
     import keras
 
-    from toolkit.callbacks import (AttributionValidation, DivergenceGuard, FollowEpochs,
+    from toolkit.training.callbacks import (AttributionValidation, DivergenceGuard, FollowEpochs,
                                    EpochLine, LearningRateLog, Patience, ProgressLine,
                                    RunWriter, SampleText, TimeLimit, TrainingClock)
-    from toolkit.model import layers_of, set_trainable
+    from toolkit.model.assembly import layers_of, set_trainable
 
     run, settings, builder = session.run, session.settings, session.components.sequences
     train_data, val_data = session.train_data, session.val_data
@@ -364,7 +364,7 @@ def fit_epochs(session: Session, model, first_epoch: int, verbose,
         callbacks.append(keras.callbacks.TensorBoard(str(log_dir), write_graph=False))
     callbacks += [time_limit, EpochLine()]  # last: it shows what the others logged
     if session.strategy is not None:
-        from toolkit.distribute import avoid_keras_20329
+        from toolkit.training.distribute import avoid_keras_20329
 
         avoid_keras_20329(model, train_data)
     for start, stop in ((first_epoch, min(unfreeze_at, settings["epochs"])),
@@ -422,13 +422,13 @@ def check_monitor(session: Session) -> None:
 
 def finish_run(session: Session, model, clock) -> None:
     """Phase 6: keep the best (or last) epoch as ``model.keras`` and write ``metrics.json``."""
-    from toolkit.model import layers_of
+    from toolkit.model.assembly import layers_of
 
     run = session.run
     if session.settings["keep"] == "best" and run.file(runs.BEST).is_file():
         model.load_weights(run.file(runs.BEST))
     runs.atomic_save_model(portable_model(session, model), run.file(runs.MODEL))
-    from toolkit.report import save_curves
+    from toolkit.runs.report import save_curves
 
     save_curves(Run(run.path), run.file(runs.CURVES))
     metrics = summarize(model, session.components.head, session.val_data,
@@ -451,9 +451,9 @@ def finish_run(session: Session, model, clock) -> None:
 
 
 def fit_calibration(model, components, passages):
-    """The attribution run's :class:`~toolkit.calibration.Calibration`, fitted on its
+    """The attribution run's :class:`~toolkit.attribution.calibration.Calibration`, fitted on its
     validation passages."""
-    from toolkit.attribution import calibrate
+    from toolkit.attribution.attribute import calibrate
 
     head = components.head
     return calibrate(head, head.score_passages(model, passages.ids,
@@ -463,7 +463,7 @@ def fit_calibration(model, components, passages):
 def kept_epoch(session: Session) -> dict:
     """Which epoch ``model.keras`` holds, and why: the best by ``train.monitor`` or the
     last one, and what ended training."""
-    from toolkit.callbacks import best_epoch, maximised
+    from toolkit.training.callbacks import best_epoch, maximised
 
     history = runs.read_history(session.run.file(runs.HISTORY))
     monitor, keep = monitored(session), session.settings["keep"]
@@ -491,7 +491,7 @@ def planned_steps(session: Session) -> int:
 
 def steps_done(model) -> int:
     """The optimizer's step count (under ``tf.distribute``, the first replica's copy)."""
-    from toolkit.state import copies
+    from toolkit.model.state import copies
 
     return int(np.asarray(copies(model.optimizer.iterations)[0]))
 
@@ -499,7 +499,7 @@ def steps_done(model) -> int:
 def recompile(model, components, settings: dict, planned: int | None = None,
               init: dict | None = None) -> None:
     """Compile again (after freezing or unfreezing), keeping the optimizer's step count."""
-    from toolkit.model import compile_model
+    from toolkit.model.assembly import compile_model
 
     steps = steps_done(model)
     compile_model(model, components, settings, planned, init)
@@ -513,7 +513,7 @@ def portable_model(session: Session, model):
     whole batch on one device, so that evaluation and generation need no strategy."""
     if session.strategy is None or not session.components.sequences.stateful:
         return model
-    from toolkit.model import build_model, compile_model
+    from toolkit.model.assembly import build_model, compile_model
 
     components = session.components
     whole = build_model(components, len(session.prepared.vocab),
@@ -526,7 +526,7 @@ def portable_model(session: Session, model):
 def summarize(model, head, val_data, data_stats: dict, run: Run, clock,
               session: Session | None = None) -> dict:
     """The run's figures: validation figures of the final model, history, throughput."""
-    from toolkit.state import reset_states
+    from toolkit.model.state import reset_states
 
     metrics = {"data": {k: v for k, v in data_stats.items() if k != "cache"},
                "epochs_done": run.progress()["epochs_done"],

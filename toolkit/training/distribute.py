@@ -13,7 +13,7 @@ and ``tf.distribute`` do not do for a stateful model, this module does:
 - **state per replica**: a stateful layer keeps its recurrent state in one variable,
   which replicas would share; :func:`keep_state_per_replica` swaps it for a
   sync-on-read variable, one copy per replica, updated only by that replica and never
-  averaged (``toolkit.state`` reads and writes the copies one by one);
+  averaged (``toolkit.model.state`` reads and writes the copies one by one);
 - **resets everywhere**: zeroing a sync-on-read variable from outside the replicas
   zeroes every copy, so epoch and validation resets reach every replica.
 """
@@ -65,7 +65,7 @@ def replica_batch(batch_size: int, strategy: tf.distribute.Strategy | None,
 def keep_state_per_replica(model: keras.Model) -> None:
     """Give every stateful layer of ``model`` (built in the strategy's scope) one state per
     replica: sync-on-read variables in place of the shared ones Keras creates."""
-    from toolkit.state import stateful_layers
+    from toolkit.model.state import stateful_layers
 
     for layer in stateful_layers(model):
         states = [keras.Variable(np.zeros(tuple(v.shape), v.dtype), trainable=False,

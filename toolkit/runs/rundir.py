@@ -3,7 +3,7 @@
 Every file the toolkit writes in a run is replaced atomically and durably (a temporary
 file, fsync, rename, fsync of the folder), so a kill at any moment leaves each file
 whole: old or new. The per-epoch files are written by
-:class:`toolkit.callbacks.RunWriter` in an order that resume can always continue from.
+:class:`toolkit.training.callbacks.RunWriter` in an order that resume can always continue from.
 A run directory holds::
 
     config.toml       the resolved config (every default filled in)
@@ -40,11 +40,11 @@ import tempfile
 from functools import cached_property
 from pathlib import Path
 
-from toolkit import config as config_module
+from toolkit.config import schema as config_module
 from toolkit.errors import ToolkitError
 from toolkit.plugins import load_plugins, registry
-from toolkit.preprocess import Preprocessor
-from toolkit.vocab import Vocabulary
+from toolkit.data.preprocess import Preprocessor
+from toolkit.data.vocab import Vocabulary
 
 CONFIG, VOCAB, CHECKPOINT, PROGRESS = "config.toml", "vocab.json", "checkpoint.keras", "progress.json"
 HISTORY, MODEL, METRICS, BEST = "history.csv", "model.keras", "metrics.json", "best.keras"
@@ -226,14 +226,6 @@ class Run:
         return Vocabulary.load(self.file(VOCAB))
 
     @cached_property
-    def calibration(self):
-        """The run's :class:`~toolkit.calibration.Calibration` (attribution runs trained
-        since it existed), or ``None``."""
-        from toolkit.calibration import Calibration
-
-        return Calibration.read(self.file(CALIBRATION))
-
-    @cached_property
     def labels(self) -> list[str]:
         """The run's authors (empty for a run without labels)."""
         path = self.file(LABELS)
@@ -274,8 +266,8 @@ def load_keras_file(path: Path):
     load_tensorflow()
     import keras
 
-    import toolkit.layers  # noqa: F401  (registers the toolkit's serializable layers)
-    import toolkit.optimizers  # noqa: F401  (and its optimizers: init.lr_decay)
+    import toolkit.model.layers  # noqa: F401  (registers the toolkit's serializable layers)
+    import toolkit.model.optimizers  # noqa: F401  (and its optimizers: init.lr_decay)
 
     load_plugins()  # plugin modules register their own Keras layers when imported
     try:

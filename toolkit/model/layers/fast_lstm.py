@@ -135,7 +135,7 @@ def keras_contract_problems() -> list[str]:
         problems.append("keras.layers.RNN.call no longer calls self.inner_loop")
     if problems:
         problems.append(f"Keras {keras.__version__} is outside the range FastLSTM was "
-                        f"written for: update toolkit/layers/fast_lstm.py and the keras "
+                        f"written for: update toolkit/model/layers/fast_lstm.py and the keras "
                         f"range in pyproject.toml")
     return problems
 

@@ -8,7 +8,7 @@ A text is preprocessed as in training, cut into passages of the run's
   log-probabilities under that author's head (lower cross-entropy, higher score).
 
 Each passage's scores become probabilities through the run's calibration (fitted on
-its validation split when training ended; see :mod:`toolkit.calibration`): per-author
+its validation split when training ended; see :mod:`toolkit.attribution.calibration`): per-author
 offsets, a temperature, then a softmax. A text's probabilities are the mean of its
 passages' log-probabilities, softmaxed again (a geometric mean of the passage
 probabilities: as sure as a typical passage). When the top answer's log-odds are below
@@ -23,11 +23,11 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import runs
-from toolkit.calibration import UNKNOWN, Calibration, log_softmax, pool, stacked
+from toolkit.runs import rundir as runs
+from toolkit.attribution.calibration import UNKNOWN, Calibration, log_softmax, pool, stacked
 from toolkit.errors import ToolkitError
-from toolkit.runs import Run
-from toolkit.vocab import OOV, PAD
+from toolkit.runs.rundir import Run
+from toolkit.data.vocab import OOV, PAD
 
 
 @dataclass
@@ -68,7 +68,7 @@ class Attributor:
             raise ToolkitError(f"{run.path} has no labels.json: it is not a finished "
                                f"attribution run; train it again")
         self.labels = run.labels
-        self.calibration = run.calibration
+        self.calibration = Calibration.read(run.file(runs.CALIBRATION))
         self.ensemble = None
         if model == "ensemble":
             self.ensemble = load_ensemble(run)
@@ -90,7 +90,7 @@ class Attributor:
             return log_softmax(scores)
         log_probs = self.calibration.log_probs(scores, real_tokens(passages))
         if self.ensemble is not None:
-            from toolkit.ngrams import ngram_log_probs
+            from toolkit.attribution.ngrams import ngram_log_probs
 
             ngram = ngram_log_probs(self.ensemble["ngram"], passage_texts(self.run, passages),
                                     len(self.labels))
@@ -134,7 +134,7 @@ def passage_texts(run: Run, passages: np.ndarray) -> list[str]:
 
 
 def calibrate(head, scores: np.ndarray, passages) -> Calibration:
-    """The :class:`~toolkit.calibration.Calibration` of ``head``'s ``scores`` of labelled
+    """The :class:`~toolkit.attribution.calibration.Calibration` of ``head``'s ``scores`` of labelled
     validation ``passages``."""
     return Calibration.fit(scores, passages.labels, head.normalise_scores,
                            real_tokens(passages.ids))

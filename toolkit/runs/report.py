@@ -13,9 +13,9 @@ import json
 import time
 from pathlib import Path
 
-from toolkit import runs
+from toolkit.runs import rundir as runs
 from toolkit.errors import ToolkitError
-from toolkit.runs import Run
+from toolkit.runs.rundir import Run
 
 
 def loss_columns(rows: list[dict]) -> tuple[str, str]:

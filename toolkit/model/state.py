@@ -33,7 +33,7 @@ def reset_states(model: keras.Model) -> None:
 
 def copies(variable) -> list:
     """The variable's copies: one per replica for a state kept per replica
-    (:func:`toolkit.distribute.keep_state_per_replica`), else the variable itself."""
+    (:func:`toolkit.training.distribute.keep_state_per_replica`), else the variable itself."""
     return list(getattr(variable.value, "values", None) or [variable])
 
 
@@ -56,8 +56,8 @@ def set_states(model: keras.Model, values: list[np.ndarray]) -> None:
 def check_row_resets(layer, source: str | None = None) -> None:
     """Refuse a recurrent core layer whose state cannot be zeroed per row mid-batch.
 
-    :class:`~toolkit.layers.FastLSTM` does it in its own loop; any other RNN through
-    :func:`toolkit.layers.row_resets.with_row_resets`, except with dropout inside its
+    :class:`~toolkit.model.layers.FastLSTM` does it in its own loop; any other RNN through
+    :func:`toolkit.model.layers.row_resets.with_row_resets`, except with dropout inside its
     cell (Keras draws those masks outside the time loop) or ``go_backwards``."""
     if not isinstance(layer, keras.layers.RNN) or getattr(layer, "supports_resets", False):
         return

@@ -16,7 +16,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from toolkit import config as config_module
+from toolkit.config import schema as config_module
 from toolkit.errors import ConfigError, ToolkitError, TrainingDiverged
 from toolkit.hookspecs import HeadContext
 from toolkit.plugins import registry
@@ -94,11 +94,11 @@ def pretrain(resolved: dict, components, prepared, init_run=None, verbose: Any =
     text (and left-out documents); its validation loss is read on the validation split
     when that is long enough for the streams. Raises
     :class:`~toolkit.errors.TrainingDiverged` if it diverges."""
-    from toolkit.model import build_model, compile_model, copy_weights  # loads TF quietly
+    from toolkit.model.assembly import build_model, compile_model, copy_weights  # loads TF quietly
 
     import keras
 
-    from toolkit.callbacks import (DivergenceGuard, EpochLine, FollowEpochs, ProgressLine,
+    from toolkit.training.callbacks import (DivergenceGuard, EpochLine, FollowEpochs, ProgressLine,
                                    TimeLimit, TrainingClock)
 
     lm_config = language_model_config(resolved, components)

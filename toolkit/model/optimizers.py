@@ -2,7 +2,7 @@
 
 ``init.lr_decay`` = D gives the layers copied from another run smaller steps than the
 new head: the top copied layer learns at ``train.learning_rate`` / D, each copied layer
-below it D times slower again, the encoder slowest (``toolkit.model.layer_rates``). The
+below it D times slower again, the encoder slowest (``toolkit.model.assembly.layer_rates``). The
 rates are part of the optimizer's config, so a checkpoint resumes with them.
 """
 

@@ -28,11 +28,11 @@ import tensorflow as tf
 
 from toolkit.backend import gpu_available
 from toolkit.errors import ToolkitError
-from toolkit.model import author_twin, inference_twin
-from toolkit.preprocess import Preprocessor
-from toolkit.runs import Run
-from toolkit.state import reset_states
-from toolkit.vocab import OOV, PAD
+from toolkit.model.assembly import author_twin, inference_twin
+from toolkit.data.preprocess import Preprocessor
+from toolkit.runs.rundir import Run
+from toolkit.model.state import reset_states
+from toolkit.data.vocab import OOV, PAD
 
 # Tokens drawn per call of the compiled loop.
 CHUNK = 256

@@ -21,7 +21,7 @@ load_tensorflow()
 
 import keras  # noqa: E402
 
-from toolkit import runs
+from toolkit.runs import rundir as runs
 from toolkit.hookspecs import EpochData
 
 
@@ -365,8 +365,8 @@ class SampleText(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         from toolkit.errors import ToolkitError
-        from toolkit.generate import Generator
-        from toolkit.model import inference_twin
+        from toolkit.generate.sampling import Generator
+        from toolkit.model.assembly import inference_twin
 
         if not hasattr(self, "generator"):  # built and traced once, weights copied each epoch
             twin = inference_twin(self.model, self.components, len(self.vocab), 1)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.paths import USER_CACHE
+from toolkit.data.paths import USER_CACHE
 from toolkit.splits import Split
-from toolkit.vocab import Vocabulary
+from toolkit.data.vocab import Vocabulary
 
 # 5: attribution splits keep the documents they leave out ("left_out", read by [pretrain]).
 FORMAT = 5

@@ -24,7 +24,7 @@ from typing import Sequence
 
 from toolkit.errors import ConfigError
 from toolkit.hookspecs import Document, Kind, Stage
-from toolkit.tokenstore import NumberedTokens
+from toolkit.data.tokenstore import NumberedTokens
 
 PARALLEL_AFTER = 0.5  # seconds of preprocessing in this process before workers start
 # Stages faster than this (characters a second, in those first seconds) keep to this

@@ -1,7 +1,7 @@
 import keras
 from keras import ops
 
-from toolkit.layers.token_id_layer import TokenIdLayer
+from toolkit.model.layers.token_id_layer import TokenIdLayer
 
 
 @keras.saving.register_keras_serializable(package="toolkit")

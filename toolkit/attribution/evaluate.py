@@ -19,13 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit import runs
-from toolkit.attribution import Attributor, calibrate, passage_texts, real_tokens
-from toolkit.ngrams import NGRAM_NAME, fit_ngram, ngram_log_probs
-from toolkit.data import prepare_config
+from toolkit.attribution.attribute import Attributor, calibrate, passage_texts, real_tokens
+from toolkit.attribution.calibration import Calibration
+from toolkit.attribution.ngrams import NGRAM_NAME, fit_ngram, ngram_log_probs
+from toolkit.data.prepare import prepare_config
 from toolkit.errors import ToolkitError
-from toolkit.runs import Run
-from toolkit.state import reset_states
+from toolkit.model.state import reset_states
+from toolkit.runs import rundir as runs
+from toolkit.runs.rundir import Run
 
 
 def prepared_data(run: Run):
@@ -125,7 +126,7 @@ def save_reliability_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], title
     (name -> (probabilities, labels)), the diagonal being perfect calibration."""
     import matplotlib
 
-    from toolkit.calibration import expected_calibration_error, reliability_bins
+    from toolkit.attribution.calibration import expected_calibration_error, reliability_bins
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -190,9 +191,9 @@ def document_of(source: str) -> str:
 
 def model_report(log_probs: np.ndarray, passages, labels: list[str]) -> dict:
     """Passage-level figures of one model's log-probabilities, and document-level ones
-    (each document's passages pooled, see :func:`toolkit.calibration.pool`) when the
+    (each document's passages pooled, see :func:`toolkit.attribution.calibration.pool`) when the
     passages say which document they came from."""
-    from toolkit.calibration import expected_calibration_error, pool
+    from toolkit.attribution.calibration import expected_calibration_error, pool
 
     report = classification_report(passages.labels, log_probs.argmax(axis=1), labels)
     report["ece"] = round(expected_calibration_error(np.exp(log_probs), passages.labels), 4)
@@ -216,7 +217,7 @@ def attribution_report(run: Run, prepared, split: str, baseline: bool,
     error before and after, and with ``unseen_author`` how well "unknown" is told apart
     (each author held out in turn, and on the texts of authors the run never trained on).
     ``recalibrate`` fits the run's calibration on validation again (and writes it)."""
-    from toolkit.calibration import fit_stack, log_softmax, stacked, unseen_author_auroc
+    from toolkit.attribution.calibration import fit_stack, log_softmax, stacked, unseen_author_auroc
 
     builder = run.builder
     attributor = Attributor(run)
@@ -228,7 +229,7 @@ def attribution_report(run: Run, prepared, split: str, baseline: bool,
     has_validation = split != "validation" and len(prepared.splits.get("validation", ()))
     validation = builder.data(prepared.splits["validation"], labels) if has_validation else None
     val_scores = attributor.passage_scores(validation.ids) if has_validation else None
-    calibration = None if recalibrate else run.calibration
+    calibration = None if recalibrate else Calibration.read(run.file(runs.CALIBRATION))
     if calibration is None and has_validation:  # asked for, or trained before it existed
         calibration = calibrate(run.head, val_scores, validation)
         runs.write_json(run.file(runs.CALIBRATION), calibration.to_json())
@@ -338,9 +339,9 @@ def stranger_passages(run: Run, prepared) -> Strangers | None:
 def strangers_report(run: Run, strangers: Strangers, passages, models: dict,
                      calibration) -> dict:
     """How well each model tells the split's passages (known authors) from the strangers'
-    (see :func:`toolkit.calibration.stranger_separation`), at passage and document level,
+    (see :func:`toolkit.attribution.calibration.stranger_separation`), at passage and document level,
     with the threshold ``attribute`` answers ``unknown`` below."""
-    from toolkit.calibration import stranger_separation
+    from toolkit.attribution.calibration import stranger_separation
 
     threshold = calibration.unknown_below if calibration is not None else None
     known_documents = ([document_of(s) for s in passages.sources]
@@ -365,7 +366,7 @@ def transductive_report(scores: np.ndarray, passages, val_scores: np.ndarray, va
     passages being attributed (their labels unused) is subtracted, then a temperature
     fitted on validation (centred the same way) applies. It needs many texts from
     several authors at once, as a test split has; one document alone would cancel out."""
-    from toolkit.calibration import Calibration, fit_temperature
+    from toolkit.attribution.calibration import fit_temperature
 
     tokens, val_tokens = real_tokens(passages.ids), real_tokens(validation.ids)
     offsets = (scores / np.maximum(tokens, 1)[:, None]).mean(axis=0)
@@ -380,7 +381,7 @@ def transductive_report(scores: np.ndarray, passages, val_scores: np.ndarray, va
 
 def unknown_rule(log_odds: float | None) -> str:
     """The "unknown" threshold as people read it."""
-    from toolkit.calibration import probability_of
+    from toolkit.attribution.calibration import probability_of
 
     if log_odds is None:
         return "never \"unknown\" (no threshold did better than accepting every answer)"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from toolkit.errors import ToolkitError
-from toolkit.vocab import OOV, Vocabulary, code_points
+from toolkit.data.vocab import OOV, Vocabulary, code_points
 
 CHUNK = 1 << 22  # tokens per read or write: 16 MB of provisional ids
 PROVISIONAL = np.dtype("<u4")

@@ -8,11 +8,11 @@ load_tensorflow()
 
 import keras  # noqa: E402
 
-from toolkit.config import Components
+from toolkit.config.schema import Components
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.hookspecs import HeadContext
-from toolkit.layers.row_resets import with_row_resets
-from toolkit.state import check_row_resets, reset_states
+from toolkit.model.layers.row_resets import with_row_resets
+from toolkit.model.state import check_row_resets, reset_states
 
 ENCODER = "encoder"
 CORE_PREFIX = "core_"
@@ -144,7 +144,7 @@ def make_optimizer(train: dict, rates: dict[str, float] | None = None
     if train.get("weight_decay"):
         kwargs["weight_decay"] = train["weight_decay"]
     if rates:
-        from toolkit.optimizers import BY_NAME
+        from toolkit.model.optimizers import BY_NAME
 
         return BY_NAME[train["optimizer"]](layer_rates=rates, **kwargs)
     return keras.optimizers.get({"class_name": train["optimizer"], "config": kwargs})

@@ -1,0 +1,1 @@
+"""Who wrote this: passage scoring, calibration, the n-gram baseline, the ensemble and evaluation."""

@@ -1,0 +1,1 @@
+"""Generation: inference twins primed with text, and sampling."""

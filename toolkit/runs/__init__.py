@@ -1,0 +1,1 @@
+"""What a run directory holds, opening a trained run, and its report."""
