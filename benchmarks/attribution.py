@@ -132,8 +132,9 @@ def main() -> int:
                      epochs=metrics["epochs_done"])
         entry["kept"] = metrics.get("kept")
         if name != "pretrain":
-            toolkit("evaluate", str(run_dir), "--unseen-author",
-                    *(["--recalibrate"] if args.evaluate_only else []))
+            if args.evaluate_only:  # runs trained before: fit with this toolkit's code
+                toolkit("calibrate", str(run_dir))
+            toolkit("evaluate", str(run_dir), "--unseen-author")
             report = json.loads((run_dir / "evaluation.json").read_text())
             entry.update(passages=report["passages"],
                          **{key: report[key] for key, _ in MODELS if key in report},

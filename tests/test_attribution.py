@@ -477,6 +477,31 @@ def test_evaluate_pools_documents_calibrates_and_stacks_on_validation(trained_ru
     assert (run / "ensemble.pkl").is_file()
 
 
+def test_evaluate_only_reads_and_twice_gives_the_same_files(trained_runs, tmp_path):
+    import shutil
+
+    from toolkit.attribution.evaluate import evaluate
+
+    run = tmp_path / "run"
+    shutil.copytree(trained_runs["author-lms"], run)
+    # training fitted the calibration and the ensemble; evaluate does not touch them
+    fitted = {name: (run / name).read_bytes() for name in ("calibration.json", "ensemble.pkl")}
+    first = evaluate(run, unseen_author=True)
+    written = {name: (run / name).read_bytes()
+               for name in ("evaluation.json", "confusion.png", "reliability.png")}
+    second = evaluate(run, unseen_author=True)
+    assert first == second
+    for name, data in {**fitted, **written}.items():
+        assert (run / name).read_bytes() == data, name
+    # without them, evaluate says so and writes neither
+    (run / "calibration.json").unlink()
+    (run / "ensemble.pkl").unlink()
+    report = evaluate(run)
+    assert "lstm_calibrated" not in report and "ensemble" not in report
+    assert "toolkit calibrate" in report["calibration_missing"]
+    assert not (run / "calibration.json").exists() and not (run / "ensemble.pkl").exists()
+
+
 def test_a_classifier_report_has_no_on_split_offsets(trained_runs):
     """A classifier's scores are not per-token likelihoods: nothing to normalise."""
     from toolkit.attribution.evaluate import evaluate
@@ -503,7 +528,7 @@ def test_attribute_with_the_ensemble_answers_like_the_lstm_on_clear_texts(traine
     assert [r["ranking"] for r in alone] != [r["ranking"] for r in results]
 
 
-def test_the_ensemble_is_refused_until_evaluate_has_fitted_it(trained_runs, tmp_path, capsys):
+def test_the_ensemble_is_refused_until_calibrate_has_fitted_it(trained_runs, tmp_path, capsys):
     import shutil
 
     run = tmp_path / "run"
@@ -512,7 +537,10 @@ def test_the_ensemble_is_refused_until_evaluate_has_fitted_it(trained_runs, tmp_
     text = tmp_path / "t.txt"
     text.write_text(chain_text("forward", 120, seed=5))
     assert main(["attribute", str(run), str(text), "--model", "ensemble"]) == 2
-    assert f"{run} has no ensemble.pkl: `toolkit evaluate {run}`" in capsys.readouterr().err
+    assert f"{run} has no ensemble.pkl: `toolkit calibrate {run}`" in capsys.readouterr().err
+    assert main(["calibrate", str(run)]) == 0
+    assert "ensemble weights" in capsys.readouterr().out
+    assert main(["attribute", str(run), str(text), "--model", "ensemble"]) == 0
 
 
 def test_below_the_threshold_the_answer_is_unknown(trained_runs, tmp_path, capsys):

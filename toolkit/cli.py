@@ -87,7 +87,7 @@ def cmd_attribute(args) -> int:
         return 0
     for result in results:
         shown = ", ".join(f"{author} {p:.3f}" for author, p in result.ranking[:args.top])
-        note = ("" if result.calibrated else f"; uncalibrated: `toolkit evaluate {args.run}` "
+        note = ("" if result.calibrated else f"; uncalibrated: `toolkit calibrate {args.run}` "
                 f"fits the run's calibration")
         print(f"{result.source}: {result.answer}  ({shown}; {result.passages} passage"
               f"{'s' if result.passages != 1 else ''}, {result.tokens} tokens{note})")
@@ -100,9 +100,22 @@ def cmd_evaluate(args) -> int:
     from toolkit.attribution.evaluate import evaluate, format_report
 
     report = evaluate(args.run, args.split, baseline=not args.no_baseline,
-                      unseen_author=args.unseen_author, recalibrate=args.recalibrate)
+                      unseen_author=args.unseen_author)
     print(json.dumps(report, indent=2, ensure_ascii=False) if args.json
           else format_report(report))
+    return 0
+
+
+def cmd_calibrate(args) -> int:
+    from toolkit.attribution.fitting import fit_run
+
+    fitted = fit_run(args.run)
+    calibration, ensemble = fitted["calibration"], fitted["ensemble"]
+    weights = ensemble["weights"]
+    print(f"calibration and ensemble fitted on {ensemble['validation_passages']} validation "
+          f"passages of {args.run}: temperature {calibration['temperature']:.4g}, "
+          f"ensemble weights LSTM {weights['lstm']} and n-grams {weights['ngram']} "
+          f"(calibration.json, ensemble.pkl)")
     return 0
 
 
@@ -204,7 +217,7 @@ def make_parser(commands: dict) -> argparse.ArgumentParser:
     p.add_argument("--top", type=int, default=3, help="authors shown per file (default 3)")
     p.add_argument("--model", choices=["lstm", "ensemble"], default="lstm",
                    help="the run's LSTM (default), or the LSTM stacked with the n-gram "
-                        "model as `toolkit evaluate` fitted them")
+                        "model as training (or `toolkit calibrate`) fitted them")
     p.set_defaults(func=cmd_attribute)
 
     p = sub.add_parser("evaluate", help="report a run's figures on its held-out split")
@@ -213,14 +226,16 @@ def make_parser(commands: dict) -> argparse.ArgumentParser:
                    help="default: test when the run has one, else validation")
     p.add_argument("--no-baseline", action="store_true",
                    help="skip the character n-gram baseline")
-    p.add_argument("--recalibrate", action="store_true",
-                   help="fit the run's calibration on its validation split again "
-                        "(calibration.json)")
     p.add_argument("--unseen-author", action="store_true",
                    help="also report how well \"unknown\" is told apart: each author held "
                         "out in turn (AUROC)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("calibrate", help="fit an attribution run's calibration and ensemble "
+                                         "on its validation split again")
+    p.add_argument("run", help="run directory (classifier or author-lms head)")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("report", help="write one self-contained HTML report of one or more runs")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")

@@ -55,7 +55,7 @@ class Attributor:
     The run's head scores passages (:meth:`Head.score_passages`) and its sequence
     builder cuts a text into passages as training passages were cut. With
     ``model = "ensemble"`` the LSTM's calibrated log-probabilities are stacked with the
-    n-gram model's, as ``toolkit evaluate`` fitted them (``ensemble.pkl``)."""
+    n-gram model's, as training or ``toolkit calibrate`` fitted them (``ensemble.pkl``)."""
 
     def __init__(self, run: Run, model: str = "lstm"):
         self.run = run
@@ -74,7 +74,7 @@ class Attributor:
             self.ensemble = load_ensemble(run)
             if self.calibration is None:
                 raise ToolkitError(f"{run.path} has no {runs.CALIBRATION}, which the ensemble "
-                                   f"was fitted with; run `toolkit evaluate {run.path}` again")
+                                   f"was fitted with; run `toolkit calibrate {run.path}`")
         elif model != "lstm":
             raise ToolkitError(f"--model: expected \"lstm\" or \"ensemble\", received {model!r}")
 
@@ -141,14 +141,14 @@ def calibrate(head, scores: np.ndarray, passages) -> Calibration:
 
 
 def load_ensemble(run: Run) -> dict:
-    """The stacked n-gram model and weights ``toolkit evaluate`` wrote to the run."""
+    """The stacked n-gram model and weights ``toolkit calibrate`` (or training) wrote."""
     import pickle
 
     path = run.file(runs.ENSEMBLE)
     if not path.is_file():
-        raise ToolkitError(f"{run.path} has no {runs.ENSEMBLE}: `toolkit evaluate "
+        raise ToolkitError(f"{run.path} has no {runs.ENSEMBLE}: `toolkit calibrate "
                            f"{run.path}` fits the ensemble on the validation split and "
-                           f"writes it; run that first")
+                           f"writes it (training does at its end); run that first")
     with path.open("rb") as f:
         return pickle.load(f)
 

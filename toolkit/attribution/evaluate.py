@@ -10,37 +10,20 @@ perplexity on held-out text. The data are prepared again from the run's config
 
 from __future__ import annotations
 
-import json
-import pickle
-import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from toolkit.attribution.attribute import Attributor, calibrate, passage_texts, real_tokens
+from toolkit.attribution.attribute import Attributor, passage_texts, real_tokens
 from toolkit.attribution.calibration import Calibration
+from toolkit.attribution.fitting import prepared_data, read_fitted
 from toolkit.attribution.ngrams import NGRAM_NAME, fit_ngram, ngram_log_probs
-from toolkit.data.prepare import prepare_config
 from toolkit.errors import ToolkitError
 from toolkit.model.state import reset_states
 from toolkit.runs import rundir as runs
 from toolkit.runs.rundir import Run
-
-
-def prepared_data(run: Run):
-    """The run's splits, rebuilt from its config and vocabulary and checked against split.json."""
-    prepared = prepare_config(run.components, run.config, run.vocab)
-    stored = run.file(runs.SPLIT)
-    if stored.is_file():
-        recorded = json.loads(stored.read_text())
-        for name, split in prepared.splits.items():
-            if recorded.get(name, split.sources) != split.sources:
-                raise ToolkitError(f"the {name} split rebuilt from {run.path}'s config differs "
-                                   f"from its {runs.SPLIT}: the corpus changed since training, "
-                                   f"so the report would not be about held-out text")
-    return prepared
 
 
 EVALUATED_SPLITS = ("train", "validation", "test")  # never "left_out" or "unseen"
@@ -152,19 +135,20 @@ def save_reliability_png(curves: dict[str, tuple[np.ndarray, np.ndarray]], title
 
 
 def evaluate(run_dir, split: str | None = None, baseline: bool = True,
-             unseen_author: bool = False, recalibrate: bool = False) -> dict:
+             unseen_author: bool = False) -> dict:
     """The run's report on ``split`` (default: test if it has one, else validation).
 
     A run whose head attributes gets the attribution report; any other the language
-    model's figures. The report is written to the run as ``evaluation.json`` (and
-    ``confusion.png``).
+    model's figures. Evaluating only reads the run (its model, calibration and ensemble:
+    ``toolkit calibrate`` fits those) and writes the report itself: ``evaluation.json``
+    (and for attribution ``confusion.png`` and ``reliability.png``), the same files
+    every time for the same run and split.
     """
     run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir)
     prepared = prepared_data(run)
     split = choose_split(prepared, split)
     if run.head.attributes:
-        report = attribution_report(run, prepared, split, baseline, unseen_author,
-                                    recalibrate)
+        report = attribution_report(run, prepared, split, baseline, unseen_author)
     else:
         report = language_model_report(run, prepared, split)
     runs.write_json(run.file(runs.EVALUATION), report)
@@ -209,96 +193,146 @@ def model_report(log_probs: np.ndarray, passages, labels: list[str]) -> dict:
     return report
 
 
+@dataclass
+class Scored:
+    """The evaluated split's passages and the LSTM's scores of them, and the validation
+    split's where the report uses them (``None`` when the evaluated split is validation)."""
+
+    passages: object
+    scores: np.ndarray
+    validation: object = None
+    val_scores: np.ndarray | None = None
+
+
 def attribution_report(run: Run, prepared, split: str, baseline: bool,
-                       unseen_author: bool = False, recalibrate: bool = False) -> dict:
+                       unseen_author: bool = False) -> dict:
     """The head's passage scores on ``split``, raw and calibrated, at passage and document
     level, beside the n-gram baseline trained on the same training passages and the
-    ensemble of both (stacked on the validation split); the calibration's expected
-    error before and after, and with ``unseen_author`` how well "unknown" is told apart
-    (each author held out in turn, and on the texts of authors the run never trained on).
-    ``recalibrate`` fits the run's calibration on validation again (and writes it)."""
-    from toolkit.attribution.calibration import fit_stack, log_softmax, stacked, unseen_author_auroc
-
-    builder = run.builder
+    ensemble of both (as ``toolkit calibrate`` stacked them on validation); the
+    calibration's expected error before and after, and with ``unseen_author`` how well
+    "unknown" is told apart (each author held out in turn, and on the texts of authors
+    the run never trained on). Nothing of the run is written here."""
     attributor = Attributor(run)
+    calibration, ensemble = read_fitted(run)
     labels = attributor.labels
-    passages = builder.data(prepared.splits[split], labels)
-    start = time.perf_counter()
-    scores = attributor.passage_scores(passages.ids)
-    scoring_seconds = time.perf_counter() - start
-    has_validation = split != "validation" and len(prepared.splits.get("validation", ()))
-    validation = builder.data(prepared.splits["validation"], labels) if has_validation else None
-    val_scores = attributor.passage_scores(validation.ids) if has_validation else None
-    calibration = None if recalibrate else Calibration.read(run.file(runs.CALIBRATION))
-    if calibration is None and has_validation:  # asked for, or trained before it existed
-        calibration = calibrate(run.head, val_scores, validation)
-        runs.write_json(run.file(runs.CALIBRATION), calibration.to_json())
-    raw = log_softmax(scores)
-    strangers = stranger_passages(run, prepared) if unseen_author else None
-    if strangers is not None:
-        attributor.calibration = calibration  # this report's (refitted with --recalibrate)
-        stranger_lstm = attributor.log_probs(strangers.ids)
+    scored = score_split(run, attributor, prepared, split)
     report = {"run": str(run.path), "split": split, "kind": "attribution",
-              "head": run.config["head"]["use"], **builder.describe(),
-              "passages": len(passages), "labels": labels,
+              "head": run.config["head"]["use"], **run.builder.describe(),
+              "passages": len(scored.passages), "labels": labels,
               "training_minutes": run.metrics().get("training_minutes")
-              if run.file(runs.METRICS).is_file() else None,
-              "scoring_seconds": round(scoring_seconds, 1),
-              "lstm": model_report(raw, passages, labels)}
-    curves = {"LSTM, raw": (np.exp(raw), passages.labels)}
+              if run.file(runs.METRICS).is_file() else None}
+    log_probs = lstm_figures(run, report, scored, calibration)
+    if baseline:
+        log_probs.update(baseline_figures(run, report, prepared, scored, calibration,
+                                          ensemble))
+    if unseen_author:
+        unseen_figures(run, report, prepared, attributor, scored, log_probs, calibration,
+                       ensemble)
+    save_pictures(run, report, scored.passages, log_probs)
+    return report
+
+
+def score_split(run: Run, attributor: Attributor, prepared, split: str) -> Scored:
+    """The LSTM's scores of the split's passages, and of validation's unless it is the split."""
+    builder, labels = run.builder, attributor.labels
+    passages = builder.data(prepared.splits[split], labels)
+    scored = Scored(passages, attributor.passage_scores(passages.ids))
+    if split != "validation" and len(prepared.splits.get("validation", ())):
+        scored.validation = builder.data(prepared.splits["validation"], labels)
+        scored.val_scores = attributor.passage_scores(scored.validation.ids)
+    return scored
+
+
+def lstm_figures(run: Run, report: dict, scored: Scored, calibration) -> dict:
+    """The LSTM's rows of the report (raw, calibrated, normalised on the split itself);
+    returns their log-probabilities by the name the reliability diagram shows."""
+    from toolkit.attribution.calibration import log_softmax
+
+    passages, labels = scored.passages, report["labels"]
+    raw = log_softmax(scored.scores)
+    report["lstm"] = model_report(raw, passages, labels)
+    log_probs = {"LSTM, raw": raw}
     if calibration is not None:
-        calibrated = calibration.log_probs(scores, real_tokens(passages.ids))
+        calibrated = calibration.log_probs(scored.scores, real_tokens(passages.ids))
         report["lstm_calibrated"] = model_report(calibrated, passages, labels)
         report["calibration"] = {**calibration.to_json(),
                                  "ece_before": report["lstm"]["ece"],
                                  "ece_after": report["lstm_calibrated"]["ece"],
                                  # on the validation split it is measured where it was fitted
-                                 "fitted_on_this_split": not has_validation}
-        curves["LSTM, calibrated"] = (np.exp(calibrated), passages.labels)
-    if run.head.normalise_scores != "no" and has_validation and len(passages):
-        report["lstm_transductive"] = transductive_report(scores, passages, val_scores,
-                                                          validation, labels)
-    if baseline:
-        train = builder.data(prepared.splits["train"], labels, training=True)
-        fit_start = time.perf_counter()
+                                 "fitted_on_this_split": scored.validation is None}
+        log_probs["LSTM, calibrated"] = calibrated
+    else:
+        report["calibration_missing"] = (f"{run.path} has no {runs.CALIBRATION}: "
+                                         f"`toolkit calibrate {run.path}` fits it")
+    if run.head.normalise_scores != "no" and scored.validation is not None and len(passages):
+        report["lstm_transductive"] = transductive_report(
+            scored.scores, passages, scored.val_scores, scored.validation, labels)
+    return log_probs
+
+
+def baseline_figures(run: Run, report: dict, prepared, scored: Scored, calibration,
+                     ensemble) -> dict:
+    """The n-gram baseline's row (the ensemble's n-gram model when the run has one, else
+    one fitted here on the training passages and not kept) and the ensemble's row (not
+    on the validation split it was stacked on); returns their log-probabilities."""
+    from toolkit.attribution.calibration import stacked
+
+    passages, labels = scored.passages, report["labels"]
+    if ensemble is not None:
+        ngram = ensemble["ngram"]
+    else:
+        train = run.builder.data(prepared.splits["train"], labels, training=True)
         ngram = fit_ngram(passage_texts(run, train.ids), train.labels, train.weights)
-        seconds = time.perf_counter() - fit_start
-        ngram_test = ngram_log_probs(ngram, passage_texts(run, passages.ids), len(labels))
-        report["baseline"] = {"name": NGRAM_NAME, "training_seconds": round(seconds, 1),
-                              **model_report(ngram_test, passages, labels)}
-        if calibration is not None and has_validation:  # stacked on validation only
-            ngram_val = ngram_log_probs(ngram, passage_texts(run, validation.ids), len(labels))
-            parts_val = [calibration.log_probs(val_scores, real_tokens(validation.ids)),
-                         ngram_val]
-            weights = fit_stack(parts_val, validation.labels)
-            ensemble = stacked([calibrated, ngram_test], weights)
-            report["ensemble"] = {"name": "LSTM + n-grams, stacked on validation",
-                                  "weights": {"lstm": round(weights[0], 4),
-                                              "ngram": round(weights[1], 4)},
-                                  **model_report(ensemble, passages, labels)}
-            curves["ensemble"] = (np.exp(ensemble), passages.labels)
-            runs.atomic_write(run.file(runs.ENSEMBLE), pickle.dumps(
-                {"ngram": ngram, "weights": weights, "labels": labels}))
-            if unseen_author:
-                report["unseen_author_ensemble"] = unseen_author_auroc(ensemble, passages.labels)
-            if strangers is not None:
-                stranger_ensemble = stacked([stranger_lstm, ngram_log_probs(
-                    ngram, passage_texts(run, strangers.ids), len(labels))], weights)
-    if unseen_author:
-        known = calibrated if calibration is not None else raw
-        report["unseen_author"] = unseen_author_auroc(known, passages.labels)
-        if strangers is not None:
-            models = {"lstm": (known, stranger_lstm)}
-            if "ensemble" in report:
-                models["ensemble"] = (ensemble, stranger_ensemble)
-            report["strangers"] = strangers_report(run, strangers, passages, models,
-                                                   calibration)
-    save_confusion_png(report["lstm"]["confusion"], labels,
-                       f"{run.path.name}: {split} split, accuracy {report['lstm']['accuracy']}",
+    ngram_test = ngram_log_probs(ngram, passage_texts(run, passages.ids), len(labels))
+    report["baseline"] = {"name": NGRAM_NAME, **model_report(ngram_test, passages, labels)}
+    log_probs = {"n-grams": ngram_test}
+    stacked_here = (ensemble is not None and calibration is not None
+                    and scored.validation is not None and ensemble["labels"] == labels)
+    if stacked_here:
+        lstm = calibration.log_probs(scored.scores, real_tokens(passages.ids))
+        combined = stacked([lstm, ngram_test], ensemble["weights"])
+        report["ensemble"] = {"name": "LSTM + n-grams, stacked on validation",
+                              "weights": {"lstm": round(ensemble["weights"][0], 4),
+                                          "ngram": round(ensemble["weights"][1], 4)},
+                              **model_report(combined, passages, labels)}
+        log_probs["ensemble"] = combined
+    return log_probs
+
+
+def unseen_figures(run: Run, report: dict, prepared, attributor: Attributor, scored: Scored,
+                   log_probs: dict, calibration, ensemble) -> None:
+    """How well "unknown" is told apart: each author held out in turn (AUROC), and the
+    texts of authors the run never trained on (``strangers``)."""
+    from toolkit.attribution.calibration import stacked, unseen_author_auroc
+
+    passages = scored.passages
+    known = log_probs.get("LSTM, calibrated", log_probs["LSTM, raw"])
+    report["unseen_author"] = unseen_author_auroc(known, passages.labels)
+    if "ensemble" in log_probs:
+        report["unseen_author_ensemble"] = unseen_author_auroc(log_probs["ensemble"],
+                                                               passages.labels)
+    strangers = stranger_passages(run, prepared)
+    if strangers is None:
+        return
+    stranger_lstm = attributor.log_probs(strangers.ids)  # calibrated where the run is
+    models = {"lstm": (known, stranger_lstm)}
+    if "ensemble" in log_probs:
+        stranger_ngram = ngram_log_probs(ensemble["ngram"], passage_texts(run, strangers.ids),
+                                         len(attributor.labels))
+        models["ensemble"] = (log_probs["ensemble"],
+                              stacked([stranger_lstm, stranger_ngram], ensemble["weights"]))
+    report["strangers"] = strangers_report(run, strangers, passages, models, calibration)
+
+
+def save_pictures(run: Run, report: dict, passages, log_probs: dict) -> None:
+    """The confusion matrix and the reliability diagram of the report."""
+    name, split = run.path.name, report["split"]
+    save_confusion_png(report["lstm"]["confusion"], report["labels"],
+                       f"{name}: {split} split, accuracy {report['lstm']['accuracy']}",
                        run.file(runs.CONFUSION))
-    save_reliability_png(curves, f"{run.path.name}: {split} split, passages",
-                         run.file(runs.RELIABILITY))
-    return report
+    curves = {label: (np.exp(values), passages.labels) for label, values in log_probs.items()
+              if label != "n-grams"}
+    save_reliability_png(curves, f"{name}: {split} split, passages", run.file(runs.RELIABILITY))
 
 
 @dataclass

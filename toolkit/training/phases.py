@@ -444,20 +444,11 @@ def finish_run(session: Session, model, clock) -> None:
     if pretrained and run.file(runs.PRETRAIN).is_file():
         metrics["pretrain"] = json.loads(run.file(runs.PRETRAIN).read_text())
     if session.components.head.attributes and session.val_data is not None:
-        calibration = fit_calibration(model, session.components, session.val_data.passages)
-        runs.write_json(run.file(runs.CALIBRATION), calibration.to_json())
-        metrics["calibration"] = calibration.to_json()
+        from toolkit.attribution.fitting import fit_run
+
+        # calibration.json and ensemble.pkl: what `toolkit calibrate` fits
+        metrics.update(fit_run(Run(run.path), session.prepared))
     runs.write_json(run.file(runs.METRICS), metrics)
-
-
-def fit_calibration(model, components, passages):
-    """The attribution run's :class:`~toolkit.attribution.calibration.Calibration`, fitted on its
-    validation passages."""
-    from toolkit.attribution.attribute import calibrate
-
-    head = components.head
-    return calibrate(head, head.score_passages(model, passages.ids,
-                                               components.sequences.batch_size), passages)
 
 
 def kept_epoch(session: Session) -> dict:

@@ -1,0 +1,76 @@
+"""What an attribution run fits on its own data once it is trained: the calibration (on
+the validation split) and the ensemble (the character n-gram model on the training
+passages, stacked with the calibrated LSTM by weights fitted on validation).
+
+``toolkit train`` fits both at its end and ``toolkit calibrate RUN`` fits them again
+(``calibration.json``, ``ensemble.pkl``); ``toolkit evaluate`` and ``toolkit attribute``
+only read them.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+
+from toolkit.attribution.attribute import Attributor, calibrate, passage_texts, real_tokens
+from toolkit.attribution.calibration import Calibration, fit_stack
+from toolkit.attribution.ngrams import NGRAM_NAME, fit_ngram, ngram_log_probs
+from toolkit.data.prepare import prepare_config
+from toolkit.errors import ToolkitError
+from toolkit.runs import rundir as runs
+from toolkit.runs.rundir import Run
+
+
+def prepared_data(run: Run):
+    """The run's splits, rebuilt from its config and vocabulary and checked against split.json."""
+    prepared = prepare_config(run.components, run.config, run.vocab)
+    stored = run.file(runs.SPLIT)
+    if stored.is_file():
+        recorded = json.loads(stored.read_text())
+        for name, split in prepared.splits.items():
+            if recorded.get(name, split.sources) != split.sources:
+                raise ToolkitError(f"the {name} split rebuilt from {run.path}'s config differs "
+                                   f"from its {runs.SPLIT}: the corpus changed since training, "
+                                   f"so the report would not be about held-out text")
+    return prepared
+
+
+def fit_run(run_dir, prepared=None) -> dict:
+    """Fit the run's calibration and ensemble on its validation split and write them
+    (``calibration.json``, ``ensemble.pkl``); returns what was fitted. ``prepared``: the
+    run's data when the caller has it (training does)."""
+    run = run_dir if isinstance(run_dir, Run) else Run.open(run_dir)
+    attributor = Attributor(run)
+    prepared = prepared if prepared is not None else prepared_data(run)
+    if not len(prepared.splits.get("validation", ())):
+        raise ToolkitError(f"{run.path} has no validation split to fit the calibration and "
+                           f"the ensemble on; train it with train.validation_fraction > 0")
+    labels, builder = attributor.labels, run.builder
+    validation = builder.data(prepared.splits["validation"], labels)
+    val_scores = attributor.passage_scores(validation.ids)
+    calibration = calibrate(run.head, val_scores, validation)
+    runs.write_json(run.file(runs.CALIBRATION), calibration.to_json())
+    train = builder.data(prepared.splits["train"], labels, training=True)
+    start = time.perf_counter()
+    ngram = fit_ngram(passage_texts(run, train.ids), train.labels, train.weights)
+    seconds = time.perf_counter() - start
+    ngram_val = ngram_log_probs(ngram, passage_texts(run, validation.ids), len(labels))
+    lstm_val = calibration.log_probs(val_scores, real_tokens(validation.ids))
+    weights = fit_stack([lstm_val, ngram_val], validation.labels)
+    runs.atomic_write(run.file(runs.ENSEMBLE), pickle.dumps(
+        {"ngram": ngram, "weights": weights, "labels": labels, "name": NGRAM_NAME,
+         "training_seconds": round(seconds, 1)}))
+    return {"calibration": calibration.to_json(),
+            "ensemble": {"weights": {"lstm": round(weights[0], 4), "ngram": round(weights[1], 4)},
+                         "ngram_training_seconds": round(seconds, 1),
+                         "validation_passages": len(validation)}}
+
+
+def read_fitted(run: Run) -> tuple[Calibration | None, dict | None]:
+    """The run's calibration and ensemble as fitted (``None`` for what is missing: a run
+    trained before they were fitted at its end; ``toolkit calibrate RUN`` fits them)."""
+    calibration = Calibration.read(run.file(runs.CALIBRATION))
+    path = run.file(runs.ENSEMBLE)
+    ensemble = pickle.loads(path.read_bytes()) if path.is_file() else None
+    return calibration, ensemble
