@@ -300,7 +300,7 @@ def test_random_crops_cut_the_training_text_afresh_each_epoch(tmp_path, corpus_f
     labels = prepared.labels
     passages = builder.data(prepared.splits["train"], labels, training=True)
     data = builder.training(passages, seed=1)
-    text = {name: ids for name, ids in zip(prepared.splits["train"].sources,
+    text = {name: ids for name, ids in zip(prepared.splits["train"].places,
                                           prepared.splits["train"].ids)}
     streams = {}  # each document's training ids, in order
     for source, ids in text.items():
@@ -852,8 +852,8 @@ def test_pretraining_reads_training_text_and_left_out_documents_and_the_run_star
     prepared = prepare_config(config_module.build_components(resolved, registry()), resolved)
     text = pretraining_text(prepared.splits)
     splits = prepared.splits
-    assert text.sources == splits["train"].sources + splits["left_out"].sources
-    assert [s.split(":")[0] for s in splits["left_out"].sources] == ["lonely-1"]
+    assert text.places == splits["train"].places + splits["left_out"].places
+    assert [s.split(":")[0] for s in splits["left_out"].places] == ["lonely-1"]
     def spans(sources):  # document name -> token ranges
         out = {}
         for source in sources:
@@ -862,9 +862,9 @@ def test_pretraining_reads_training_text_and_left_out_documents_and_the_run_star
             out.setdefault(name, []).append((start, stop))
         return out
 
-    held_out = spans(splits["validation"].sources + splits["test"].sources)
+    held_out = spans(splits["validation"].places + splits["test"].places)
     assert held_out
-    for name, ranges in spans(text.sources).items():  # no token read is held out
+    for name, ranges in spans(text.places).items():  # no token read is held out
         for a, b in ranges:
             assert all(b <= c or d <= a for c, d in held_out.get(name, []))
     assert "lonely" not in splits["train"].labels + splits["validation"].labels + \

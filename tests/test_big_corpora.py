@@ -69,15 +69,15 @@ def test_ids_equal_encoding_each_document_in_memory_whatever_the_chunk_size(word
     corpus = GeneratedCorpus(5, words)
     texts = [reference_pre(corpus.text(d)) for d in range(5)]
     for name, split in chunked.splits.items():
-        assert split.sources == reference.splits[name].sources
-        for ids, source in zip(split.ids, split.sources):
+        assert split.places == reference.splits[name].places
+        for ids, source in zip(split.ids, split.places):
             d, span = source.split(":")
             start, stop = map(int, span.split("-"))
             expected = reference.vocab.encode(texts[int(d[3:])][start:stop])
             np.testing.assert_array_equal(ids, expected)
     # the vocabulary was fitted on the training split only
     train_tokens = set()
-    for source in chunked.splits["train"].sources:
+    for source in chunked.splits["train"].places:
         d, span = source.split(":")
         start, stop = map(int, span.split("-"))
         train_tokens.update(texts[int(d[3:])][start:stop])
@@ -172,7 +172,7 @@ def same_prepared(a, b):
     assert a.vocab.tokens == b.vocab.tokens and a.stats == b.stats
     for name in ("train", "validation"):
         assert np.array_equal(a.splits[name].concatenated(), b.splits[name].concatenated())
-        assert a.splits[name].sources == b.splits[name].sources
+        assert a.splits[name].places == b.splits[name].places
         assert a.splits[name].labels == b.splits[name].labels
 
 

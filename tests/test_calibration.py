@@ -160,7 +160,7 @@ class Passages:
     def __init__(self, labels, tokens=20, documents=10):
         self.labels = np.asarray(labels)
         self.ids = np.ones((len(labels), tokens), np.int32)
-        self.sources = [f"doc{i % documents}-{label}:{i}-{i + 1}"
+        self.places = [f"doc{i % documents}-{label}:{i}-{i + 1}"
                         for i, label in enumerate(labels)]
 
     def __len__(self):

@@ -34,8 +34,35 @@ def test_defaults_are_filled_in():
     assert resolved["init"] == {"copy": ["encoder", "core"], "freeze": False,
                                 "unfreeze_after": 0, "lr_decay": 1.0}
     assert resolved["sequences"]["use"] == "stream"
-    assert resolved["preprocess"] == [{"use": "chars"}]
+    assert list(resolved["preprocess"]) == [{"use": "chars"}]
     assert resolved["train"]["epochs"] == 10
+
+
+def test_a_resolved_config_is_frozen_typed_and_knows_where_each_value_came_from(tmp_path):
+    from dataclasses import FrozenInstanceError
+
+    path = tmp_path / "c.toml"
+    path.write_text('[corpus]\nuse = "inline"\ntext = "abc"\n[core]\nunits = 8\n')
+    resolved = config.load(path, registry(), ["train.epochs=3", "preprocess.0.use=chars"])
+    assert resolved.core.units == 8 and resolved.train.epochs == 3
+    assert resolved.preprocess[0].use == "chars" and resolved.config_file == str(path)
+    assert str(resolved.origin("core.units")) == f"config file {path}"
+    assert str(resolved.origin("train.epochs")) == "--set train.epochs=3"
+    assert str(resolved.origin("preprocess.0.use")) == "--set preprocess.0.use=chars"
+    assert resolved.origin("train.learning_rate").kind == "default"
+    with pytest.raises(FrozenInstanceError):
+        resolved.train.epochs = 4
+    with pytest.raises(TypeError):
+        resolved["train"]["epochs"] = 4
+    with pytest.raises(AttributeError, match=r"\[core\] has no key 'unit'"):
+        resolved.core.unit
+    edited = resolved.to_dict()  # a changed config is a new one
+    edited["train"]["epochs"] = 5
+    again = config.resolve(edited, registry())
+    assert again.train.epochs == 5 and resolved.train.epochs == 3
+    written = tmp_path / "resolved.toml"  # what a run stores, read back the same
+    written.write_text(config.dumps(resolved))
+    assert config.load(written, registry()).to_dict() == resolved.to_dict()
 
 
 @pytest.mark.parametrize("raw,message", [

@@ -110,8 +110,8 @@ VALUES = st.recursive(
 def test_any_config_is_resolved_or_refused_in_one_line(raw):
     reg = registry()
     try:
-        resolved = config_module.resolve(raw, reg, source="random.toml")
-        config_module.build_components(resolved, reg, source="random.toml")
+        resolved = config_module.resolve(raw, reg, config_file="random.toml")
+        config_module.build_components(resolved, reg, config_file="random.toml")
     except ToolkitError as err:  # anything else would be a traceback for the user
         assert str(err) and "\n" not in str(err)
 

@@ -40,7 +40,7 @@ class TrainedRun(Run):
 
         given = {"prime": prime, "length": length, "samples": samples,
                  "temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
-        options = {**self.config["generate"], **{k: v for k, v in given.items()
+        options = {**self.config.generate, **{k: v for k, v in given.items()
                                                  if v is not None}}
         options = params.validate(generate_settings, options, "generate")
         generator = self.generator(options.pop("samples"), author)

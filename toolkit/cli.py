@@ -48,7 +48,7 @@ def cmd_generate(args) -> int:
     from toolkit.runs.rundir import Run
 
     run = Run.open(args.run)
-    defaults = run.config["generate"]
+    defaults = run.config.generate
     options = {key: getattr(args, key) if getattr(args, key) is not None else defaults.get(key)
                for key in ("prime", "length", "temperature", "top_k", "top_p", "samples", "seed")}
     check_generate_options(options)
@@ -89,7 +89,7 @@ def cmd_attribute(args) -> int:
         shown = ", ".join(f"{author} {p:.3f}" for author, p in result.ranking[:args.top])
         note = ("" if result.calibrated else f"; uncalibrated: `toolkit calibrate {args.run}` "
                 f"fits the run's calibration")
-        print(f"{result.source}: {result.answer}  ({shown}; {result.passages} passage"
+        print(f"{result.input_name}: {result.answer}  ({shown}; {result.passages} passage"
               f"{'s' if result.passages != 1 else ''}, {result.tokens} tokens{note})")
     return 0
 
@@ -153,7 +153,7 @@ def cmd_config_show(args) -> int:
 
     reg = registry()
     resolved = config_module.load(args.file, reg, args.set)
-    config_module.build_components(resolved, reg, source=args.file)
+    config_module.build_components(resolved, reg, config_file=args.file)
     sys.stdout.write(config_module.dumps(resolved))
     return 0
 

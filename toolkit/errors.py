@@ -19,11 +19,11 @@ class TrainingDiverged(ToolkitError):
 class ConfigError(ToolkitError):
     """An invalid configuration value; the message starts with the key path."""
 
-    def __init__(self, path: str, message: str, source: str | None = None):
+    def __init__(self, path: str, message: str, config_file: str | None = None):
         self.path = path
         self.message = message
-        self.source = source
-        where = f"{source}: " if source else ""
+        self.config_file = config_file
+        where = f"{config_file}: " if config_file else ""
         super().__init__(f"{where}{path}: {message}" if path else f"{where}{message}")
 
 

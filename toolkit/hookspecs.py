@@ -280,7 +280,7 @@ class Passages:
     ids: "np.ndarray"      # (passages, length), right-padded with 0
     labels: "np.ndarray"   # (passages,) index into the run's label list
     weights: "np.ndarray"  # (passages,) sample weight of each passage
-    sources: list[str] = field(default_factory=list)
+    places: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)

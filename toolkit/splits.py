@@ -20,14 +20,14 @@ class Segment:
 class Split:
     """The token ids of one split as segments, each with its document's label and origin.
 
-    ``sources[i]`` is ``"document name:start-stop"`` in token positions: enough to
+    ``places[i]`` is ``"document name:start-stop"`` in token positions: enough to
     check that no text appears in two splits. Prepared splits hold views of one
     memory-mapped array of ids (``flat``).
     """
 
     ids: list[np.ndarray] = field(default_factory=list)
     labels: list[str | None] = field(default_factory=list)
-    sources: list[str] = field(default_factory=list)
+    places: list[str] = field(default_factory=list)
     flat: np.ndarray | None = None  # every segment's ids end to end, when stored that way
 
     def __len__(self) -> int:

@@ -34,7 +34,7 @@ from toolkit.data.vocab import OOV, PAD
 class Attribution:
     """The ranked authors of one text, and the answer: the top author, or ``unknown``."""
 
-    source: str
+    input_name: str
     passages: int
     tokens: int
     unknown_tokens: int
@@ -43,7 +43,7 @@ class Attribution:
     calibrated: bool = False
 
     def to_json(self) -> dict:
-        return {"file": self.source, "answer": self.answer, "calibrated": self.calibrated,
+        return {"file": self.input_name, "answer": self.answer, "calibrated": self.calibrated,
                 "passages": self.passages, "tokens": self.tokens,
                 "unknown_tokens": self.unknown_tokens,
                 "ranking": [{"author": a, "probability": p} for a, p in self.ranking]}
@@ -61,7 +61,7 @@ class Attributor:
         self.run = run
         self.head, self.builder = run.head, run.builder
         if not self.head.attributes:
-            raise ToolkitError(f"{run.path} is a {run.config['head']['use']!r} run: it "
+            raise ToolkitError(f"{run.path} is a {run.config.head.use!r} run: it "
                                f"generates text and cannot attribute it; train a classifier "
                                f"or author-lms run (see docs/attribution.md)")
         if not run.labels:
@@ -102,23 +102,23 @@ class Attributor:
         passages = self.builder.passages(ids)
         return passages[(passages != PAD).sum(axis=1) >= self.head.min_tokens]
 
-    def attribute_text(self, text: str, source: str) -> Attribution:
+    def attribute_text(self, text: str, input_name: str) -> Attribution:
         """Rank the run's authors for one text, and answer (an author, or ``unknown``)."""
         tokens = self.run.preprocessor(text)
         if not tokens:
-            raise ToolkitError(f"{source}: no tokens after preprocessing (is it empty?); "
+            raise ToolkitError(f"{input_name}: no tokens after preprocessing (is it empty?); "
                                f"give a text of at least a sentence")
         ids = self.run.vocab.encode(tokens)
         passages = self.cut(ids)
         if not len(passages):
-            raise ToolkitError(f"{source}: {len(ids)} token(s) are too few to score; "
+            raise ToolkitError(f"{input_name}: {len(ids)} token(s) are too few to score; "
                                f"give a longer text")
-        _, pooled = pool(self.log_probs(passages), [source] * len(passages))
+        _, pooled = pool(self.log_probs(passages), [input_name] * len(passages))
         probabilities = np.exp(pooled[0])
         order = np.argsort(-probabilities, kind="stable")
         unknown = self.calibration is not None and self.calibration.is_unknown(pooled)[0]
         answer = UNKNOWN if unknown else self.labels[order[0]]
-        return Attribution(source, len(passages), len(ids), int((ids == OOV).sum()),
+        return Attribution(input_name, len(passages), len(ids), int((ids == OOV).sum()),
                            [(self.labels[i], float(probabilities[i])) for i in order],
                            answer, self.calibration is not None)
 
@@ -177,8 +177,8 @@ def attribute_files(run_dir: str | Path, names: list[str],
                     model: str = "lstm") -> list[Attribution]:
     """Attribute each file (``-`` is standard input); every file is read before any is scored."""
     texts = [(name if name != "-" else "<stdin>", read_text(name)) for name in names]
-    for source, text in texts:
+    for input_name, text in texts:
         if not text.strip():
-            raise ToolkitError(f"{source}: is empty; give a text to attribute")
+            raise ToolkitError(f"{input_name}: is empty; give a text to attribute")
     attributor = Attributor(Run.open(run_dir), model)
-    return [attributor.attribute_text(text, source) for source, text in texts]
+    return [attributor.attribute_text(text, input_name) for input_name, text in texts]

@@ -164,13 +164,13 @@ def language_model_report(run: Run, prepared, split: str) -> dict:
     results = model.evaluate(data.dataset(), return_dict=True, verbose=0)
     figures = run.head.summarize(results)
     return {"run": str(run.path), "split": split, "kind": "language model",
-            "head": run.config["head"]["use"], "tokens": prepared.splits[split].num_tokens,
+            "head": run.config.head.use, "tokens": prepared.splits[split].num_tokens,
             **figures, "summary": run.head.describe(figures)}
 
 
-def document_of(source: str) -> str:
-    """The document a passage came from: its source without ``:start-stop`` (and ``#i/n``)."""
-    return source.rsplit(":", 1)[0]
+def document_of(place: str) -> str:
+    """The document a passage came from: its place without ``:start-stop`` (and ``#i/n``)."""
+    return place.rsplit(":", 1)[0]
 
 
 def model_report(log_probs: np.ndarray, passages, labels: list[str]) -> dict:
@@ -181,10 +181,10 @@ def model_report(log_probs: np.ndarray, passages, labels: list[str]) -> dict:
 
     report = classification_report(passages.labels, log_probs.argmax(axis=1), labels)
     report["ece"] = round(expected_calibration_error(np.exp(log_probs), passages.labels), 4)
-    if len(passages.sources) != len(passages):  # a builder that does not say where passages lie
+    if len(passages.places) != len(passages):  # a builder that does not say where passages lie
         return report
-    documents, pooled = pool(log_probs, [document_of(s) for s in passages.sources])
-    truth = {document_of(s): label for s, label in zip(passages.sources, passages.labels)}
+    documents, pooled = pool(log_probs, [document_of(s) for s in passages.places])
+    truth = {document_of(s): label for s, label in zip(passages.places, passages.labels)}
     true = np.array([truth[d] for d in documents])
     by_document = classification_report(true, pooled.argmax(axis=1), labels)
     report["documents"] = {"count": len(documents), "accuracy": by_document["accuracy"],
@@ -217,7 +217,7 @@ def attribution_report(run: Run, prepared, split: str, baseline: bool,
     labels = attributor.labels
     scored = score_split(run, attributor, prepared, split)
     report = {"run": str(run.path), "split": split, "kind": "attribution",
-              "head": run.config["head"]["use"], **run.builder.describe(),
+              "head": run.config.head.use, **run.builder.describe(),
               "passages": len(scored.passages), "labels": labels,
               "training_minutes": run.metrics().get("training_minutes")
               if run.file(runs.METRICS).is_file() else None}
@@ -341,7 +341,7 @@ class Strangers:
     it comes from, its author and the split it was planned in."""
 
     ids: np.ndarray
-    sources: list[str]
+    places: list[str]
     authors: list[str]
     splits: list[str]
 
@@ -352,22 +352,22 @@ class Strangers:
 def stranger_passages(run: Run, prepared) -> Strangers | None:
     """The passages of :data:`STRANGER_SPLITS` the head can score; ``None`` when the run
     has no such text."""
-    ids, sources, authors, splits = [], [], [], []
+    ids, places, authors, splits = [], [], [], []
     for name in STRANGER_SPLITS:
         split = prepared.splits.get(name)
         if split is None or not len(split):
             continue
         rows = run.builder.data(split)  # no labels: these authors have no head
-        author_of = {document_of(s): label for s, label in zip(split.sources, split.labels)}
+        author_of = {document_of(s): label for s, label in zip(split.places, split.labels)}
         keep = real_tokens(rows.ids) >= max(run.head.min_tokens, 1)
         ids.append(rows.ids[keep])
-        kept_sources = [s for s, k in zip(rows.sources, keep) if k]
-        sources += kept_sources
-        authors += [author_of[document_of(s)] for s in kept_sources]
-        splits += [name] * len(kept_sources)
-    if not sources:
+        kept_places = [s for s, k in zip(rows.places, keep) if k]
+        places += kept_places
+        authors += [author_of[document_of(s)] for s in kept_places]
+        splits += [name] * len(kept_places)
+    if not places:
         return None
-    return Strangers(np.concatenate(ids), sources, authors, splits)
+    return Strangers(np.concatenate(ids), places, authors, splits)
 
 
 def strangers_report(run: Run, strangers: Strangers, passages, models: dict,
@@ -378,9 +378,9 @@ def strangers_report(run: Run, strangers: Strangers, passages, models: dict,
     from toolkit.attribution.calibration import stranger_separation
 
     threshold = calibration.unknown_below if calibration is not None else None
-    known_documents = ([document_of(s) for s in passages.sources]
-                       if len(passages.sources) == len(passages) else [])
-    stranger_documents = [document_of(s) for s in strangers.sources]
+    known_documents = ([document_of(s) for s in passages.places]
+                       if len(passages.places) == len(passages) else [])
+    stranger_documents = [document_of(s) for s in strangers.places]
     read = run.config.get("pretrain", {}).get("epochs", 0) > 0 and "left_out" in strangers.splits
     report = {"authors": sorted(set(strangers.authors), key=str),
               "documents": len(set(stranger_documents)), "passages": len(strangers),

@@ -29,7 +29,7 @@ def prepared_data(run: Run):
     if stored.is_file():
         recorded = json.loads(stored.read_text())
         for name, split in prepared.splits.items():
-            if recorded.get(name, split.sources) != split.sources:
+            if recorded.get(name, split.places) != split.places:
                 raise ToolkitError(f"the {name} split rebuilt from {run.path}'s config differs "
                                    f"from its {runs.SPLIT}: the corpus changed since training, "
                                    f"so the report would not be about held-out text")

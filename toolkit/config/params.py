@@ -145,7 +145,7 @@ def parameters(factory: Callable) -> dict[str, inspect.Parameter]:
 
 
 def validate(factory: Callable, table: dict[str, Any], path: str,
-             source: str | None = None) -> dict[str, Any]:
+             config_file: str | None = None) -> dict[str, Any]:
     """Check ``table`` against ``factory``'s parameters; return it with defaults filled in."""
     params = parameters(factory)
     for key in table:
@@ -153,7 +153,7 @@ def validate(factory: Callable, table: dict[str, Any], path: str,
             known = ", ".join(params) or "(no keys)"
             raise ConfigError(f"{path}.{key}" if path else key,
                               f"unknown key.{did_you_mean(key, params)} Known keys here: "
-                              f"{known}", source)
+                              f"{known}", config_file)
     result = {}
     for name, param in params.items():
         key_path = f"{path}.{name}" if path else name
@@ -162,13 +162,13 @@ def validate(factory: Callable, table: dict[str, Any], path: str,
             value = table.get(name, {})
             if not isinstance(value, dict):
                 raise ConfigError(key_path, f"expected {describe(param.annotation)}, "
-                                            f"received {show(value)}", source)
-            result[name] = validate(nested.settings, value, key_path, source)
+                                            f"received {show(value)}", config_file)
+            result[name] = validate(nested.settings, value, key_path, config_file)
             continue
         if name not in table:
             if param.default is inspect.Parameter.empty:
                 raise ConfigError(key_path, f"missing; expected {describe(param.annotation)}",
-                                  source)
+                                  config_file)
             if param.default is not None:
                 result[name] = list(param.default) if isinstance(param.default, tuple) \
                     else param.default
@@ -176,6 +176,6 @@ def validate(factory: Callable, table: dict[str, Any], path: str,
         ok, value = coerce(param.annotation, table[name])
         if not ok:
             raise ConfigError(key_path, f"expected {describe(param.annotation)}, "
-                                        f"received {show(table[name])}", source)
+                                        f"received {show(table[name])}", config_file)
         result[name] = value
     return result

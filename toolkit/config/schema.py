@@ -29,8 +29,8 @@ from typing import Any, Literal
 import tomli_w
 
 from toolkit import hookspecs
-
 from toolkit.config import params
+from toolkit.config.typed import Config, Origin
 from toolkit.errors import ConfigError, ToolkitError, did_you_mean
 from toolkit.config.params import (Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat,
                             PositiveInt, Probability)
@@ -124,7 +124,7 @@ def init_settings(run: str | None = None,
                   lr_decay: float = 1.0):
     """Start from another trained run's weights: ``run`` is its directory; ``copy`` lists
     what is copied, layer by layer (``"encoder"``, ``"core"``; ``"head"`` starts a
-    generator's head, or every author's head of ``author-lms``, from the source's
+    generator's head, or every author's head of ``author-lms``, from the config_file's
     generator head); copying the encoder also takes that run's vocabulary. ``freeze`` keeps the copied layers fixed, and
     ``unfreeze_after`` = N trains them again from epoch N on (0 = never). ``lr_decay``
     = D (ULMFiT's discriminative fine-tuning; 1 = off) steps the copied layers more
@@ -185,27 +185,27 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     given: dict[int, set] = {}      # id(table) -> keys set on it with --set
     replaced: dict[int, dict] = {}  # id(table) -> table whose component changed
     for item in overrides:
-        source = f"--set {item}"
+        config_file = f"--set {item}"
         key_path, sep, text = item.partition("=")
         parts = key_path.strip().split(".")
         if not sep or len(parts) < 2 or not all(parts):
-            raise ConfigError("", f"expected SECTION.KEY=VALUE, received {item!r}", source)
+            raise ConfigError("", f"expected SECTION.KEY=VALUE, received {item!r}", config_file)
         node: Any = raw
         for depth, part in enumerate(parts[:-1]):
             where = ".".join(parts[: depth + 1])
             if isinstance(node, list):
                 if not part.isdigit() or int(part) >= len(node):
-                    raise ConfigError(where, f"no item {part} in a list of {len(node)}", source)
+                    raise ConfigError(where, f"no item {part} in a list of {len(node)}", config_file)
                 node = node[int(part)]
             else:
                 if part == "preprocess" and part not in node:
                     node[part] = copy.deepcopy(DEFAULT_PREPROCESS)
                 node = node.setdefault(part, {})
             if not isinstance(node, (dict, list)):
-                raise ConfigError(where, "is a value, not a section", source)
+                raise ConfigError(where, "is a value, not a section", config_file)
         if isinstance(node, list):
             raise ConfigError(key_path, "cannot replace a whole list item; set one of its keys",
-                              source)
+                              config_file)
         key, text = parts[-1], text.strip()
         if not text:
             node.pop(key, None)
@@ -221,107 +221,131 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def resolve(raw: dict[str, Any], registry: Registry, source: str | None = None) -> dict[str, Any]:
-    """Validate a raw config and return it complete, every default filled in."""
+def resolve(raw: dict[str, Any], registry: Registry, config_file: str | None = None,
+            overrides: list[str] = ()) -> Config:
+    """Validate a raw config and return it complete, every default filled in, as a frozen
+    :class:`~toolkit.config.typed.Config` that knows where each value came from: one of
+    ``overrides`` (``--set``), ``raw`` (the file ``config_file`` names), or the default."""
     for section in raw:
         if section not in SECTIONS:
             raise ConfigError(section, f"unknown section.{did_you_mean(section, SECTIONS)} "
-                                       f"Known sections: {', '.join(SECTIONS)}", source)
+                                       f"Known sections: {', '.join(SECTIONS)}", config_file)
     resolved: dict[str, Any] = {}
     for section in SECTIONS:
         value = raw.get(section)
         if section == "preprocess":
-            resolved[section] = resolve_preprocess(value, registry, source)
+            resolved[section] = resolve_preprocess(value, registry, config_file)
         elif section in COMPONENT_SECTIONS:
-            resolved[section] = resolve_component(section, value, registry, source)
+            resolved[section] = resolve_component(section, value, registry, config_file)
         else:
-            table = expect_table(section, value if value is not None else {}, source)
-            resolved[section] = params.validate(PLAIN_SECTIONS[section], table, section, source)
-    check_init(resolved["init"], resolved["pretrain"], source)
+            table = expect_table(section, value if value is not None else {}, config_file)
+            resolved[section] = params.validate(PLAIN_SECTIONS[section], table, section, config_file)
+    check_init(resolved["init"], resolved["pretrain"], config_file)
     vocab = resolved["vocab"]
     if vocab["subword"] == "wordpiece" and vocab["min_count"] != 1:
         raise ConfigError("vocab.min_count", "is not used with subword = \"wordpiece\" "
                                              "(WordPiece keeps every character); remove it "
-                                             "or use max_size", source)
-    return resolved
+                                             "or use max_size", config_file)
+    return Config.of(resolved, origins(resolved, raw, config_file, overrides), config_file)
 
 
-def check_init(init: dict[str, Any], pretrain: dict[str, Any], source: str | None) -> None:
+def origins(resolved: dict, raw: dict, config_file: str | None, overrides: list[str]) -> dict:
+    """Where each value of ``resolved`` came from, by key path."""
+    given = {tuple(int(p) if p.isdigit() else p for p in item.partition("=")[0].strip()
+                   .split(".")): item for item in overrides}
+    kind = "config dict" if config_file in (None, "config dict") else "config file"
+    found = {}
+    for name, value in resolved.items():
+        tables = [((name, i), stage, raw_stage) for i, (stage, raw_stage) in enumerate(zip(
+            value, raw.get(name) or [{}] * len(value)))] if isinstance(value, list) \
+            else [((name,), value, raw.get(name) or {})]
+        for prefix, table, raw_table in tables:
+            for key in table:
+                path = (*prefix, key)
+                if path in given:
+                    found[path] = Origin("--set", f"--set {given[path]}")
+                elif isinstance(raw_table, dict) and key in raw_table:
+                    found[path] = Origin(kind, config_file or "")
+    return found
+
+
+def check_init(init: dict[str, Any], pretrain: dict[str, Any], config_file: str | None) -> None:
     """Refuse ``[init]`` settings that cannot apply: those about copied weights need
     ``init.run`` or ``[pretrain]``."""
     if init["lr_decay"] < 1.0:
         raise ConfigError("init.lr_decay", f"must be at least 1 (1 = one learning rate for "
                                            f"every layer), received {init['lr_decay']}",
-                          source)
+                          config_file)
     for key, off in (("freeze", False), ("unfreeze_after", 0), ("lr_decay", 1.0)):
         if init.get("run") is None and not pretrain["epochs"] and init[key] != off:
             raise ConfigError(f"init.{key}", "applies to weights copied from another run or "
                                              "from pretraining; set init.run to a trained "
-                                             "run directory, or pretrain.epochs", source)
+                                             "run directory, or pretrain.epochs", config_file)
     if init["unfreeze_after"] and not init["freeze"]:
         raise ConfigError("init.unfreeze_after", "unfreezes frozen layers; set init.freeze = "
-                                                 "true too", source)
+                                                 "true too", config_file)
     if not init["copy"]:
         raise ConfigError("init.copy", "copies nothing; list \"encoder\", \"core\" or both "
-                                       "(and \"head\")", source)
+                                       "(and \"head\")", config_file)
     if len(set(init["copy"])) != len(init["copy"]):
-        raise ConfigError("init.copy", f"names a part twice: {init['copy']}", source)
+        raise ConfigError("init.copy", f"names a part twice: {init['copy']}", config_file)
 
 
-def expect_table(path: str, value: Any, source: str | None) -> dict[str, Any]:
+def expect_table(path: str, value: Any, config_file: str | None) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise ConfigError(path, f"expected a table, received {params.show(value)}", source)
+        raise ConfigError(path, f"expected a table, received {params.show(value)}", config_file)
     return value
 
 
 def resolve_component(section: str, value: Any, registry: Registry,
-                      source: str | None, path: str | None = None,
+                      config_file: str | None, path: str | None = None,
                       family: str | None = None) -> dict[str, Any]:
     path = path or section
     family_name, default = COMPONENT_SECTIONS.get(section, (family, None))
     if value is None:
         if default is None:
             raise ConfigError(path, f"missing section; choose a {family_name} with "
-                                    f"use = one of {registry.names(family_name)}", source)
+                                    f"use = one of {registry.names(family_name)}", config_file)
         value = {"use": default}
-    table = dict(expect_table(path, value, source))
+    table = dict(expect_table(path, value, config_file))
     if section == "core":
         moved = sorted(k for k in table if k in MOVED_TO_INIT)
         if moved:
             keys = ", ".join(f"init.{MOVED_TO_INIT[k]}" for k in moved)
             raise ConfigError(f"core.{moved[0]}", f"weight initialisation has its own section "
                                                   f"now: write {keys} under [init] instead",
-                              source)
+                              config_file)
     name = table.pop("use", default)
     if not isinstance(name, str):
         raise ConfigError(f"{path}.use", f"expected the name of a {family_name}, "
-                                         f"received {params.show(name)}", source)
+                                         f"received {params.show(name)}", config_file)
     try:
         component = registry.get(family_name, name, key=f"{path}.use")
     except ConfigError as err:
-        raise ConfigError(err.path, err.message, source) from None
-    return {"use": name, **params.validate(component.factory, table, path, source)}
+        raise ConfigError(err.path, err.message, config_file) from None
+    return {"use": name, **params.validate(component.factory, table, path, config_file)}
 
 
-def resolve_preprocess(value: Any, registry: Registry, source: str | None) -> list[dict]:
+def resolve_preprocess(value: Any, registry: Registry, config_file: str | None) -> list[dict]:
     if value is None:
         value = copy.deepcopy(DEFAULT_PREPROCESS)
     if not isinstance(value, list) or not value:
         raise ConfigError("preprocess", "expected a non-empty list of stages "
                                         "([[preprocess]] tables), received "
-                                        f"{params.show(value)}", source)
-    return [resolve_component("preprocess", stage, registry, source,
+                                        f"{params.show(value)}", config_file)
+    return [resolve_component("preprocess", stage, registry, config_file,
                               path=f"preprocess.{i}", family="preprocessor")
             for i, stage in enumerate(value)]
 
 
 def load(path: str | Path | dict, registry: Registry, overrides: list[str] = (),
-         source: str | None = None) -> dict[str, Any]:
+         config_file: str | None = None) -> Config:
     """Read, override and resolve a config file (or a dict laid out like one); an error
     about a key given with ``--set`` names that flag rather than the file."""
     raw = apply_overrides(path if isinstance(path, dict) else read(path), list(overrides))
     try:
-        return resolve(raw, registry, source=source or source_name(path))
+        return resolve(raw, registry, config_file=config_file or config_file_name(path),
+                       overrides=list(overrides))
     except ConfigError as err:
         for item in overrides:
             key = item.partition("=")[0].strip()
@@ -331,7 +355,7 @@ def load(path: str | Path | dict, registry: Registry, overrides: list[str] = (),
         raise
 
 
-def source_name(config: str | Path | dict) -> str:
+def config_file_name(config: str | Path | dict) -> str:
     """How messages name a config: its path, or "config dict" for one given from Python."""
     return "config dict" if isinstance(config, dict) else str(config)
 
@@ -364,8 +388,10 @@ def upgrade_stored(stored: dict[str, Any]) -> dict[str, Any]:
     return stored
 
 
-def dumps(resolved: dict[str, Any]) -> str:
+def dumps(resolved: Config | dict[str, Any]) -> str:
     """The resolved config as TOML, in the form config files use (``[[preprocess]]`` tables)."""
+    if isinstance(resolved, Config):
+        resolved = resolved.to_dict()
     parts = []
     for section, value in resolved.items():
         if isinstance(value, list):
@@ -393,45 +419,45 @@ CONTRACTS = {"core": hookspecs.Core, "sequence builder": hookspecs.SequenceBuild
 
 
 def instantiate(section: str, table: dict[str, Any], family: str, registry: Registry,
-                source: str | None = None):
+                config_file: str | None = None):
     """Create one component; a factory's ``ValueError`` becomes a config error at ``section``."""
     settings = dict(table)
     component = registry.get(family, settings.pop("use"), key=f"{section}.use")
     try:
         made = component.factory(**settings)
     except ValueError as err:
-        raise ConfigError(section, str(err), source) from None
+        raise ConfigError(section, str(err), config_file) from None
     contract = CONTRACTS.get(family)
     if contract is not None and not isinstance(made, contract):
         raise ConfigError(f"{section}.use", f"{component.name!r} (plugin {component.plugin!r}) "
                                             f"gives a {type(made).__name__}, which must "
                                             f"subclass toolkit.hookspecs.{contract.__name__}: "
-                                            f"the toolkit reads the members it declares", source)
+                                            f"the toolkit reads the members it declares", config_file)
     return made
 
 
 def build_components(resolved: dict[str, Any], registry: Registry,
-                     source: str | None = None) -> Components:
+                     config_file: str | None = None) -> Components:
     """Instantiate every component of a resolved config and check that they fit together."""
     from toolkit.data.preprocess import check_chain
 
-    made = {section: instantiate(section, resolved[section], family, registry, source)
+    made = {section: instantiate(section, resolved[section], family, registry, config_file)
             for section, (family, _) in COMPONENT_SECTIONS.items()}
-    stages = [instantiate(f"preprocess.{i}", stage, "preprocessor", registry, source)
+    stages = [instantiate(f"preprocess.{i}", stage, "preprocessor", registry, config_file)
               for i, stage in enumerate(resolved["preprocess"])]
-    check_chain(stages, [stage["use"] for stage in resolved["preprocess"]], source)
+    check_chain(stages, [stage["use"] for stage in resolved["preprocess"]], config_file)
     components = Components(stages=stages, **made)
     tokenizer = next(s for s in stages if s.consumes == "text" and s.produces == "tokens")
     if resolved["vocab"]["subword"] == "wordpiece" and tokenizer.unit == "characters":
         raise ConfigError("vocab.subword", "\"wordpiece\" splits words into pieces, but the "
                                            "tokenizer gives single characters; use a word "
                                            "tokenizer (`toolkit plugins` lists them) or "
-                                           "subword = \"none\"", source)
+                                           "subword = \"none\"", config_file)
     try:
         components.sequences.accept_head(components.head)
     except ValueError as err:
         raise ConfigError("head.use", f"{params.show(resolved['head']['use'])}: {err}",
-                          source) from None
+                          config_file) from None
     if components.sequences.resets_state and components.core.recurrent_dropout:
         # Plugin cores' layers are checked when the model is built (Keras is not loaded yet).
         raise ConfigError("sequences.documents", (
@@ -439,7 +465,7 @@ def build_components(resolved: dict[str, Any], registry: Registry,
             f"which dropout inside the recurrent cell prevents (core.recurrent_dropout = "
             f"{components.core.recurrent_dropout}); set it to 0 (core.dropout, between "
             f"layers, is fine), or documents = \"joined\" to read the documents as one "
-            f"text"), source)
+            f"text"), config_file)
     core_stateful = components.core.stateful
     if core_stateful is not None and core_stateful != components.sequences.stateful:
         raise ConfigError(
@@ -447,5 +473,5 @@ def build_components(resolved: dict[str, Any], registry: Registry,
             f"sequences.use = {params.show(resolved['sequences']['use'])} needs a "
             f"{'stateful' if components.sequences.stateful else 'stateless'} core, received "
             f"stateful = {params.show(core_stateful)}; remove core.stateful to follow the "
-            f"sequence builder", source)
+            f"sequence builder", config_file)
     return components

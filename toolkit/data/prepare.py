@@ -47,6 +47,7 @@ class Prepared:
 
 def cache_settings(resolved: dict) -> dict:
     """The parts of a resolved config that decide the token ids and the split (the cache key)."""
+    resolved = resolved.to_dict() if hasattr(resolved, "to_dict") else resolved
     sequences = {k: v for k, v in resolved["sequences"].items() if k != "batch_size"}
     return {**{section: resolved[section] for section in ("corpus", "preprocess", "vocab")},
             "sequences": sequences, "head": resolved["head"]["use"],

@@ -41,7 +41,7 @@ PIECE = 500_000
 BLANK_LINE = re.compile(r"\n\s*\n")  # a piece ends where a match of this ends
 
 
-def check_chain(stages: Sequence[Stage], names: Sequence[str], source: str | None = None):
+def check_chain(stages: Sequence[Stage], names: Sequence[str], config_file: str | None = None):
     """Refuse a chain whose stages do not fit one after the other or that never tokenizes."""
     current: Kind = "text"
     for i, (stage, name) in enumerate(zip(stages, names)):
@@ -49,11 +49,11 @@ def check_chain(stages: Sequence[Stage], names: Sequence[str], source: str | Non
             hint = ("put text stages before the tokenizer" if current == "tokens"
                     else "add a tokenizer stage (such as \"chars\") before it")
             raise ConfigError(f"preprocess.{i}", f"stage {name!r} works on {stage.consumes}, "
-                                                 f"but it receives {current}; {hint}", source)
+                                                 f"but it receives {current}; {hint}", config_file)
         current = stage.produces
     if current != "tokens":
         raise ConfigError("preprocess", "the chain never splits text into tokens; add a "
-                                        "tokenizer stage such as { use = \"chars\" }", source)
+                                        "tokenizer stage such as { use = \"chars\" }", config_file)
 
 
 class Preprocessor:

@@ -49,14 +49,14 @@ def passages_from_split(split: Split, length: int, labels: list[str],
     WordPiece pieces) is cut into equal rows of at most ``length``, so every id planned
     is fed. ``class_weight = "balanced"`` weights the rows by their authors' shares."""
     index = {label: i for i, label in enumerate(labels)}
-    rows, row_labels, sources = [], [], []
-    for ids, label, source in zip(split.ids, split.labels, split.sources):
+    rows, row_labels, places = [], [], []
+    for ids, label, place in zip(split.ids, split.labels, split.places):
         count = max(1, -(-len(ids) // length))
         bounds = np.linspace(0, len(ids), count + 1).round().astype(int)
         for i, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])):
             rows.append(ids[a:b])
             row_labels.append(label)
-            sources.append(source if count == 1 else f"{source}#{i + 1}/{count}")
+            places.append(place if count == 1 else f"{place}#{i + 1}/{count}")
     matrix = np.zeros((len(rows), length), np.int32)
     for r, row in enumerate(rows):
         matrix[r, :len(row)] = row
@@ -67,7 +67,7 @@ def passages_from_split(split: Split, length: int, labels: list[str],
                                     f"every author needs training text")
     shares = balanced_weights(row_labels) if class_weight == "balanced" else {}
     weights = np.array([shares.get(label, 1.0) for label in row_labels], np.float32)
-    return Passages(matrix, label_ids.reshape(-1), weights, sources)
+    return Passages(matrix, label_ids.reshape(-1), weights, places)
 
 
 def balanced_weights(labels: list[str]) -> dict[str, float]:
@@ -79,13 +79,13 @@ def balanced_weights(labels: list[str]) -> dict[str, float]:
 def contiguous_runs(passages: Passages):
     """Passages that follow one another in a document, joined into runs of ids: for each
     run its ids, and for each passage ``(run, start in the run, length)``. ``None`` when
-    the sources do not say where passages lie (rows cut further, or no sources)."""
-    if len(passages.sources) != len(passages) or any(SPLIT_ROW.search(s)
-                                                      for s in passages.sources):
+    the places do not say where passages lie (rows cut further, or no places)."""
+    if len(passages.places) != len(passages) or any(SPLIT_ROW.search(s)
+                                                      for s in passages.places):
         return None
     runs, rows, previous = [], [], None
-    for source, row in zip(passages.sources, passages.ids):
-        document, span = source.rsplit(":", 1)
+    for place, row in zip(passages.places, passages.ids):
+        document, span = place.rsplit(":", 1)
         start, stop = map(int, span.split("-"))
         ids = row[:np.count_nonzero(row)]  # right-padded with PAD = 0
         if previous == (document, start):

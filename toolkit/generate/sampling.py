@@ -41,7 +41,7 @@ CHUNK = 256
 def author_index(run: Run, author: str) -> int:
     """The index of ``author`` in a per-author language-model run, with errors a user can act on."""
     if not run.head.writes_per_author:
-        raise ToolkitError(f"--author: {run.path} is a {run.config['head']['use']!r} run; "
+        raise ToolkitError(f"--author: {run.path} is a {run.config.head.use!r} run; "
                            f"only runs with a language model per author (author-lms) "
                            f"write in one author's style")
     if author not in run.labels:

@@ -74,20 +74,20 @@ def layers_of(model: keras.Model, parts=("encoder", "core")) -> list[keras.layer
     return [layer for layer in model.layers if part(layer) in parts]
 
 
-def copy_weights(source: keras.Model, target: keras.Model, parts=("encoder", "core"),
-                 where: str = "the source run", heads: tuple | None = None) -> list[str]:
-    """Copy the weights of ``parts`` of ``source`` into ``target``, layer by name; returns
+def copy_weights(donor: keras.Model, target: keras.Model, parts=("encoder", "core"),
+                 where: str = "the run it copies from", heads: tuple | None = None) -> list[str]:
+    """Copy the weights of ``parts`` of ``donor`` into ``target``, layer by name; returns
     the names of the layers copied. ``"head"`` starts the target's next-token head from
-    the source's: ``heads`` is ``(source head, target head)``, the components that built
+    the donor's: ``heads`` is ``(donor head, target head)``, the components that built
     the two models (see :func:`copy_head`).
 
     A missing layer or a shape that differs (another ``core.units``, ``encoder.dim``
     or vocabulary) is an error.
     """
-    copied = [copy_head(source, target, where, *heads)] if "head" in parts else []
+    copied = [copy_head(donor, target, where, *heads)] if "head" in parts else []
     for layer in layers_of(target, parts):
         try:
-            origin = source.get_layer(layer.name)
+            origin = donor.get_layer(layer.name)
         except ValueError:
             raise ToolkitError(f"{where} has no layer {layer.name!r}: its encoder and core "
                                f"differ from this config's") from None
@@ -103,12 +103,12 @@ def copy_weights(source: keras.Model, target: keras.Model, parts=("encoder", "co
     return copied
 
 
-def copy_head(source: keras.Model, target: keras.Model, where: str, source_head,
+def copy_head(donor: keras.Model, target: keras.Model, where: str, donor_head,
               target_head) -> str:
-    """Start ``target``'s next-token head from ``source``'s language-model softmax, each
+    """Start ``target``'s next-token head from ``donor``'s language-model softmax, each
     head reading and writing its own layers (:meth:`Head.next_token_softmax`,
     :meth:`Head.start_from_softmax`). Returns the name of the layer filled."""
-    softmax = source_head.next_token_softmax(source)
+    softmax = donor_head.next_token_softmax(donor)
     if softmax is None:
         raise ToolkitError(f"{where} has no generator head to copy (init.copy = \"head\" "
                            f"needs a generator run or [pretrain])")

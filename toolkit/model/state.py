@@ -53,7 +53,7 @@ def set_states(model: keras.Model, values: list[np.ndarray]) -> None:
             part.assign(rows)
 
 
-def check_row_resets(layer, source: str | None = None) -> None:
+def check_row_resets(layer, config_file: str | None = None) -> None:
     """Refuse a recurrent core layer whose state cannot be zeroed per row mid-batch.
 
     :class:`~toolkit.model.layers.FastLSTM` does it in its own loop; any other RNN through
@@ -71,7 +71,7 @@ def check_row_resets(layer, source: str | None = None) -> None:
         f"\"separate\" starts a row's state again where a document begins, mid-batch, and "
         f"core layer {layer.name!r} ({type(layer).__name__}) cannot, because {why}; set "
         f"core.recurrent_dropout = 0 (core.dropout, between layers, is fine), or set "
-        f"documents = \"joined\" to read the documents as one text"), source)
+        f"documents = \"joined\" to read the documents as one text"), config_file)
 
 
 class StateResets(keras.callbacks.Callback):

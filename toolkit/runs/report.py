@@ -96,7 +96,7 @@ def summary_row(run: Run) -> list:
     evaluation = read_json(run.file(runs.EVALUATION)) or {}
     validation = metrics.get("validation", {})
     lstm = evaluation.get("lstm", {})
-    return [run.path.name, run.config["head"]["use"], metrics.get("epochs_done"),
+    return [run.path.name, run.config.head.use, metrics.get("epochs_done"),
             metrics.get("training_minutes"), validation_figure(validation),
             lstm.get("accuracy"), evaluation.get("baseline", {}).get("accuracy"),
             whole_number(metrics.get("train_tokens_per_second_median"))]
@@ -120,8 +120,8 @@ def run_section(run: Run, index: int) -> str:
     """One run: figures, curves, samples, attribution tables, config."""
     metrics = read_json(run.file(runs.METRICS)) or {}
     parts = [f'<section class="run" id="run-{index}"><h2>{html.escape(run.path.name)}</h2>',
-             f'<p class="path">{html.escape(str(run.path))}: {html.escape(run.config["head"]["use"])}'
-             f' head, {html.escape(run.config["corpus"]["use"])} corpus, '
+             f'<p class="path">{html.escape(str(run.path))}: {html.escape(run.config.head.use)}'
+             f' head, {html.escape(run.config.corpus.use)} corpus, '
              f'{metrics.get("epochs_done", "?")} epochs, '
              f'{metrics.get("training_minutes", "?")} training minutes</p>']
     validation = metrics.get("validation")

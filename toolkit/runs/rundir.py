@@ -41,6 +41,7 @@ from functools import cached_property
 from pathlib import Path
 
 from toolkit.config import schema as config_module
+from toolkit.config.typed import Config, Origin
 from toolkit.errors import ToolkitError
 from toolkit.plugins import load_plugins, registry
 from toolkit.data.preprocess import Preprocessor
@@ -167,6 +168,17 @@ def write_json(path: Path, data: dict) -> None:
     atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
+def stored_origins(stored: dict, path: str) -> dict:
+    """Every key path of a run's stored config, from that run."""
+    origin = Origin("stored run", path)
+    paths = {}
+    for name, value in stored.items():
+        for prefix, table in ([((name, i), t) for i, t in enumerate(value)]
+                              if isinstance(value, list) else [((name,), value)]):
+            paths.update({(*prefix, key): origin for key in table})
+    return paths
+
+
 class Run:
     """A run directory: the files training writes, and the trained run they make.
 
@@ -199,15 +211,17 @@ class Run:
         return self
 
     @cached_property
-    def config(self) -> dict:
-        """The resolved config stored at training time."""
-        return config_module.upgrade_stored(config_module.read(self.file(CONFIG)))
+    def config(self) -> Config:
+        """The resolved config stored at training time (every value's origin: this run)."""
+        stored = config_module.upgrade_stored(config_module.read(self.file(CONFIG)))
+        return Config.of(stored, stored_origins(stored, str(self.file(CONFIG))),
+                         str(self.file(CONFIG)))
 
     @cached_property
     def components(self) -> config_module.Components:
         """The run's components, made from its stored config."""
         return config_module.build_components(self.config, registry(),
-                                              source=str(self.file(CONFIG)))
+                                              config_file=str(self.file(CONFIG)))
 
     @property
     def head(self):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
+from collections.abc import Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,7 @@ def changed_keys(old: dict, new: dict, prefix: str = "") -> list[tuple[str, ...]
     changes = []
     for key in sorted(set(old) | set(new)):
         a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
             changes += [(key, *rest) for rest in changed_keys(a, b)]
         elif a != b:
             changes.append((key,))
@@ -56,7 +57,7 @@ def resumed_config(run: Run, config_path: str | None, overrides: list[str]) -> d
     new = config_module.load(config_path if config_path is not None else
                              config_module.upgrade_stored(config_module.read(
                                  run.file(runs.CONFIG))), registry(), overrides,
-                             source=None if config_path else str(run.file(runs.CONFIG)))
+                             config_file=None if config_path else str(run.file(runs.CONFIG)))
     changes = [c for c in changed_keys(stored, new) if c not in RESUMABLE_CHANGES]
     if changes:
         keys = ", ".join(".".join(map(str, c)) for c in changes)
@@ -70,23 +71,23 @@ def resumed_config(run: Run, config_path: str | None, overrides: list[str]) -> d
 
 def init_source(resolved: dict, run: Run) -> Run | None:
     """The run named by ``[init] run``, checked to tokenize text as this config does."""
-    init = resolved["init"]
+    init = resolved.init
     if init.get("run") is None:
         return None
-    source = Run(init["run"])
-    if source.path.resolve() == run.path.resolve():
+    init_run = Run(init["run"])
+    if init_run.path.resolve() == run.path.resolve():
         raise ToolkitError(f"init.run = {init['run']!r} is the run being written; "
                            f"start the new run in another --run-dir")
     try:
-        source.require()
+        init_run.require()
     except ToolkitError as err:
         raise ToolkitError(f"init.run: {err}") from None
-    if "encoder" in init["copy"] and source.config["preprocess"] != resolved["preprocess"]:
+    if "encoder" in init["copy"] and init_run.config.preprocess != resolved.preprocess:
         raise ToolkitError(f"init.run = {init['run']!r}: that run preprocesses text "
                            f"differently, so its vocabulary (which comes with its encoder) "
                            f"does not fit; copy its [[preprocess]] stages into this config, "
                            f"or set init.copy = [\"core\"]")
-    return source
+    return init_run
 
 
 @dataclass
@@ -97,7 +98,7 @@ class Session:
     resolved: dict
     components: config_module.Components
     resume: bool
-    source: str
+    config_file: str
     init_run: Run | None = None
     prepared: Prepared | None = None
     labels: list | None = None
@@ -109,7 +110,7 @@ class Session:
 
     @property
     def settings(self) -> dict:
-        return self.resolved["train"]
+        return self.resolved.train
 
     def scope(self):
         """The strategy's scope, where variables are made (nothing without a strategy)."""
@@ -139,9 +140,9 @@ def train(config_path: str | Path | dict | None, run_dir: str | Path, overrides:
     checkpoint.
     """
     session = open_session(config_path, Run(run_dir), list(overrides), resume, overwrite)
-    with errors_name(session.source):
+    with errors_name(session.config_file):
         prepare_data(session)
-        if session.resolved["pretrain"]["epochs"] and not session.restores:
+        if session.resolved.pretrain.epochs and not session.restores:
             from toolkit.training.pretrain import pretrain
 
             session.pretrained = pretrain(session.resolved, session.components,
@@ -153,28 +154,28 @@ def train(config_path: str | Path | dict | None, run_dir: str | Path, overrides:
     clock, guard = fit_epochs(session, model, first_epoch, verbose, progress_seconds)
     if guard.stopped:
         done = Run(session.run.path).progress()["epochs_done"]
-        clipnorm = session.settings["clipnorm"]
+        clipnorm = session.settings.clipnorm
         clipping_hint = (" or gradient clipping (train.clipnorm)" if not clipnorm else
                          f"; clipping (train.clipnorm = {clipnorm}) bounds the gradient, "
                          f"not the size of the step the learning rate makes")
         raise TrainingDiverged(
             f"training diverged: {guard.reason}. Nothing of that epoch was kept: "
             f"{session.run.path} holds {done} good epoch(s). Train again with a lower "
-            f"train.learning_rate (now {session.settings['learning_rate']}){clipping_hint}, "
+            f"train.learning_rate (now {session.settings.learning_rate}){clipping_hint}, "
             f"or set train.on_divergence = \"continue\"")
     finish_run(session, model, clock)
     return Run(session.run.path)
 
 
 @contextmanager
-def errors_name(source: str):
+def errors_name(config_file: str):
     """Adds the config file to a :class:`ConfigError` raised without one."""
     try:
         yield
     except ConfigError as error:
-        if error.source is not None:
+        if error.config_file is not None:
             raise
-        raise ConfigError(error.path, error.message, source) from None
+        raise ConfigError(error.path, error.message, config_file) from None
 
 
 def open_session(config_path, run: Run, overrides: list[str], resume: bool,
@@ -185,7 +186,7 @@ def open_session(config_path, run: Run, overrides: list[str], resume: bool,
     if resume:
         run.require()
         resolved = resumed_config(run, config_path, overrides)
-        source = str(run.file(runs.CONFIG))
+        config_file = str(run.file(runs.CONFIG))
     else:
         if config_path is None:
             raise ToolkitError("a config file is needed to start a run")
@@ -193,15 +194,15 @@ def open_session(config_path, run: Run, overrides: list[str], resume: bool,
         if run.exists() and not overwrite:
             raise ToolkitError(f"{run.path} already holds a run; pass --resume to continue it, "
                                f"--overwrite to replace it, or choose another --run-dir")
-        source = config_module.source_name(config_path)
-    components = config_module.build_components(resolved, registry(), source=source)
-    check_pretraining(resolved, components, source)
-    session = Session(run, resolved, components, resume, source)
-    if resolved["train"]["distribute"] != "none":
+        config_file = config_module.config_file_name(config_path)
+    components = config_module.build_components(resolved, registry(), config_file=config_file)
+    check_pretraining(resolved, components, config_file)
+    session = Session(run, resolved, components, resume, config_file)
+    if resolved.train.distribute != "none":
         from toolkit.training.distribute import make_strategy, replica_batch
 
-        with errors_name(source):
-            session.strategy = make_strategy(resolved["train"]["distribute"])
+        with errors_name(config_file):
+            session.strategy = make_strategy(resolved.train.distribute)
             replica_batch(components.sequences.batch_size, session.strategy,
                           components.sequences.stateful)
     if not session.restores:
@@ -215,7 +216,7 @@ def prepare_data(session: Session) -> None:
     run, builder = session.run, session.components.sequences
     if session.resume:
         known_vocab = run.vocab
-    elif session.init_run is not None and "encoder" in session.resolved["init"]["copy"]:
+    elif session.init_run is not None and "encoder" in session.resolved.init.copy:
         known_vocab = session.init_run.vocab
     else:
         known_vocab = None
@@ -226,7 +227,7 @@ def prepare_data(session: Session) -> None:
     session.prepared, session.labels = prepared, labels
     splits = prepared.splits
     session.train_data = builder.training(builder.data(splits["train"], labels, training=True),
-                                          session.settings["seed"])
+                                          session.settings.seed)
     if len(splits["validation"]):
         session.val_data = builder.validation(builder.data(splits["validation"], labels))
 
@@ -251,7 +252,7 @@ def restore_or_build(session: Session):
     run, components, settings = session.run, session.components, session.settings
     if session.restores:
         model = runs.load_keras_file(run.file(runs.CHECKPOINT))
-        model.jit_compile = uses_xla(model, components, settings["xla"], planned_steps(session))
+        model.jit_compile = uses_xla(model, components, settings.xla, planned_steps(session))
         # The checkpoint's own step count says how many epochs it holds, even if the
         # process died between writing it and writing progress.json.
         first_epoch = steps_done(model) // len(session.train_data)
@@ -264,7 +265,7 @@ def restore_or_build(session: Session):
         return model, first_epoch
     import keras  # loaded quietly by toolkit.model.assembly
 
-    keras.utils.set_random_seed(settings["seed"])
+    keras.utils.set_random_seed(settings.seed)
     builder = components.sequences
     rows = builder.batch_size
     if session.strategy is not None:
@@ -273,7 +274,7 @@ def restore_or_build(session: Session):
         rows = replica_batch(rows, session.strategy, builder.stateful)
     model = build_model(components, len(session.prepared.vocab), rows, builder.stateful,
                         session.labels)
-    init = session.resolved["init"]
+    init = session.resolved.init
     if session.pretrained is not None:  # it started from init.run's weights itself
         copy_weights(session.pretrained.model, model, init["copy"], where="[pretrain]",
                      heads=(session.pretrained.head, components.head))
@@ -286,7 +287,7 @@ def restore_or_build(session: Session):
         except ToolkitError as err:
             raise ConfigError("init.run", str(err)) from None
         set_trainable(model, init["copy"], not init["freeze"])
-    compile_model(model, components, settings, planned_steps(session), session.resolved["init"])
+    compile_model(model, components, settings, planned_steps(session), session.resolved.init)
     return model, 0
 
 
@@ -308,7 +309,7 @@ def write_run_files(session: Session, overwrite: bool) -> None:
         splits = session.prepared.splits
         runs.write_json(run.file(runs.VOCAB), session.prepared.vocab.to_json())
         runs.write_json(run.file(runs.SPLIT),
-                        {name: split.sources for name, split in splits.items()})
+                        {name: split.places for name, split in splits.items()})
         if session.labels:
             runs.write_json(run.file(runs.LABELS), {"labels": session.labels})
     if session.pretrained is not None:  # also a resumed run that had no checkpoint yet
@@ -335,30 +336,30 @@ def fit_epochs(session: Session, model, first_epoch: int, verbose,
     history = runs.trim_history(run.file(runs.HISTORY), first_epoch)
     clock = TrainingClock(builder.batch_size * builder.length,
                           run.progress().get("training_seconds", 0.0) if session.resume else 0.0)
-    time_limit = TimeLimit(settings["max_minutes"], clock)
+    time_limit = TimeLimit(settings.max_minutes, clock)
     head = session.components.head
     guessing = head.guessing_loss(HeadContext(len(session.prepared.vocab), session.labels or []))
-    guard = DivergenceGuard(guessing, settings["divergence_steps"], settings["on_divergence"])
+    guard = DivergenceGuard(guessing, settings.divergence_steps, settings.on_divergence)
     monitor = monitored(session)
     callbacks = [clock, FollowEpochs(train_data), guard, *builder.callbacks(train_data),
                  LearningRateLog()]
     if head.attributes and val_data is not None:
         callbacks.append(AttributionValidation(head, val_data.passages, builder.batch_size))
-    init = session.resolved["init"]
-    unfreeze_at = init["unfreeze_after"] or settings["epochs"]
+    init = session.resolved.init
+    unfreeze_at = init["unfreeze_after"] or settings.epochs
     # Epochs with frozen layers do not count against patience: the run changes at unfreezing.
-    patience = Patience(monitor, settings["patience"], history,
+    patience = Patience(monitor, settings.patience, history,
                         counts_from=init["unfreeze_after"] if init["freeze"] else 0)
     callbacks.append(patience)
     if progress_seconds:
-        callbacks.append(ProgressLine(progress_seconds, settings["epochs"], len(train_data),
+        callbacks.append(ProgressLine(progress_seconds, settings.epochs, len(train_data),
                                       builder.batch_size * builder.length))
-    log_dir = run.file(runs.LOGS) if settings["tensorboard"] else None
-    if head.generates and settings["sample_length"]:
+    log_dir = run.file(runs.LOGS) if settings.tensorboard else None
+    if head.generates and settings.sample_length:
         callbacks.append(SampleText(run, session.components,
                                     Preprocessor(session.components.stages),
-                                    session.prepared.vocab, session.resolved["generate"],
-                                    settings["sample_length"], log_dir))
+                                    session.prepared.vocab, session.resolved.generate,
+                                    settings.sample_length, log_dir))
     callbacks.append(RunWriter(run, clock, monitor, history, guard))
     if log_dir is not None:
         callbacks.append(keras.callbacks.TensorBoard(str(log_dir), write_graph=False))
@@ -367,8 +368,8 @@ def fit_epochs(session: Session, model, first_epoch: int, verbose,
         from toolkit.training.distribute import avoid_keras_20329
 
         avoid_keras_20329(model, train_data)
-    for start, stop in ((first_epoch, min(unfreeze_at, settings["epochs"])),
-                        (max(first_epoch, unfreeze_at), settings["epochs"])):
+    for start, stop in ((first_epoch, min(unfreeze_at, settings.epochs)),
+                        (max(first_epoch, unfreeze_at), settings.epochs)):
         if start >= stop or time_limit.stopped or guard.stopped or patience.reason:
             continue
         if start >= unfreeze_at and not all(layer.trainable
@@ -397,7 +398,7 @@ def monitor_choices(head) -> list[str]:
 def monitored(session: Session) -> str:
     """The figure that picks the kept epoch: ``train.monitor``, or the head's own default
     (``"loss"`` when there is no validation split)."""
-    setting = session.settings["monitor"]
+    setting = session.settings.monitor
     if session.val_data is None:
         return "loss"
     return session.components.head.monitor if setting == "auto" else setting
@@ -405,7 +406,7 @@ def monitored(session: Session) -> str:
 
 def check_monitor(session: Session) -> None:
     """Refuse a ``train.monitor`` that the run would never log, before any file is written."""
-    setting = session.settings["monitor"]
+    setting = session.settings.monitor
     if setting == "auto":
         return
     if session.val_data is None:
@@ -425,7 +426,7 @@ def finish_run(session: Session, model, clock) -> None:
     from toolkit.model.assembly import layers_of
 
     run = session.run
-    if session.settings["keep"] == "best" and run.file(runs.BEST).is_file():
+    if session.settings.keep == "best" and run.file(runs.BEST).is_file():
         model.load_weights(run.file(runs.BEST))
     runs.atomic_save_model(portable_model(session, model), run.file(runs.MODEL))
     from toolkit.runs.report import save_curves
@@ -434,8 +435,8 @@ def finish_run(session: Session, model, clock) -> None:
     metrics = summarize(model, session.components.head, session.val_data,
                         session.prepared.stats, run, clock, session)
     metrics["kept"] = kept_epoch(session)
-    init = session.resolved["init"]
-    pretrained = session.resolved["pretrain"]["epochs"] > 0
+    init = session.resolved.init
+    pretrained = session.resolved.pretrain.epochs > 0
     if init.get("run") is not None or pretrained:  # what the run started from
         metrics["init"] = {"run": init.get("run"), "pretrained": pretrained,
                            "copy": list(init["copy"]),
@@ -457,7 +458,7 @@ def kept_epoch(session: Session) -> dict:
     from toolkit.training.callbacks import best_epoch, maximised
 
     history = runs.read_history(session.run.file(runs.HISTORY))
-    monitor, keep = monitored(session), session.settings["keep"]
+    monitor, keep = monitored(session), session.settings.keep
     last = max((int(row["epoch"]) for row in history), default=-1)
     best = best_epoch(history, monitor)
     if keep == "best" and best is not None:
@@ -477,7 +478,7 @@ def kept_epoch(session: Session) -> dict:
 
 def planned_steps(session: Session) -> int:
     """Training steps in the whole run (every epoch, even those already trained)."""
-    return len(session.train_data) * session.settings["epochs"]
+    return len(session.train_data) * session.settings.epochs
 
 
 def steps_done(model) -> int:

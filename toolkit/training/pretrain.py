@@ -11,7 +11,6 @@ copies ``init.copy`` from it exactly as it would from another run (``init.run``)
 
 from __future__ import annotations
 
-import copy
 import sys
 from dataclasses import dataclass
 from typing import Any
@@ -38,7 +37,7 @@ def pretraining_text(splits: dict[str, Split]) -> Split:
     parts = [splits["train"], splits.get("left_out", Split())]
     return Split(ids=[ids for part in parts for ids in part.ids],
                  labels=[label for part in parts for label in part.labels],
-                 sources=[source for part in parts for source in part.sources])
+                 places=[place for part in parts for place in part.places])
 
 
 def language_model_config(resolved: dict, components) -> dict:
@@ -46,8 +45,8 @@ def language_model_config(resolved: dict, components) -> dict:
     preprocessing, vocabulary, encoder and core; streams of ``[pretrain]``'s batches, the
     language-model head the run's head names (:attr:`Head.language_model`),
     ``[pretrain]``'s epochs, time and learning rate."""
-    pretrain = resolved["pretrain"]
-    config = copy.deepcopy(resolved)
+    pretrain = resolved.pretrain
+    config = resolved.to_dict()  # a new config, resolved again below
     # Dropout inside the recurrent cell cannot restart a row's state mid-batch, so such
     # a core reads the text as one stream.
     joined = components.core.recurrent_dropout
@@ -66,26 +65,26 @@ def language_model_config(resolved: dict, components) -> dict:
     return config_module.resolve(config, registry())
 
 
-def check_pretraining(resolved: dict, components, source: str) -> None:
+def check_pretraining(resolved: dict, components, config_file: str) -> None:
     """Refuse ``[pretrain]`` and ``init.copy = "head"`` where they cannot apply, before
     any data is read."""
     head = components.head
-    if "head" in resolved["init"]["copy"] and not head.target.startswith("next-token"):
+    if "head" in resolved.init.copy and not head.target.startswith("next-token"):
         raise ConfigError("init.copy", f"\"head\" starts a next-token head (generator or "
                                        f"author-lms) from a language model's, but head.use = "
-                                       f"{resolved['head']['use']!r} is not one; remove "
-                                       f"\"head\"", source)
-    if not resolved["pretrain"]["epochs"]:
+                                       f"{resolved.head.use!r} is not one; remove "
+                                       f"\"head\"", config_file)
+    if not resolved.pretrain.epochs:
         return
     if not head.attributes:
         raise ConfigError("pretrain.epochs", f"pretrains the core for an attribution head, but "
-                                             f"head.use = {resolved['head']['use']!r} already is "
-                                             f"a language model; remove [pretrain]", source)
-    if resolved["train"]["distribute"] != "none":
+                                             f"head.use = {resolved.head.use!r} already is "
+                                             f"a language model; remove [pretrain]", config_file)
+    if resolved.train.distribute != "none":
         raise ConfigError("pretrain.epochs", "pretraining runs on one device; set "
-                                             "train.distribute = \"none\"", source)
+                                             "train.distribute = \"none\"", config_file)
     config_module.build_components(language_model_config(resolved, components), registry(),
-                                   source)
+                                   config_file)
 
 
 def pretrain(resolved: dict, components, prepared, init_run=None, verbose: Any = "auto",
@@ -103,10 +102,10 @@ def pretrain(resolved: dict, components, prepared, init_run=None, verbose: Any =
 
     lm_config = language_model_config(resolved, components)
     components = config_module.build_components(lm_config, registry())
-    builder, settings = components.sequences, lm_config["train"]
+    builder, settings = components.sequences, lm_config.train
     text = pretraining_text(prepared.splits)
     try:
-        train_data = builder.training(builder.data(text, training=True), settings["seed"])
+        train_data = builder.training(builder.data(text, training=True), settings.seed)
     except ToolkitError as err:  # its wording names [sequences]; [pretrain] sets these
         raise ConfigError("pretrain", f"the pretraining text is too short for its streams "
                                       f"({err}); lower pretrain.batch_size or "
@@ -118,40 +117,40 @@ def pretrain(resolved: dict, components, prepared, init_run=None, verbose: Any =
         except ToolkitError:  # too short for the streams: train without a validation figure
             val_data = None
     vocab_size = len(prepared.vocab)
-    keras.utils.set_random_seed(settings["seed"])
+    keras.utils.set_random_seed(settings.seed)
     model = build_model(components, vocab_size, builder.batch_size, stateful=True)
     if init_run is not None:
-        source = init_run.model
-        has_head = init_run.head.next_token_softmax(source) is not None
-        parts = [part for part in lm_config["init"]["copy"] if part != "head" or has_head]
+        donor = init_run.model
+        has_head = init_run.head.next_token_softmax(donor) is not None
+        parts = [part for part in lm_config.init.copy if part != "head" or has_head]
         try:
-            copy_weights(source, model, parts, where=f"init.run = {lm_config['init']['run']!r}",
+            copy_weights(donor, model, parts, where=f"init.run = {lm_config.init.run!r}",
                          heads=(init_run.head, components.head))
         except ToolkitError as err:
             raise ConfigError("init.run", str(err)) from None
-    compile_model(model, components, settings, len(train_data) * settings["epochs"])
+    compile_model(model, components, settings, len(train_data) * settings.epochs)
     left_out = len(prepared.splits.get("left_out", ()))
     if verbose != 0:
         print(f"pretraining the encoder and core on {text.num_tokens:,} tokens (the training "
               f"passages and {left_out} left-out document(s)) for up to "
-              f"{settings['epochs']} epoch(s)", file=sys.stderr)
+              f"{settings.epochs} epoch(s)", file=sys.stderr)
     clock = TrainingClock(builder.batch_size * builder.length)
-    time_limit = TimeLimit(settings["max_minutes"], clock)
+    time_limit = TimeLimit(settings.max_minutes, clock)
     guessing = components.head.guessing_loss(HeadContext(vocab_size))
-    guard = DivergenceGuard(guessing, settings["divergence_steps"], "stop")
+    guard = DivergenceGuard(guessing, settings.divergence_steps, "stop")
     callbacks = [clock, FollowEpochs(train_data), guard, *builder.callbacks(train_data),
                  time_limit]
     if progress_seconds:
-        callbacks.append(ProgressLine(progress_seconds, settings["epochs"], len(train_data),
+        callbacks.append(ProgressLine(progress_seconds, settings.epochs, len(train_data),
                                       builder.batch_size * builder.length))
     callbacks.append(EpochLine())
     history = model.fit(train_data.dataset(),
                         validation_data=None if val_data is None else val_data.dataset(),
-                        epochs=settings["epochs"], callbacks=callbacks, shuffle=False,
+                        epochs=settings.epochs, callbacks=callbacks, shuffle=False,
                         verbose=verbose)
     if guard.stopped:
         raise TrainingDiverged(f"pretraining diverged: {guard.reason}; lower "
-                               f"pretrain.learning_rate (now {settings['learning_rate']})")
+                               f"pretrain.learning_rate (now {settings.learning_rate})")
     logged = history.history
     figures = {"epochs": len(logged.get("loss", [])),
                "minutes": round(clock.seconds / 60, 3),
