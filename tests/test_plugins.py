@@ -2,6 +2,7 @@
 
 import importlib.metadata
 import inspect
+import json
 from pathlib import Path
 
 import pytest
@@ -200,6 +201,10 @@ epochs = 1
     assert [type(layer).__name__ for layer in stateful_layers(generator.twin)] == ["GRU"]
     assert len(generator.generate(".tam", length=10, seed=0)[0]) == 10
     assert main(["test-hello"]) == 0
+    # the never-seen core resumes and evaluates like a built-in one
+    assert main(["train", "--resume", "--run-dir", str(run.path), "--set", "train.epochs=2"]) == 0
+    assert json.loads((run.path / "progress.json").read_text())["epochs_done"] == 2
+    assert main(["evaluate", str(run.path)]) == 0
 
 
 def test_every_hook_is_documented_and_tested():
@@ -331,8 +336,6 @@ def make_chunk_plugin():
 
 def test_an_unseen_head_and_builder_train_attribute_and_evaluate(register_plugin, tmp_path,
                                                                   capsys):
-    import json
-
     register_plugin(make_chunk_plugin(), "test-chunks")
     corpus = tmp_path / "authors.jsonl"
     corpus.write_text("\n".join(json.dumps({"text": text * 30, "label": label})
@@ -370,6 +373,11 @@ validation_fraction = 0.3
     assert "baseline" in report and len(report["lstm"]["confusion"]) == 2
     assert main(["generate", str(tmp_path / "run")]) == 2
     assert "cannot attribute" not in capsys.readouterr().err
+    # the never-seen head and builder resume, and calibrate like built-in ones
+    assert main(["train", "--resume", "--run-dir", str(tmp_path / "run"),
+                 "--set", "train.epochs=3"]) == 0
+    assert json.loads((tmp_path / "run" / "progress.json").read_text())["epochs_done"] == 3
+    assert main(["calibrate", str(tmp_path / "run")]) == 0
 
 
 def test_every_installed_component_follows_its_familys_contract():
