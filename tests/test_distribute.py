@@ -130,7 +130,9 @@ def test_two_worker_processes_train_what_one_process_trains(tmp_path):
 
     config = write_tiny_config(tmp_path, "epochs = 2\nxla = \"off\"\nlearning_rate = 0.01")
     workers = [f"localhost:{free_port()}" for _ in range(2)]
-    env = {k: v for k, v in os.environ.items() if k != "TOOLKIT_CPU_DEVICES"}
+    # the workers' collective ops get TensorFlow's own thread pools (see tests/conftest.py)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("TOOLKIT_CPU_DEVICES", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS")}
     processes = []
     for index in range(2):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}

@@ -14,6 +14,7 @@ does, quietly.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Sequence
@@ -65,7 +66,7 @@ class TrainedRun(Run):
     def attribute(self, texts: str | Sequence[str], model: str = "lstm") -> list:
         """Rank the run's authors for each text and answer (an author, or ``unknown``):
         :class:`toolkit.attribution.attribute.Attribution`s. ``model = "ensemble"`` stacks the
-        n-gram model as ``evaluate()`` fitted it."""
+        n-gram model as training (or ``toolkit calibrate``) fitted it."""
         from toolkit.attribution.attribute import Attributor
 
         texts = [texts] if isinstance(texts, str) else list(texts)
@@ -93,6 +94,8 @@ def train(config: dict[str, Any] | str | Path, run_dir: str | Path,
     Returns the opened run."""
     from toolkit.training.phases import train as train_run
 
+    if isinstance(config, Mapping) and not isinstance(config, dict):
+        config = config.to_dict() if hasattr(config, "to_dict") else dict(config)
     if not isinstance(config, (dict, str, Path)):
         raise ToolkitError(f"config: expected a dict or the path of a TOML file, received "
                            f"{type(config).__name__}")

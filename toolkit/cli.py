@@ -88,7 +88,7 @@ def cmd_attribute(args) -> int:
     for result in results:
         shown = ", ".join(f"{author} {p:.3f}" for author, p in result.ranking[:args.top])
         note = ("" if result.calibrated else f"; uncalibrated: `toolkit calibrate {args.run}` "
-                f"fits the run's calibration")
+                f"fits the run's calibration on its validation split")
         print(f"{result.input_name}: {result.answer}  ({shown}; {result.passages} passage"
               f"{'s' if result.passages != 1 else ''}, {result.tokens} tokens{note})")
     return 0
@@ -178,11 +178,14 @@ def cmd_config_copy(args) -> int:
 
 
 def make_parser(commands: dict) -> argparse.ArgumentParser:
-    from importlib.metadata import version
+    from importlib.metadata import PackageNotFoundError, version
 
+    try:
+        installed = version("lstm-text-toolkit")
+    except PackageNotFoundError:  # run from a checkout that is not installed
+        installed = "(not installed)"
     parser = argparse.ArgumentParser(prog="toolkit", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version",
-                        version=f"toolkit {version('lstm-text-toolkit')}")
+    parser.add_argument("--version", action="version", version=f"toolkit {installed}")
     sub = parser.add_subparsers(dest="command", required=True)
     overrides = {"action": "append", "default": [], "metavar": "SECTION.KEY=VALUE",
                  "help": "override a config key (repeatable)"}

@@ -263,7 +263,8 @@ def lstm_figures(run: Run, report: dict, scored: Scored, calibration) -> dict:
         log_probs["LSTM, calibrated"] = calibrated
     else:
         report["calibration_missing"] = (f"{run.path} has no {runs.CALIBRATION}: "
-                                         f"`toolkit calibrate {run.path}` fits it")
+                                         f"`toolkit calibrate {run.path}` fits it on the "
+                                         f"validation split (where the run has one)")
     if run.head.normalise_scores != "no" and scored.validation is not None and len(passages):
         report["lstm_transductive"] = transductive_report(
             scored.scores, passages, scored.val_scores, scored.validation, labels)
@@ -278,8 +279,8 @@ def baseline_figures(run: Run, report: dict, prepared, scored: Scored, calibrati
     from toolkit.attribution.calibration import stacked
 
     passages, labels = scored.passages, report["labels"]
-    if ensemble is not None:
-        ngram = ensemble["ngram"]
+    if ensemble is not None and ensemble["labels"] == labels:
+        ngram = ensemble["ngram"]  # fitted on exactly these training passages
     else:
         train = run.builder.data(prepared.splits["train"], labels, training=True)
         ngram = fit_ngram(passage_texts(run, train.ids), train.labels, train.weights)

@@ -88,10 +88,11 @@ def train_settings(
     ``patience`` = N stops a run whose ``monitor`` has not improved for N epochs (0 =
     never);
     ``cache`` stores token ids so the next run with the same data and preprocessing
-    starts at once (``$TOOLKIT_CACHE``). A loss that is not finite, or that stays above
-    uniform guessing (ln of the vocabulary size) for ``divergence_steps`` training steps
-    in a row (0 = only a non-finite loss), stops training with exit status 3 and the
-    last good checkpoint kept, unless ``on_divergence = "continue"``. ``tensorboard``
+    starts at once (``$TOOLKIT_CACHE``). A loss that is not finite, a step loss smoothed
+    over ``divergence_steps`` steps far above uniform guessing (0 turns this rule off), or
+    an epoch whose mean loss is far above it (twice ln of the number of classes, at least
+    2 nats more) stops training with exit status 3 and the last good checkpoint kept,
+    unless ``on_divergence = "continue"``. ``tensorboard``
     writes TensorBoard logs under the run's ``logs/``; a generator run samples
     ``sample_length`` tokens after every epoch (0 = none). ``xla`` compiles the training
     step with XLA: ``"auto"`` does where it pays (the CPU, with the core's fast LSTM
@@ -124,8 +125,8 @@ def init_settings(run: str | None = None,
                   lr_decay: float = 1.0):
     """Start from another trained run's weights: ``run`` is its directory; ``copy`` lists
     what is copied, layer by layer (``"encoder"``, ``"core"``; ``"head"`` starts a
-    generator's head, or every author's head of ``author-lms``, from the config_file's
-    generator head); copying the encoder also takes that run's vocabulary. ``freeze`` keeps the copied layers fixed, and
+    generator's head, or every author's head of ``author-lms``, from that run's (or
+    ``[pretrain]``'s) generator head); copying the encoder also takes that run's vocabulary. ``freeze`` keeps the copied layers fixed, and
     ``unfreeze_after`` = N trains them again from epoch N on (0 = never). ``lr_decay``
     = D (ULMFiT's discriminative fine-tuning; 1 = off) steps the copied layers more
     gently than the new head: the top copied layer at ``train.learning_rate`` / D, each
@@ -254,6 +255,7 @@ def origins(resolved: dict, raw: dict, config_file: str | None, overrides: list[
     given = {tuple(int(p) if p.isdigit() else p for p in item.partition("=")[0].strip()
                    .split(".")): item for item in overrides}
     kind = "config dict" if config_file in (None, "config dict") else "config file"
+    where = "" if kind == "config dict" else config_file
     found = {}
     for name, value in resolved.items():
         tables = [((name, i), stage, raw_stage) for i, (stage, raw_stage) in enumerate(zip(
@@ -265,7 +267,7 @@ def origins(resolved: dict, raw: dict, config_file: str | None, overrides: list[
                 if path in given:
                     found[path] = Origin("--set", f"--set {given[path]}")
                 elif isinstance(raw_table, dict) and key in raw_table:
-                    found[path] = Origin(kind, config_file or "")
+                    found[path] = Origin(kind, where)
     return found
 
 

@@ -40,40 +40,41 @@ DEFAULT = Origin("default")
 @dataclass(frozen=True, eq=False)
 class Section(Mapping):
     """One resolved section (or one ``[[preprocess]]`` stage): its values by key, read as
-    attributes or like a read-only dict, and the origin of each."""
+    attributes or like a read-only dict, and the origin of each. (The fields are private
+    so that no config key, such as a corpus's ``name``, is hidden by one.)"""
 
-    name: str
-    values: dict = field(repr=False)
-    origins: dict = field(default_factory=dict, repr=False)
+    _name: str
+    _values: dict = field(repr=False)
+    _origins: dict = field(default_factory=dict, repr=False)
 
     def __getattr__(self, key: str) -> Any:
-        values = object.__getattribute__(self, "values")
+        values = object.__getattribute__(self, "_values")
         if key in values:
             return values[key]
-        raise AttributeError(f"[{object.__getattribute__(self, 'name')}] has no key {key!r}; "
+        raise AttributeError(f"[{object.__getattribute__(self, '_name')}] has no key {key!r}; "
                              f"it has {', '.join(values) or 'none'}")
 
     def __getitem__(self, key: str) -> Any:
-        return self.values[key]
+        return self._values[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.values)
+        return iter(self._values)
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self._values)
 
     def __repr__(self) -> str:
-        return f"Section({self.name!r}, {self.values!r})"
+        return f"Section({self._name!r}, {self._values!r})"
 
     def origin(self, key: str) -> Origin:
         """Where ``key``'s value came from."""
-        if key not in self.values:
-            raise KeyError(f"[{self.name}] has no key {key!r}")
-        return self.origins.get(key, DEFAULT)
+        if key not in self._values:
+            raise KeyError(f"[{self._name}] has no key {key!r}")
+        return self._origins.get(key, DEFAULT)
 
     def to_dict(self) -> dict:
         """A plain, deep copy of the values (to edit, or to write as TOML or JSON)."""
-        return copy.deepcopy(self.values)
+        return copy.deepcopy(self._values)
 
 
 @dataclass(frozen=True, eq=False)

@@ -84,6 +84,8 @@ def copy_weights(donor: keras.Model, target: keras.Model, parts=("encoder", "cor
     A missing layer or a shape that differs (another ``core.units``, ``encoder.dim``
     or vocabulary) is an error.
     """
+    if "head" in parts and heads is None:
+        raise TypeError("copy_weights: copying \"head\" needs heads=(donor head, target head)")
     copied = [copy_head(donor, target, where, *heads)] if "head" in parts else []
     for layer in layers_of(target, parts):
         try:

@@ -24,7 +24,8 @@ A run directory holds::
     evaluation.json   the report of ``toolkit evaluate`` (and confusion.png and
                       reliability.png for attribution); removed when training resumes,
                       since it describes an older model
-    ensemble.pkl      attribution runs, written by ``toolkit evaluate``: the n-gram model
+    ensemble.pkl      attribution runs, fitted at the end of training (and by ``toolkit
+                      calibrate``): the n-gram model
                       and the weights that stack it with the LSTM (``attribute --model
                       ensemble``); removed when training resumes
 """
