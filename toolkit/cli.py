@@ -165,8 +165,8 @@ def cmd_config_list(args) -> int:
     width = max(map(len, configs))
     for name, text in configs.items():
         print(f"{name:<{width}}  {summary(text)}")
-    print(f"\n`toolkit config copy NAME [DEST]` writes one here to edit; "
-          f"`toolkit train NAME.toml` trains it")
+    print("\n`toolkit config copy NAME [DEST]` writes one here to edit; "
+          "`toolkit train NAME.toml` trains it")
     return 0
 
 

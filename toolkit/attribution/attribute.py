@@ -140,17 +140,23 @@ def calibrate(head, scores: np.ndarray, passages) -> Calibration:
                            real_tokens(passages.ids))
 
 
-def load_ensemble(run: Run) -> dict:
-    """The stacked n-gram model and weights ``toolkit calibrate`` (or training) wrote."""
+def read_ensemble(run: Run) -> dict | None:
+    """The stacked n-gram model and weights training (or ``toolkit calibrate``) wrote, or
+    ``None`` for a run without them."""
     import pickle
 
     path = run.file(runs.ENSEMBLE)
-    if not path.is_file():
+    return pickle.loads(path.read_bytes()) if path.is_file() else None
+
+
+def load_ensemble(run: Run) -> dict:
+    """:func:`read_ensemble`, refusing a run without one."""
+    ensemble = read_ensemble(run)
+    if ensemble is None:
         raise ToolkitError(f"{run.path} has no {runs.ENSEMBLE}: `toolkit calibrate "
                            f"{run.path}` fits the ensemble on the validation split and "
                            f"writes it (training does at its end); run that first")
-    with path.open("rb") as f:
-        return pickle.load(f)
+    return ensemble
 
 
 def read_text(name: str) -> str:

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.attribution.attribute import Attributor, passage_texts, real_tokens
+from toolkit.attribution.attribute import Attributor, passage_texts, read_ensemble, real_tokens
 from toolkit.attribution.calibration import Calibration
-from toolkit.attribution.fitting import prepared_data, read_fitted
+from toolkit.attribution.fitting import prepared_data
 from toolkit.attribution.ngrams import NGRAM_NAME, fit_ngram, ngram_log_probs
 from toolkit.errors import ToolkitError
 from toolkit.model.state import reset_states
@@ -213,8 +213,10 @@ def attribution_report(run: Run, prepared, split: str, baseline: bool,
     "unknown" is told apart (each author held out in turn, and on the texts of authors
     the run never trained on). Nothing of the run is written here."""
     attributor = Attributor(run)
-    calibration, ensemble = read_fitted(run)
-    labels = attributor.labels
+    calibration, labels = attributor.calibration, attributor.labels
+    ensemble = read_ensemble(run)
+    if ensemble is not None and ensemble["labels"] != labels:
+        ensemble = None  # fitted for other authors: neither its n-grams nor its weights apply
     scored = score_split(run, attributor, prepared, split)
     report = {"run": str(run.path), "split": split, "kind": "attribution",
               "head": run.config.head.use, **run.builder.describe(),
@@ -223,8 +225,7 @@ def attribution_report(run: Run, prepared, split: str, baseline: bool,
               if run.file(runs.METRICS).is_file() else None}
     log_probs = lstm_figures(run, report, scored, calibration)
     if baseline:
-        log_probs.update(baseline_figures(run, report, prepared, scored, calibration,
-                                          ensemble))
+        log_probs.update(baseline_figures(run, report, prepared, scored, log_probs, ensemble))
     if unseen_author:
         unseen_figures(run, report, prepared, attributor, scored, log_probs, calibration,
                        ensemble)
@@ -271,33 +272,31 @@ def lstm_figures(run: Run, report: dict, scored: Scored, calibration) -> dict:
     return log_probs
 
 
-def baseline_figures(run: Run, report: dict, prepared, scored: Scored, calibration,
+def baseline_figures(run: Run, report: dict, prepared, scored: Scored, log_probs: dict,
                      ensemble) -> dict:
     """The n-gram baseline's row (the ensemble's n-gram model when the run has one, else
-    one fitted here on the training passages and not kept) and the ensemble's row (not
-    on the validation split it was stacked on); returns their log-probabilities."""
+    one fitted here on the training passages and not kept) and the ensemble's row (with
+    the calibrated LSTM of ``log_probs``, not on the validation split it was stacked on);
+    returns the ensemble's log-probabilities."""
     from toolkit.attribution.calibration import stacked
 
     passages, labels = scored.passages, report["labels"]
-    if ensemble is not None and ensemble["labels"] == labels:
+    if ensemble is not None:
         ngram = ensemble["ngram"]  # fitted on exactly these training passages
     else:
         train = run.builder.data(prepared.splits["train"], labels, training=True)
         ngram = fit_ngram(passage_texts(run, train.ids), train.labels, train.weights)
     ngram_test = ngram_log_probs(ngram, passage_texts(run, passages.ids), len(labels))
     report["baseline"] = {"name": NGRAM_NAME, **model_report(ngram_test, passages, labels)}
-    log_probs = {"n-grams": ngram_test}
-    stacked_here = (ensemble is not None and calibration is not None
-                    and scored.validation is not None and ensemble["labels"] == labels)
-    if stacked_here:
-        lstm = calibration.log_probs(scored.scores, real_tokens(passages.ids))
-        combined = stacked([lstm, ngram_test], ensemble["weights"])
-        report["ensemble"] = {"name": "LSTM + n-grams, stacked on validation",
-                              "weights": {"lstm": round(ensemble["weights"][0], 4),
-                                          "ngram": round(ensemble["weights"][1], 4)},
-                              **model_report(combined, passages, labels)}
-        log_probs["ensemble"] = combined
-    return log_probs
+    lstm = log_probs.get("LSTM, calibrated")
+    if ensemble is None or lstm is None or scored.validation is None:
+        return {}
+    combined = stacked([lstm, ngram_test], ensemble["weights"])
+    report["ensemble"] = {"name": "LSTM + n-grams, stacked on validation",
+                          "weights": {"lstm": round(ensemble["weights"][0], 4),
+                                      "ngram": round(ensemble["weights"][1], 4)},
+                          **model_report(combined, passages, labels)}
+    return {"ensemble": combined}
 
 
 def unseen_figures(run: Run, report: dict, prepared, attributor: Attributor, scored: Scored,
@@ -331,8 +330,7 @@ def save_pictures(run: Run, report: dict, passages, log_probs: dict) -> None:
     save_confusion_png(report["lstm"]["confusion"], report["labels"],
                        f"{name}: {split} split, accuracy {report['lstm']['accuracy']}",
                        run.file(runs.CONFUSION))
-    curves = {label: (np.exp(values), passages.labels) for label, values in log_probs.items()
-              if label != "n-grams"}
+    curves = {label: (np.exp(values), passages.labels) for label, values in log_probs.items()}
     save_reliability_png(curves, f"{name}: {split} split, passages", run.file(runs.RELIABILITY))
 
 

@@ -14,8 +14,8 @@ import pickle
 import time
 
 from toolkit.attribution.attribute import Attributor, calibrate, passage_texts, real_tokens
-from toolkit.attribution.calibration import Calibration, fit_stack
-from toolkit.attribution.ngrams import NGRAM_NAME, fit_ngram, ngram_log_probs
+from toolkit.attribution.calibration import fit_stack
+from toolkit.attribution.ngrams import fit_ngram, ngram_log_probs
 from toolkit.data.prepare import prepare_config
 from toolkit.errors import ToolkitError
 from toolkit.runs import rundir as runs
@@ -59,18 +59,9 @@ def fit_run(run_dir, prepared=None) -> dict:
     lstm_val = calibration.log_probs(val_scores, real_tokens(validation.ids))
     weights = fit_stack([lstm_val, ngram_val], validation.labels)
     runs.atomic_write(run.file(runs.ENSEMBLE), pickle.dumps(
-        {"ngram": ngram, "weights": weights, "labels": labels, "name": NGRAM_NAME,
-         "training_seconds": round(seconds, 1)}))
+        {"ngram": ngram, "weights": weights, "labels": labels}))
     return {"calibration": calibration.to_json(),
             "ensemble": {"weights": {"lstm": round(weights[0], 4), "ngram": round(weights[1], 4)},
                          "ngram_training_seconds": round(seconds, 1),
                          "validation_passages": len(validation)}}
 
-
-def read_fitted(run: Run) -> tuple[Calibration | None, dict | None]:
-    """The run's calibration and ensemble as fitted (``None`` for what is missing: a run
-    trained before they were fitted at its end; ``toolkit calibrate RUN`` fits them)."""
-    calibration = Calibration.read(run.file(runs.CALIBRATION))
-    path = run.file(runs.ENSEMBLE)
-    ensemble = pickle.loads(path.read_bytes()) if path.is_file() else None
-    return calibration, ensemble

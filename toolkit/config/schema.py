@@ -30,7 +30,7 @@ import tomli_w
 
 from toolkit import hookspecs
 from toolkit.config import params
-from toolkit.config.typed import Config, Origin
+from toolkit.config.typed import Config, Origin, tables
 from toolkit.errors import ConfigError, ToolkitError, did_you_mean
 from toolkit.config.params import (Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat,
                             PositiveInt, Probability)
@@ -186,27 +186,27 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     given: dict[int, set] = {}      # id(table) -> keys set on it with --set
     replaced: dict[int, dict] = {}  # id(table) -> table whose component changed
     for item in overrides:
-        config_file = f"--set {item}"
+        flag = f"--set {item}"
         key_path, sep, text = item.partition("=")
         parts = key_path.strip().split(".")
         if not sep or len(parts) < 2 or not all(parts):
-            raise ConfigError("", f"expected SECTION.KEY=VALUE, received {item!r}", config_file)
+            raise ConfigError("", f"expected SECTION.KEY=VALUE, received {item!r}", flag)
         node: Any = raw
         for depth, part in enumerate(parts[:-1]):
             where = ".".join(parts[: depth + 1])
             if isinstance(node, list):
                 if not part.isdigit() or int(part) >= len(node):
-                    raise ConfigError(where, f"no item {part} in a list of {len(node)}", config_file)
+                    raise ConfigError(where, f"no item {part} in a list of {len(node)}", flag)
                 node = node[int(part)]
             else:
                 if part == "preprocess" and part not in node:
                     node[part] = copy.deepcopy(DEFAULT_PREPROCESS)
                 node = node.setdefault(part, {})
             if not isinstance(node, (dict, list)):
-                raise ConfigError(where, "is a value, not a section", config_file)
+                raise ConfigError(where, "is a value, not a section", flag)
         if isinstance(node, list):
             raise ConfigError(key_path, "cannot replace a whole list item; set one of its keys",
-                              config_file)
+                              flag)
         key, text = parts[-1], text.strip()
         if not text:
             node.pop(key, None)
@@ -257,17 +257,16 @@ def origins(resolved: dict, raw: dict, config_file: str | None, overrides: list[
     kind = "config dict" if config_file in (None, "config dict") else "config file"
     where = "" if kind == "config dict" else config_file
     found = {}
-    for name, value in resolved.items():
-        tables = [((name, i), stage, raw_stage) for i, (stage, raw_stage) in enumerate(zip(
-            value, raw.get(name) or [{}] * len(value)))] if isinstance(value, list) \
-            else [((name,), value, raw.get(name) or {})]
-        for prefix, table, raw_table in tables:
-            for key in table:
-                path = (*prefix, key)
-                if path in given:
-                    found[path] = Origin("--set", f"--set {given[path]}")
-                elif isinstance(raw_table, dict) and key in raw_table:
-                    found[path] = Origin(kind, where)
+    for prefix, table in tables(resolved):
+        raw_table = raw.get(prefix[0])
+        if len(prefix) == 2:  # a stage of a list section
+            raw_table = raw_table[prefix[1]] if isinstance(raw_table, list) else None
+        for key in table:
+            path = (*prefix, key)
+            if path in given:
+                found[path] = Origin("--set", f"--set {given[path]}")
+            elif isinstance(raw_table, dict) and key in raw_table:
+                found[path] = Origin(kind, where)
     return found
 
 

@@ -37,53 +37,77 @@ class Origin:
 DEFAULT = Origin("default")
 
 
-@dataclass(frozen=True, eq=False)
-class Section(Mapping):
-    """One resolved section (or one ``[[preprocess]]`` stage): its values by key, read as
-    attributes or like a read-only dict, and the origin of each. (The fields are private
-    so that no config key, such as a corpus's ``name``, is hidden by one.)"""
+def tables(resolved: Mapping) -> Iterator[tuple[tuple, Mapping]]:
+    """Each table of a resolved config with its key-path prefix: ``("train",)``, and
+    ``("preprocess", 0)`` for the stages of a list section."""
+    for name, value in resolved.items():
+        if isinstance(value, (list, tuple)):
+            for i, stage in enumerate(value):
+                yield (name, i), stage
+        else:
+            yield (name,), value
 
-    _name: str
-    _values: dict = field(repr=False)
-    _origins: dict = field(default_factory=dict, repr=False)
+
+class ReadOnlyEntries(Mapping):
+    """Read-only dict access, and attribute access, to a frozen dataclass's ``_entries``
+    (private, so that no entry is hidden by a field of the same name)."""
+
+    _entries: dict
+    entry = "key"  # what an entry is called in messages
 
     def __getattr__(self, key: str) -> Any:
-        values = object.__getattribute__(self, "_values")
-        if key in values:
-            return values[key]
-        raise AttributeError(f"[{object.__getattribute__(self, '_name')}] has no key {key!r}; "
-                             f"it has {', '.join(values) or 'none'}")
+        entries = object.__getattribute__(self, "_entries")
+        if key in entries:
+            return entries[key]
+        raise AttributeError(f"{self.describe()} has no {self.entry} {key!r}; it has "
+                             f"{', '.join(map(str, entries)) or 'none'}")
 
     def __getitem__(self, key: str) -> Any:
-        return self._values[key]
+        return self._entries[key]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._values)
+        return iter(self._entries)
 
     def __len__(self) -> int:
-        return len(self._values)
+        return len(self._entries)
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True, eq=False)
+class Section(ReadOnlyEntries):
+    """One resolved section (or one ``[[preprocess]]`` stage): its values by key, read as
+    attributes or like a read-only dict, and the origin of each."""
+
+    _name: str
+    _entries: dict = field(repr=False)
+    _origins: dict = field(default_factory=dict, repr=False)
+
+    def describe(self) -> str:
+        return f"[{self._name}]"
 
     def __repr__(self) -> str:
-        return f"Section({self._name!r}, {self._values!r})"
+        return f"Section({self._name!r}, {self._entries!r})"
 
     def origin(self, key: str) -> Origin:
         """Where ``key``'s value came from."""
-        if key not in self._values:
+        if key not in self._entries:
             raise KeyError(f"[{self._name}] has no key {key!r}")
         return self._origins.get(key, DEFAULT)
 
     def to_dict(self) -> dict:
         """A plain, deep copy of the values (to edit, or to write as TOML or JSON)."""
-        return copy.deepcopy(self._values)
+        return copy.deepcopy(self._entries)
 
 
 @dataclass(frozen=True, eq=False)
-class Config(Mapping):
+class Config(ReadOnlyEntries):
     """A resolved config: the sections in their order, frozen, and the file it came from
     (``config_file``: a path, ``"config dict"`` for one given from Python, or a run's
     ``config.toml``; ``None`` for one made in code)."""
 
-    sections: dict = field(repr=False)
+    _entries: dict = field(repr=False)
     config_file: str | None = None
 
     @classmethod
@@ -92,33 +116,21 @@ class Config(Mapping):
         """Wrap a resolved dict; ``origins`` maps key paths (``("train", "epochs")``,
         ``("preprocess", 0, "use")``) to where their values came from."""
         origins = origins or {}
-        sections = {}
-        for name, value in resolved.items():
-            if isinstance(value, list):
-                sections[name] = tuple(
-                    Section(f"{name}.{i}", dict(stage),
-                            {k: o for (s, j, k), o in _three(origins) if s == name and j == i})
-                    for i, stage in enumerate(value))
+        sections: dict = {}
+        for prefix, table in tables(resolved):
+            section = Section(".".join(map(str, prefix)), dict(table),
+                              {path[-1]: origin for path, origin in origins.items()
+                               if path[:-1] == prefix})
+            if len(prefix) == 2:  # a stage of a list section
+                sections[prefix[0]] = (*sections.get(prefix[0], ()), section)
             else:
-                sections[name] = Section(name, dict(value),
-                                         {path[1]: o for path, o in origins.items()
-                                          if len(path) == 2 and path[0] == name})
+                sections[prefix[0]] = section
         return cls(sections, config_file)
 
-    def __getattr__(self, name: str) -> Any:
-        sections = object.__getattribute__(self, "sections")
-        if name in sections:
-            return sections[name]
-        raise AttributeError(f"a config has no section {name!r}; it has {', '.join(sections)}")
+    entry = "section"
 
-    def __getitem__(self, name: str) -> Any:
-        return self.sections[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.sections)
-
-    def __len__(self) -> int:
-        return len(self.sections)
+    def describe(self) -> str:
+        return "a config"
 
     def __repr__(self) -> str:
         return f"Config({self.config_file!r}, {self.to_dict()!r})"
@@ -126,7 +138,7 @@ class Config(Mapping):
     def origin(self, path: str) -> Origin:
         """Where the value at ``"section.key"`` (``"preprocess.0.use"``) came from."""
         name, _, rest = path.partition(".")
-        section = self.sections[name]
+        section = self._entries[name]
         if isinstance(section, tuple):
             index, _, rest = rest.partition(".")
             section = section[int(index)]
@@ -135,8 +147,4 @@ class Config(Mapping):
     def to_dict(self) -> dict:
         """Plain nested dicts and lists (to edit and resolve again, or to write as TOML)."""
         return {name: [stage.to_dict() for stage in value] if isinstance(value, tuple)
-                else value.to_dict() for name, value in self.sections.items()}
-
-
-def _three(origins: dict) -> list:
-    return [(path, origin) for path, origin in origins.items() if len(path) == 3]
+                else value.to_dict() for name, value in self._entries.items()}

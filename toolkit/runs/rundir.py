@@ -42,7 +42,7 @@ from functools import cached_property
 from pathlib import Path
 
 from toolkit.config import schema as config_module
-from toolkit.config.typed import Config, Origin
+from toolkit.config.typed import Config, Origin, tables
 from toolkit.errors import ToolkitError
 from toolkit.plugins import load_plugins, registry
 from toolkit.data.preprocess import Preprocessor
@@ -172,12 +172,7 @@ def write_json(path: Path, data: dict) -> None:
 def stored_origins(stored: dict, path: str) -> dict:
     """Every key path of a run's stored config, from that run."""
     origin = Origin("stored run", path)
-    paths = {}
-    for name, value in stored.items():
-        for prefix, table in ([((name, i), t) for i, t in enumerate(value)]
-                              if isinstance(value, list) else [((name,), value)]):
-            paths.update({(*prefix, key): origin for key in table})
-    return paths
+    return {(*prefix, key): origin for prefix, table in tables(stored) for key in table}
 
 
 class Run:

@@ -93,10 +93,10 @@ class DivergenceGuard(keras.callbacks.Callback):
         self.steps = 0
         self.reason: str | None = None
         self.epoch = 0
-        self.epoch_mean = 0.0
+        self.last_mean = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.epoch, self.epoch_mean = epoch, 0.0
+        self.epoch, self.last_mean = epoch, 0.0  # the running mean before this step
 
     def on_train_batch_end(self, batch, logs=None):
         running_mean = (logs or {}).get("loss")
@@ -108,8 +108,8 @@ class DivergenceGuard(keras.callbacks.Callback):
                           f"step {batch + 1}")
             return
         # Keras logs the epoch's running mean; the step's own loss is recovered from it.
-        step_loss = (batch + 1) * running_mean - batch * self.epoch_mean
-        self.epoch_mean = running_mean
+        step_loss = (batch + 1) * running_mean - batch * self.last_mean
+        self.last_mean = running_mean
         self.steps += 1
         if not self.patience:
             return
