@@ -111,11 +111,26 @@ def cmd_calibrate(args) -> int:
 
     fitted = fit_run(args.run)
     calibration, ensemble = fitted["calibration"], fitted["ensemble"]
-    weights = ensemble["weights"]
+    weights = ", ".join(f"{member} {weight}" for member, weight in ensemble["weights"].items())
     print(f"calibration and ensemble fitted on {ensemble['validation_passages']} validation "
           f"passages of {args.run}: temperature {calibration['temperature']:.4g}, "
-          f"ensemble weights LSTM {weights['lstm']} and n-grams {weights['ngram']} "
-          f"(calibration.json, ensemble.pkl)")
+          f"ensemble weights {weights} (calibration.json, ensemble.pkl)")
+    return 0
+
+
+def cmd_crossval(args) -> int:
+    import json
+
+    from toolkit.attribution.crossval import crossval, format_results, parse_folds
+
+    folds = parse_folds(args.folds)
+    terminal = sys.stdout.isatty()
+    results = crossval(args.config, folds, args.set, args.out,
+                       verbose=1 if terminal else 0, progress_seconds=0 if terminal else 60)
+    print(json.dumps(results, indent=2, ensure_ascii=False) if args.json
+          else "\n" + format_results(results))
+    print(f"written to {results['out']}/crossval.json; `toolkit report {results['out']}` "
+          f"shows it")
     return 0
 
 
@@ -239,6 +254,18 @@ def make_parser(commands: dict) -> argparse.ArgumentParser:
                                          "on its validation split again")
     p.add_argument("run", help="run directory (classifier or author-lms head)")
     p.set_defaults(func=cmd_calibrate)
+
+    p = sub.add_parser("crossval", help="cross-validate an attribution config over documents, "
+                                        "with intervals, paired tests and Delta baselines")
+    p.add_argument("config", help="TOML config file of an attribution run")
+    p.add_argument("--folds", required=True,
+                   help="number of folds (2 or more), or \"all\": one document per fold")
+    p.add_argument("--out", help="where the folds' runs and crossval.json go (default: "
+                                 "runs/CONFIG_NAME-crossval); a killed crossval continues "
+                                 "there")
+    p.add_argument("--set", **overrides)
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=cmd_crossval)
 
     p = sub.add_parser("report", help="write one self-contained HTML report of one or more runs")
     p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")

@@ -62,3 +62,21 @@ def tail_split(lengths: list[int], validation_fraction: float) -> dict[str, list
         if cut < n:
             plan["validation"].append(Segment(d, cut, n))
     return plan
+
+
+def document_folds(labels: list, folds: int, seed: int = 1) -> list[int]:
+    """Deal documents (given by their authors' ``labels``) into ``folds`` folds for
+    cross-validation: each author's documents in a random order, dealt one per fold
+    in turn, the turn carried on from author to author so the folds differ in size by
+    at most one document. An author with n documents has them in min(n, folds)
+    different folds, so with 2 or more folds every fold trains on at least one
+    document of every author that has two. Returns each document's fold."""
+    rng = np.random.default_rng([seed, folds])
+    fold_of = [0] * len(labels)
+    turn = 0
+    for label in sorted(set(labels), key=str):
+        mine = [d for d, other in enumerate(labels) if other == label]
+        for d in (mine[i] for i in rng.permutation(len(mine))):
+            fold_of[d] = turn % folds
+            turn += 1
+    return fold_of

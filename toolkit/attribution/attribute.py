@@ -55,7 +55,8 @@ class Attributor:
     The run's head scores passages (:meth:`Head.score_passages`) and its sequence
     builder cuts a text into passages as training passages were cut. With
     ``model = "ensemble"`` the LSTM's calibrated log-probabilities are stacked with the
-    n-gram model's, as training or ``toolkit calibrate`` fitted them (``ensemble.pkl``)."""
+    other members' (the n-grams, the Deltas: ``[ensemble] members``), as training or
+    ``toolkit calibrate`` fitted them (``ensemble.pkl``)."""
 
     def __init__(self, run: Run, model: str = "lstm"):
         self.run = run
@@ -90,11 +91,7 @@ class Attributor:
             return log_softmax(scores)
         log_probs = self.calibration.log_probs(scores, real_tokens(passages))
         if self.ensemble is not None:
-            from toolkit.attribution.ngrams import ngram_log_probs
-
-            ngram = ngram_log_probs(self.ensemble["ngram"], passage_texts(self.run, passages),
-                                    len(self.labels))
-            log_probs = stacked([log_probs, ngram], self.ensemble["weights"])
+            log_probs = ensemble_log_probs(self.run, self.ensemble, passages, log_probs)
         return log_probs
 
     def cut(self, ids: np.ndarray) -> np.ndarray:
@@ -140,13 +137,45 @@ def calibrate(head, scores: np.ndarray, passages) -> Calibration:
                            real_tokens(passages.ids))
 
 
+MEMBERS = ("lstm", "ngrams", "burrows-delta", "cosine-delta")
+
+
 def read_ensemble(run: Run) -> dict | None:
-    """The stacked n-gram model and weights training (or ``toolkit calibrate``) wrote, or
-    ``None`` for a run without them."""
+    """The ensemble's fitted members and weights training (or ``toolkit calibrate``)
+    wrote, or ``None`` for a run without them."""
     import pickle
 
     path = run.file(runs.ENSEMBLE)
-    return pickle.loads(path.read_bytes()) if path.is_file() else None
+    if not path.is_file():
+        return None
+    ensemble = pickle.loads(path.read_bytes())
+    ensemble.setdefault("members", ["lstm", "ngrams"])  # written before the Deltas
+    return ensemble
+
+
+def member_log_probs(run: Run, ensemble: dict, member: str, passages: np.ndarray,
+                     lstm: np.ndarray | None = None) -> np.ndarray:
+    """One ensemble member's log-probabilities ``(passages, authors)`` of right-padded
+    ``passages``; ``lstm`` is the calibrated LSTM's, which the caller has."""
+    if member == "lstm":
+        return lstm
+    texts = passage_texts(run, passages)
+    if member == "ngrams":
+        from toolkit.attribution.ngrams import ngram_log_probs
+
+        return ngram_log_probs(ensemble["ngram"], texts, len(ensemble["labels"]))
+    if member in ("burrows-delta", "cosine-delta") and "delta" in ensemble:
+        return ensemble["delta"][member.split("-")[0]].log_probs(texts)
+    raise ToolkitError(f"{run.path}'s {runs.ENSEMBLE} has no {member!r} member; "
+                       f"`toolkit calibrate {run.path}` fits it again")
+
+
+def ensemble_log_probs(run: Run, ensemble: dict, passages: np.ndarray,
+                       lstm: np.ndarray) -> np.ndarray:
+    """The ensemble's log-probabilities: its members' stacked by their fitted weights."""
+    parts = [member_log_probs(run, ensemble, member, passages, lstm)
+             for member in ensemble["members"]]
+    return stacked(parts, ensemble["weights"])
 
 
 def load_ensemble(run: Run) -> dict:

@@ -170,6 +170,26 @@ def held_out_confidences(log_probs: np.ndarray, labels: np.ndarray):
     return np.concatenate(confidence), np.concatenate(unknown)
 
 
+def simulated_strangers(log_probs: np.ndarray, labels: np.ndarray):
+    """Known texts as they are, beside the same texts as strangers would be scored: the
+    top answer's log-odds over every author (``unknown = False``), and with each text's
+    own author removed and the rest renormalised (``unknown = True``). Unlike
+    :func:`held_out_confidences` the known side is exactly what ``attribute`` sees;
+    a real stranger faces one candidate more, so the simulated ones are if anything
+    more confident than real ones. Returns the confidences and ``unknown``."""
+    authors = log_probs.shape[1]
+    if authors < 3:
+        return np.zeros(0), np.zeros(0, bool)
+    strangers = []
+    for a in range(authors):
+        mine = labels == a
+        if mine.any():
+            others = [b for b in range(authors) if b != a]
+            strangers.append(top_log_odds(log_softmax(log_probs[mine][:, others])))
+    confidence = np.concatenate([top_log_odds(log_probs), *strangers])
+    return confidence, np.r_[np.zeros(len(log_probs), bool), np.ones(len(confidence) - len(log_probs), bool)]
+
+
 def fit_threshold(confidence: np.ndarray, unknown: np.ndarray) -> float | None:
     """The confidence threshold with the best balanced accuracy at telling known texts
     (at or above it) from strangers' (below it); ``None`` (accept everything) unless a

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
-from toolkit.attribution.attribute import Attributor, passage_texts, read_ensemble, real_tokens
+from toolkit.attribution.attribute import (Attributor, ensemble_log_probs, passage_texts,
+                                           read_ensemble, real_tokens)
 from toolkit.attribution.calibration import Calibration
 from toolkit.attribution.fitting import prepared_data
-from toolkit.attribution.ngrams import NGRAM_NAME, fit_ngram, ngram_log_probs
+from toolkit.attribution.ngrams import NGRAM_NAME
 from toolkit.errors import ToolkitError
 from toolkit.model.state import reset_states
 from toolkit.runs import rundir as runs
@@ -151,7 +152,18 @@ def evaluate(run_dir, split: str | None = None, baseline: bool = True,
         report = attribution_report(run, prepared, split, baseline, unseen_author)
     else:
         report = language_model_report(run, prepared, split)
+    report = published(report)
     runs.write_json(run.file(runs.EVALUATION), report)
+    return report
+
+
+WORKING_KEYS = ("answers", "order")  # what model_report keeps for comparisons only
+
+
+def published(report):
+    """The report without the per-passage working data :func:`model_report` keeps."""
+    if isinstance(report, dict):
+        return {k: published(v) for k, v in report.items() if k not in WORKING_KEYS}
     return report
 
 
@@ -173,23 +185,35 @@ def document_of(place: str) -> str:
     return place.rsplit(":", 1)[0]
 
 
-def model_report(log_probs: np.ndarray, passages, labels: list[str]) -> dict:
+def model_report(log_probs: np.ndarray, passages, labels: list[str],
+                 documents: tuple[list[str], np.ndarray] | None = None) -> dict:
     """Passage-level figures of one model's log-probabilities, and document-level ones
-    (each document's passages pooled, see :func:`toolkit.attribution.calibration.pool`) when the
-    passages say which document they came from."""
+    (each document's passages pooled, see :func:`toolkit.attribution.calibration.pool`,
+    unless ``documents`` gives the documents' own log-probabilities) when the passages
+    say which document they came from. Accuracy and macro-F1 come with 95 % intervals
+    that resample documents (:mod:`toolkit.attribution.stats`); ``answers`` (not
+    written) keeps what was right for paired comparisons."""
     from toolkit.attribution.calibration import expected_calibration_error, pool
+    from toolkit.attribution.stats import document_resamples, figures
 
-    report = classification_report(passages.labels, log_probs.argmax(axis=1), labels)
+    predicted = log_probs.argmax(axis=1)
+    report = classification_report(passages.labels, predicted, labels)
     report["ece"] = round(expected_calibration_error(np.exp(log_probs), passages.labels), 4)
     if len(passages.places) != len(passages):  # a builder that does not say where passages lie
         return report
-    documents, pooled = pool(log_probs, [document_of(s) for s in passages.places])
+    order, pooled = documents or pool(log_probs, [document_of(s) for s in passages.places])
     truth = {document_of(s): label for s, label in zip(passages.places, passages.labels)}
-    true = np.array([truth[d] for d in documents])
-    by_document = classification_report(true, pooled.argmax(axis=1), labels)
-    report["documents"] = {"count": len(documents), "accuracy": by_document["accuracy"],
-                           "macro_f1": by_document["macro_f1"],
-                           "ece": round(expected_calibration_error(np.exp(pooled), true), 4)}
+    true = np.array([truth[d] for d in order])
+    index = {d: i for i, d in enumerate(order)}
+    passage_documents = np.array([index[document_of(s)] for s in passages.places])
+    shown = figures(np.asarray(passages.labels), predicted, passage_documents, true,
+                    pooled.argmax(axis=1), len(labels), document_resamples(len(order)))
+    report["accuracy_ci"], report["macro_f1_ci"] = shown["accuracy_ci"], shown["macro_f1_ci"]
+    report["documents"] = {**shown["documents"],
+                           "ece": round(expected_calibration_error(np.exp(pooled), true), 4),
+                           "order": order}
+    report["answers"] = {"correct": predicted == np.asarray(passages.labels),
+                         "document_correct": pooled.argmax(axis=1) == true}
     return report
 
 
@@ -274,36 +298,85 @@ def lstm_figures(run: Run, report: dict, scored: Scored, calibration) -> dict:
 
 def baseline_figures(run: Run, report: dict, prepared, scored: Scored, log_probs: dict,
                      ensemble) -> dict:
-    """The n-gram baseline's row (the ensemble's n-gram model when the run has one, else
-    one fitted here on the training passages and not kept) and the ensemble's row (with
-    the calibrated LSTM of ``log_probs``, not on the validation split it was stacked on);
-    returns the ensemble's log-probabilities."""
-    from toolkit.attribution.calibration import stacked
+    """The classic baselines' rows (the character n-grams, Burrows' and Cosine Delta: the
+    ensemble's members when the run has them, else fitted here on the training passages
+    and not kept), the ensemble's row (with the calibrated LSTM of ``log_probs``, not on
+    the validation split it was stacked on) and each model against the best classic
+    baseline; returns the ensemble's log-probabilities."""
+    from toolkit.attribution.attribute import member_log_probs
+    from toolkit.attribution.fitting import fit_members
 
     passages, labels = scored.passages, report["labels"]
-    if ensemble is not None:
-        ngram = ensemble["ngram"]  # fitted on exactly these training passages
-    else:
+    members = ensemble
+    if members is None or "delta" not in members:
         train = run.builder.data(prepared.splits["train"], labels, training=True)
-        ngram = fit_ngram(passage_texts(run, train.ids), train.labels, train.weights)
-    ngram_test = ngram_log_probs(ngram, passage_texts(run, passages.ids), len(labels))
+        # Without a validation split the Deltas' temperatures are fitted on this one.
+        members = fit_members(run, train, scored.validation or passages)
+    ngram_test = member_log_probs(run, members, "ngrams", passages.ids)
     report["baseline"] = {"name": NGRAM_NAME, **model_report(ngram_test, passages, labels)}
+    texts = document_texts(run, passages)
+    for distance, delta in members["delta"].items():
+        report[f"{distance}_delta"] = {
+            "name": delta.name, **model_report(delta.log_probs(passage_texts(run, passages.ids)),
+                                              passages, labels,
+                                              (list(texts), delta.log_probs(list(texts.values()))))}
     lstm = log_probs.get("LSTM, calibrated")
-    if ensemble is None or lstm is None or scored.validation is None:
+    combined = None
+    if ensemble is not None and lstm is not None and scored.validation is not None:
+        combined = ensemble_log_probs(run, ensemble, passages.ids, lstm)
+        report["ensemble"] = {"name": f"{' + '.join(ensemble['members'])}, stacked on validation",
+                              "weights": dict(zip(ensemble["members"],
+                                                  (round(w, 4) for w in ensemble["weights"]))),
+                              **model_report(combined, passages, labels)}
+    report["comparisons"] = comparisons(report, passages)
+    return {} if combined is None else {"ensemble": combined}
+
+
+CLASSIC = ("baseline", "burrows_delta", "cosine_delta")
+COMPARED = ("lstm", "lstm_calibrated", "ensemble")
+
+
+def best_classic(report: dict) -> str:
+    """The classic baseline with the best document accuracy (then passage accuracy)."""
+    present = [name for name in CLASSIC if name in report]
+    return max(present, key=lambda name: (report[name].get("documents", {}).get("accuracy", 0),
+                                          report[name]["accuracy"]))
+
+
+def comparisons(report: dict, passages) -> dict:
+    """Each toolkit model minus the best classic baseline on the same passages and
+    documents (:func:`toolkit.attribution.stats.paired_difference`)."""
+    from toolkit.attribution.stats import document_resamples, paired_difference, verdict
+
+    if "documents" not in report["lstm"]:
         return {}
-    combined = stacked([lstm, ngram_test], ensemble["weights"])
-    report["ensemble"] = {"name": "LSTM + n-grams, stacked on validation",
-                          "weights": {"lstm": round(ensemble["weights"][0], 4),
-                                      "ngram": round(ensemble["weights"][1], 4)},
-                          **model_report(combined, passages, labels)}
-    return {"ensemble": combined}
+    best = best_classic(report)
+    documents = report["lstm"]["documents"]["order"]
+    index = {d: i for i, d in enumerate(documents)}
+    passage_documents = np.array([index[document_of(s)] for s in passages.places])
+    resamples = document_resamples(len(documents))
+    result = {"against": best, "against_name": report[best]["name"]}
+    for name in COMPARED:
+        if name in report:
+            difference = paired_difference(report[name]["answers"], report[best]["answers"],
+                                           passage_documents, resamples)
+            result[name] = {**difference, "verdict": verdict(difference)}
+    return result
+
+
+def document_texts(run: Run, passages) -> dict[str, str]:
+    """Each document's passages as one text, in first-seen order (what a Delta reads)."""
+    texts: dict[str, list[str]] = {}
+    for place, text in zip(passages.places, passage_texts(run, passages.ids)):
+        texts.setdefault(document_of(place), []).append(text)
+    return {document: " ".join(parts) for document, parts in texts.items()}
 
 
 def unseen_figures(run: Run, report: dict, prepared, attributor: Attributor, scored: Scored,
                    log_probs: dict, calibration, ensemble) -> None:
     """How well "unknown" is told apart: each author held out in turn (AUROC), and the
     texts of authors the run never trained on (``strangers``)."""
-    from toolkit.attribution.calibration import stacked, unseen_author_auroc
+    from toolkit.attribution.calibration import unseen_author_auroc
 
     passages = scored.passages
     known = log_probs.get("LSTM, calibrated", log_probs["LSTM, raw"])
@@ -317,10 +390,8 @@ def unseen_figures(run: Run, report: dict, prepared, attributor: Attributor, sco
     stranger_lstm = attributor.log_probs(strangers.ids)  # calibrated where the run is
     models = {"lstm": (known, stranger_lstm)}
     if "ensemble" in log_probs:
-        stranger_ngram = ngram_log_probs(ensemble["ngram"], passage_texts(run, strangers.ids),
-                                         len(attributor.labels))
         models["ensemble"] = (log_probs["ensemble"],
-                              stacked([stranger_lstm, stranger_ngram], ensemble["weights"]))
+                              ensemble_log_probs(run, ensemble, strangers.ids, stranger_lstm))
     report["strangers"] = strangers_report(run, strangers, passages, models, calibration)
 
 
@@ -442,6 +513,53 @@ def strangers_lines(strangers: dict) -> list[str]:
     return lines
 
 
+def with_interval(value, bounds) -> str:
+    """``0.8123 [0.75, 0.87]``; just the value without bounds."""
+    if bounds is None:
+        return f"{value:.4f}"
+    return f"{value:.4f} [{bounds[0]:.2f}, {bounds[1]:.2f}]"
+
+
+def figures_table(rows: list[tuple[str, dict]]) -> list[str]:
+    """Models' accuracy, macro-F1, ECE and document accuracy, with their 95 % intervals."""
+    lines = [f"{'model':<24}{'accuracy [95% CI]':>23}{'macro-F1 [95% CI]':>23}{'ECE':>7}"
+             f"{'docs':>6}{'doc. accuracy [95% CI]':>24}"]
+    for name, r in rows:
+        documents = r.get("documents")
+        doc = (with_interval(documents["accuracy"], documents.get("accuracy_ci"))
+               if documents else "-")
+        lines.append(f"{name:<24}{with_interval(r['accuracy'], r.get('accuracy_ci')):>23}"
+                     f"{with_interval(r['macro_f1'], r.get('macro_f1_ci')):>23}"
+                     f"{r['ece']:>7.3f}{documents['count'] if documents else '-':>6}{doc:>24}")
+    lines.append("(intervals: 95 % bootstrap over documents, passages of a drawn document "
+                 "kept together)")
+    return lines
+
+
+COMPARED_NAMES = {"lstm": "LSTM", "lstm_calibrated": "LSTM, calibrated",
+                  "ensemble": "ensemble", "ensemble_folds": "ensemble, fold weights"}
+
+
+def comparison_lines(comparisons: dict) -> list[str]:
+    """Each model minus the best classic baseline, paired, with McNemar's p on documents."""
+    lines = [f"against the best classic baseline ({comparisons['against_name']}), paired on "
+             f"the same documents:",
+             f"{'model':<24}{'Δ accuracy [95% CI]':>24}{'Δ doc. accuracy [95% CI]':>27}"
+             f"{'McNemar p':>11}  verdict"]
+    for key, name in COMPARED_NAMES.items():
+        c = comparisons.get(key)
+        if c is None:
+            continue
+        lines.append(f"{name:<24}{signed(c['accuracy'], c['accuracy_ci']):>24}"
+                     f"{signed(c['document_accuracy'], c['document_accuracy_ci']):>27}"
+                     f"{c['mcnemar_documents']['p']:>11.3g}  {c['verdict']}")
+    return lines
+
+
+def signed(value: float, bounds: list[float]) -> str:
+    return f"{value:+.4f} [{bounds[0]:+.2f}, {bounds[1]:+.2f}]"
+
+
 def format_report(report: dict) -> str:
     """The report as text for the terminal."""
     if report["kind"] == "language model":
@@ -452,16 +570,13 @@ def format_report(report: dict) -> str:
              f"{report['passages']} passages", ""]
     rows = [("LSTM", report["lstm"]), ("LSTM, calibrated", report.get("lstm_calibrated")),
             ("LSTM, on-split offsets", report.get("lstm_transductive")),
-            ("baseline (char n-grams)", report.get("baseline")),
-            ("ensemble (LSTM + n-grams)", report.get("ensemble"))]
-    lines.append(f"{'model':<27}{'accuracy':>10}{'macro-F1':>10}{'ECE':>8}"
-                 f"{'documents':>11}{'doc. acc.':>11}")
-    for name, r in rows:
-        if r is not None:
-            documents = r.get("documents", {"count": "-", "accuracy": "-"})
-            lines.append(f"{name:<27}{r['accuracy']:>10.4f}{r['macro_f1']:>10.4f}"
-                         f"{r['ece']:>8.3f}{documents['count']:>11}"
-                         f"{documents['accuracy']:>11}")
+            ("char n-grams", report.get("baseline")),
+            ("Burrows' Delta", report.get("burrows_delta")),
+            ("Cosine Delta", report.get("cosine_delta")),
+            ("ensemble", report.get("ensemble"))]
+    lines += figures_table([(name, r) for name, r in rows if r is not None])
+    if report.get("comparisons"):
+        lines += ["", *comparison_lines(report["comparisons"])]
     if "calibration" in report:
         c = report["calibration"]
         lines += ["", f"calibration (fitted on {c['fitted_on']['passages']} validation "

@@ -1,6 +1,7 @@
 """What an attribution run fits on its own data once it is trained: the calibration (on
-the validation split) and the ensemble (the character n-gram model on the training
-passages, stacked with the calibrated LSTM by weights fitted on validation).
+the validation split) and the ensemble (the character n-gram model and the Deltas on
+the training passages, stacked with the calibrated LSTM by weights fitted on
+validation: the members ``[ensemble]`` names).
 
 ``toolkit train`` fits both at its end and ``toolkit calibrate RUN`` fits them again
 (``calibration.json``, ``ensemble.pkl``); ``toolkit evaluate`` and ``toolkit attribute``
@@ -13,9 +14,11 @@ import json
 import pickle
 import time
 
-from toolkit.attribution.attribute import Attributor, calibrate, passage_texts, real_tokens
+from toolkit.attribution.attribute import (Attributor, calibrate, member_log_probs,
+                                           passage_texts, real_tokens)
 from toolkit.attribution.calibration import fit_stack
-from toolkit.attribution.ngrams import fit_ngram, ngram_log_probs
+from toolkit.attribution.delta import DISTANCES, fit_delta
+from toolkit.attribution.ngrams import fit_ngram
 from toolkit.data.prepare import prepare_config
 from toolkit.errors import ToolkitError
 from toolkit.runs import rundir as runs
@@ -52,16 +55,31 @@ def fit_run(run_dir, prepared=None) -> dict:
     calibration = calibrate(run.head, val_scores, validation)
     runs.write_json(run.file(runs.CALIBRATION), calibration.to_json())
     train = builder.data(prepared.splits["train"], labels, training=True)
-    start = time.perf_counter()
-    ngram = fit_ngram(passage_texts(run, train.ids), train.labels, train.weights)
-    seconds = time.perf_counter() - start
-    ngram_val = ngram_log_probs(ngram, passage_texts(run, validation.ids), len(labels))
+    ensemble = fit_members(run, train, validation)
     lstm_val = calibration.log_probs(val_scores, real_tokens(validation.ids))
-    weights = fit_stack([lstm_val, ngram_val], validation.labels)
-    runs.atomic_write(run.file(runs.ENSEMBLE), pickle.dumps(
-        {"ngram": ngram, "weights": weights, "labels": labels}))
+    members = run.config.ensemble.members
+    parts = [member_log_probs(run, ensemble, name, validation.ids, lstm_val) for name in members]
+    ensemble["weights"] = fit_stack(parts, validation.labels)
+    runs.atomic_write(run.file(runs.ENSEMBLE), pickle.dumps(ensemble))
     return {"calibration": calibration.to_json(),
-            "ensemble": {"weights": {"lstm": round(weights[0], 4), "ngram": round(weights[1], 4)},
-                         "ngram_training_seconds": round(seconds, 1),
+            "ensemble": {"weights": dict(zip(members, (round(w, 4) for w in ensemble["weights"]))),
+                         "ngram_training_seconds": ensemble.pop("ngram_training_seconds"),
                          "validation_passages": len(validation)}}
+
+
+def fit_members(run: Run, train, validation) -> dict:
+    """The classic models fitted on the training passages (``train``): the character
+    n-grams and both Deltas (temperatures on ``validation``), by the names
+    :func:`~toolkit.attribution.attribute.member_log_probs` reads."""
+    labels, settings = run.labels, run.config.ensemble
+    train_texts = passage_texts(run, train.ids)
+    validation_texts = passage_texts(run, validation.ids)
+    start = time.perf_counter()
+    ngram = fit_ngram(train_texts, train.labels, train.weights)
+    seconds = time.perf_counter() - start
+    deltas = {distance: fit_delta(distance, train_texts, train.labels, validation_texts,
+                                  validation.labels, len(labels), settings.delta_words)
+              for distance in DISTANCES}
+    return {"labels": labels, "members": list(settings.members), "ngram": ngram,
+            "delta": deltas, "ngram_training_seconds": round(seconds, 1)}
 

@@ -147,13 +147,26 @@ def pretrain_settings(epochs: NonNegativeInt = 0, max_minutes: NonNegativeFloat 
     weights."""
 
 
+def ensemble_settings(
+        members: list[Literal["lstm", "ngrams", "burrows-delta", "cosine-delta"]] = (
+            "lstm", "ngrams"),
+        delta_words: PositiveInt = 100):
+    """The attribution ensemble (``toolkit attribute --model ensemble``): the
+    log-probabilities of its ``members`` (the calibrated LSTM, the character n-grams,
+    Burrows' Delta, Cosine Delta), each weighed by a non-negative weight fitted on the
+    validation passages when training ends (or by ``toolkit calibrate``). Every member is
+    fitted on the run's training passages; ``delta_words`` is how many of their most
+    frequent words the Deltas compare (stylo's default, 100)."""
+
+
 # Keys that [core] had before weight initialisation got its own [init] section.
 MOVED_TO_INIT = {"init_from": "run", "freeze": "freeze", "unfreeze_after": "unfreeze_after"}
 
 PLAIN_SECTIONS = {"vocab": vocab_settings, "init": init_settings, "pretrain": pretrain_settings,
-                  "train": train_settings, "generate": generate_settings}
+                  "train": train_settings, "generate": generate_settings,
+                  "ensemble": ensemble_settings}
 SECTIONS = ("corpus", "preprocess", "vocab", "encoder", "sequences", "core", "head",
-            "init", "pretrain", "train", "generate")
+            "init", "pretrain", "train", "generate", "ensemble")
 
 
 def read(path: str | Path) -> dict[str, Any]:

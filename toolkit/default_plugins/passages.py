@@ -10,7 +10,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 
-from toolkit.splits import Segment, Split
+from toolkit.splits import Segment, Split, document_folds
 from toolkit.errors import ConfigError
 from toolkit.hookspecs import hookimpl
 from toolkit.config.params import Fraction, NonNegativeInt, PositiveInt, Table
@@ -23,7 +23,8 @@ SPLIT_ROW = re.compile(r"#\d+/\d+$")  # a segment cut into several rows (see pas
 
 def split_settings(by: Literal["region", "passage", "document"] = "region",
                    test: Fraction = 0.2, gap: NonNegativeInt | None = None,
-                   min_documents: PositiveInt = 1, unseen_authors: list[str] = ()):
+                   min_documents: PositiveInt = 1, unseen_authors: list[str] = (),
+                   folds: PositiveInt | None = None, fold: NonNegativeInt = 0):
     """How passages are split (``train.validation_fraction`` is the validation share).
 
     ``by = "region"``: every document is cut into contiguous regions, train first,
@@ -35,7 +36,11 @@ def split_settings(by: Literal["region", "passage", "document"] = "region",
     are left out of every split (``"document"`` needs 2); only ``[pretrain]`` reads
     their text. The documents of ``unseen_authors`` are kept out of everything the run
     trains on, pretraining included: strangers on which ``toolkit evaluate
-    --unseen-author`` measures the "unknown" answer (a leave-these-authors-out test)."""
+    --unseen-author`` measures the "unknown" answer (a leave-these-authors-out test).
+    ``folds = K`` with ``by = "document"`` deals the documents into K folds (each
+    author's in turn, see :func:`toolkit.splits.document_folds`) and tests on the
+    documents of fold number ``fold`` (0 to K - 1) instead of one per author: what
+    ``toolkit crossval`` trains, one run per fold."""
 
 
 SplitTable = Annotated[dict, Table(split_settings)]
@@ -216,6 +221,17 @@ class PassageBuilder(SequenceBuilder):
         self.gap = length if split.get("gap") is None else split["gap"]
         self.min_documents = split.get("min_documents", 1)
         self.unseen_authors = list(split.get("unseen_authors", ()))
+        self.folds, self.fold = split.get("folds"), split.get("fold", 0)
+        if self.folds is not None:
+            if self.split_by != "document":
+                raise ValueError(f"split.folds holds out whole documents: it needs "
+                                 f"split.by = \"document\", not {self.split_by!r}")
+            if self.folds < 2:
+                raise ValueError(f"split.folds = {self.folds}: cross-validation needs 2 or "
+                                 f"more folds")
+            if self.fold >= self.folds:
+                raise ValueError(f"split.fold = {self.fold} is not one of the {self.folds} "
+                                 f"folds (0 to {self.folds - 1})")
         self.target = "label"
 
     def accept_head(self, head) -> None:
@@ -284,7 +300,8 @@ class PassageBuilder(SequenceBuilder):
                 plan["validation"] += passages[n_test:n_test + n_val]
                 plan["train"] += passages[n_test + n_val:]
         else:
-            self.hold_out_documents(plan, documents, lengths, validation_fraction, rng, kept)
+            self.hold_out_documents(plan, documents, lengths, validation_fraction, rng, kept,
+                                    seed)
         left_out = [Segment(d, 0, n) for d, n in enumerate(lengths)
                     if d not in kept and d not in unseen and n]
         if left_out:  # no split of the attribution; text a [pretrain] language model may read
@@ -339,7 +356,8 @@ class PassageBuilder(SequenceBuilder):
         return [d for d, document in enumerate(documents)
                 if document.label is not None and str(document.label) in self.unseen_authors]
 
-    def hold_out_documents(self, plan, documents, lengths, validation_fraction, rng, kept):
+    def hold_out_documents(self, plan, documents, lengths, validation_fraction, rng, kept,
+                           seed=1):
         by_label = defaultdict(list)
         for d, document in enumerate(documents):
             if d in kept:
@@ -351,10 +369,29 @@ class PassageBuilder(SequenceBuilder):
                               f"{', '.join(single)} have only one; set "
                               f"sequences.split.min_documents = 2 to leave such authors out, "
                               f"or use split.by = \"region\"")
+        if self.folds is not None:
+            self.hold_out_fold(plan, documents, lengths, validation_fraction, kept, seed)
+            return
         for label in sorted(by_label):
             docs = [by_label[label][i] for i in rng.permutation(len(by_label[label]))]
             plan["test"] += self.cut(docs[0], 0, lengths[docs[0]])
             for d in docs[1:]:
+                self.regions(plan, d, lengths[d], validation_fraction, 0.0)
+
+    def hold_out_fold(self, plan, documents, lengths, validation_fraction, kept, seed):
+        """Test on the documents of fold ``self.fold``; train on (and validate on the tails
+        of) the others."""
+        ordered = sorted(kept)
+        if self.folds > len(ordered):
+            raise ConfigError("sequences.split.folds",
+                              f"{self.folds} folds need at least {self.folds} documents of "
+                              f"authors with {self.min_documents} or more; there are "
+                              f"{len(ordered)}: choose at most {len(ordered)} folds")
+        fold_of = document_folds([documents[d].label for d in ordered], self.folds, seed)
+        for d, fold in zip(ordered, fold_of):
+            if fold == self.fold:
+                plan["test"] += self.cut(d, 0, lengths[d])
+            else:
                 self.regions(plan, d, lengths[d], validation_fraction, 0.0)
 
     def data(self, split, labels=(), training=False):
