@@ -450,7 +450,7 @@ def test_evaluate_reports_the_lstm_beside_the_baseline(trained_runs, capsys):
     run = trained_runs["author-lms"]
     assert main(["evaluate", str(run)]) == 0
     out = capsys.readouterr().out
-    assert "baseline (char n-grams)" in out and "confusion matrix" in out
+    assert "char n-grams" in out and "Burrows' Delta" in out and "confusion matrix" in out
     assert "LSTM, on-split offsets" in out  # per-author language models can be normalised
     report = json.loads((run / "evaluation.json").read_text())
     assert report["split"] == "test"
@@ -465,14 +465,15 @@ def test_evaluate_pools_documents_calibrates_and_stacks_on_validation(trained_ru
     report = json.loads(capsys.readouterr().out)
     test_documents = {s.rsplit(":", 1)[0] for s in
                       json.loads((run / "split.json").read_text())["test"]}
-    for model in ("lstm", "lstm_calibrated", "lstm_transductive", "baseline", "ensemble"):
+    for model in ("lstm", "lstm_calibrated", "lstm_transductive", "baseline", "burrows_delta",
+                  "cosine_delta", "ensemble"):
         assert report[model]["documents"]["count"] == len(test_documents)
         assert 0 <= report[model]["ece"] <= 1
     calibration = json.loads((run / "calibration.json").read_text())
     assert report["calibration"]["temperature"] == calibration["temperature"] > 0
     assert report["calibration"]["ece_before"] == report["lstm"]["ece"]
     assert report["unseen_author"]["auroc"] is None  # two authors: one left when one is out
-    assert set(report["ensemble"]["weights"]) == {"lstm", "ngram"}
+    assert set(report["ensemble"]["weights"]) == {"lstm", "ngrams"}  # [ensemble] members
     assert (run / "reliability.png").read_bytes()[:4] == b"\x89PNG"
     assert (run / "ensemble.pkl").is_file()
 

@@ -74,7 +74,7 @@ def test_a_report_of_several_runs_compares_them(reported_runs, tmp_path, capsys)
     assert cells[0][4].endswith(" nats/token"), cells
     assert cells[1][4].endswith((" accuracy", " macro-F1")), cells
     assert all(re.fullmatch(r"\d{1,3}(,\d{3})*", row[7]) for row in cells), cells
-    assert "baseline (char n-grams)" in page and "after epoch 2" in page
+    assert "char n-grams" in page and "after epoch 2" in page
     # two runs' curves, the attribution run's confusion matrix and reliability diagram
     assert page.count("data:image/png;base64,") == 4
     # self-contained: nothing fetched (the images' base64 may spell "http" by chance)
@@ -127,8 +127,9 @@ def test_the_report_renders_in_a_real_browser(reported_runs, tmp_path):
             "return Array.from(document.querySelectorAll('table')).map("
             "t => [t.className, t.rows.length, t.getBoundingClientRect().height])")
         classes = {name: (count, height) for name, count, height in rows}
-        # the attribution table: a header, then LSTM, calibrated LSTM, n-grams, ensemble
-        assert classes["compare"][0] == 3 and classes["attribution"][0] == 5
+        # the attribution table: a header, then LSTM, calibrated LSTM, n-grams, Burrows'
+        # and Cosine Delta, ensemble
+        assert classes["compare"][0] == 3 and classes["attribution"][0] == 7
         assert all(height > 0 for _, height in classes.values())
         errors = [entry for entry in browser.get_log("browser") if entry["level"] == "SEVERE"]
         assert errors == []

@@ -121,7 +121,8 @@ def cmd_calibrate(args) -> int:
 def cmd_crossval(args) -> int:
     import json
 
-    from toolkit.attribution.crossval import crossval, format_results, parse_folds
+    from toolkit.attribution.crossval import format_results, parse_folds
+    from toolkit.training.crossval import crossval
 
     folds = parse_folds(args.folds)
     terminal = sys.stdout.isatty()

@@ -139,20 +139,18 @@ def run_section(run: Run, index: int) -> str:
                          f'<pre class="sample">{html.escape(sample["text"])}</pre>')
     evaluation = read_json(run.file(runs.EVALUATION))
     if evaluation and evaluation.get("kind") == "attribution":
-        rows = []
-        for key, name in (("lstm", "LSTM"), ("lstm_calibrated", "LSTM, calibrated"),
-                          ("lstm_transductive", "LSTM, on-split offsets"),
-                          ("baseline", "baseline (char n-grams)"),
-                          ("ensemble", "ensemble (LSTM + n-grams)")):
-            r = evaluation.get(key)
-            if r is not None:
-                documents = r.get("documents", {})
-                rows.append([name, r["accuracy"], r["macro_f1"], r.get("ece", ""),
-                             documents.get("accuracy", "")])
+        models = [(name, evaluation.get(key)) for key, name in (
+            ("lstm", "LSTM"), ("lstm_calibrated", "LSTM, calibrated"),
+            ("lstm_transductive", "LSTM, on-split offsets"), ("baseline", "char n-grams"),
+            ("burrows_delta", "Burrows' Delta"), ("cosine_delta", "Cosine Delta"),
+            ("ensemble", "ensemble"))]
         parts += [f'<h3>Attribution, {html.escape(evaluation["split"])} split '
                   f'({evaluation["passages"]} passages)</h3>',
-                  table(["model", "accuracy", "macro-F1", "ECE", "document accuracy"], rows,
-                        "attribution"),
+                  figures_table([(name, r) for name, r in models if r is not None]),
+                  comparisons_table(evaluation.get("comparisons"),
+                                    {key: name for key, name in (
+                                        ("lstm", "LSTM"), ("lstm_calibrated", "LSTM, calibrated"),
+                                        ("ensemble", "ensemble"))}),
                   table(["author", "precision", "recall", "F1", "passages"],
                         [[a, r["precision"], r["recall"], r["f1"], r["passages"]]
                          for a, r in evaluation["lstm"]["per_author"].items()], "authors")]
@@ -167,6 +165,76 @@ def run_section(run: Run, index: int) -> str:
               f'<pre class="config">{html.escape(run.file(runs.CONFIG).read_text())}</pre>'
               "</details></section>"]
     return "\n".join(parts)
+
+
+def with_interval(value, bounds) -> str:
+    if value is None:
+        return ""
+    return f"{value:.4f}" if not bounds else f"{value:.4f} [{bounds[0]:.3f}, {bounds[1]:.3f}]"
+
+
+def figures_table(models: list[tuple[str, dict]]) -> str:
+    """Attribution figures, each with its 95 % interval over documents where it has one."""
+    rows = []
+    for name, r in models:
+        documents = r.get("documents", {})
+        rows.append([name, with_interval(r["accuracy"], r.get("accuracy_ci")),
+                     with_interval(r["macro_f1"], r.get("macro_f1_ci")), r.get("ece", ""),
+                     documents.get("count", ""),
+                     with_interval(documents.get("accuracy"), documents.get("accuracy_ci"))])
+    return table(["model", "accuracy [95% CI]", "macro-F1 [95% CI]", "ECE", "documents",
+                  "document accuracy [95% CI]"], rows, "attribution")
+
+
+def comparisons_table(comparisons: dict | None, names: dict) -> str:
+    """Each model minus the best classic baseline, paired on the same documents."""
+    if not comparisons:
+        return ""
+    rows = []
+    for key, name in names.items():
+        c = comparisons.get(key)
+        if c is not None:
+            m = c["mcnemar_documents"]
+            rows.append([name, f"{c['accuracy']:+.4f} [{c['accuracy_ci'][0]:+.3f}, "
+                               f"{c['accuracy_ci'][1]:+.3f}]",
+                         f"{c['document_accuracy']:+.4f} [{c['document_accuracy_ci'][0]:+.3f}, "
+                         f"{c['document_accuracy_ci'][1]:+.3f}]",
+                         f"{m['a_only']} vs {m['b_only']}, p = {m['p']:.3g}", c["verdict"]])
+    return (f'<p class="caption">Against the best classic baseline '
+            f'({html.escape(comparisons["against_name"])}), paired on the same documents '
+            f'(McNemar: documents only this model gets right vs only the baseline):</p>'
+            + table(["model", "Δ accuracy [95% CI]", "Δ document accuracy [95% CI]",
+                     "McNemar on documents", "verdict"], rows, "comparisons"))
+
+
+def crossval_section(folder: Path, index: int) -> str:
+    """A ``toolkit crossval`` directory: pooled figures, comparisons and the open set."""
+    results = json.loads((folder / runs.CROSSVAL).read_text())
+    models = results["models"]
+    open_set = results["open_set"]
+    rows = []
+    for key in ("lstm_calibrated", "ensemble", "ensemble_folds"):
+        f = open_set.get(key)
+        if f is not None:
+            rows.append([models[key]["name"], f.get("auroc"), f"{f['known_unknown']:.0%}",
+                         "" if "strangers_unknown" not in f else f"{f['strangers_unknown']:.0%}"])
+    return "\n".join([
+        f'<section class="run" id="run-{index}"><h2>{html.escape(folder.name)}: '
+        f'Cross-validated over documents</h2>',
+        f'<p class="path">{html.escape(str(folder))}: {results["folds"]} folds, '
+        f'{results["documents"]} documents by {len(results["authors"])} authors, '
+        f'{results["passages"]} passages, each tested once by a run that never read it; '
+        f'{results["training_minutes"]} training minutes in all. Intervals: '
+        f'{html.escape(results["intervals"])}.</p>',
+        figures_table([(m["name"], m) for m in models.values()]),
+        comparisons_table(results["comparisons"],
+                          {key: models[key]["name"] for key in
+                           ("lstm", "lstm_calibrated", "ensemble", "ensemble_folds")}),
+        f'<h3>Open set: {open_set["stranger_documents"]} documents by authors outside the '
+        f'folds</h3>',
+        table(["model", "AUROC", "known answered unknown", "strangers answered unknown"],
+              rows, "open-set"),
+        "</section>"])
 
 
 STYLE = """
@@ -186,8 +254,9 @@ section.run { border-top: 2px solid #ddd; margin-top: 2rem; }
 
 def render(run_dirs: list[str | Path]) -> str:
     """The HTML report of one or more runs."""
-    opened = [Run.open(path) for path in run_dirs]
-    title = ", ".join(run.path.name for run in opened)
+    crossvals = [Path(p) for p in run_dirs if (Path(p) / runs.CROSSVAL).is_file()]
+    opened = [Run.open(path) for path in run_dirs if Path(path) not in crossvals]
+    title = ", ".join([*(f.name for f in crossvals), *(run.path.name for run in opened)])
     parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
              f"<title>Report: {html.escape(title)}</title><style>{STYLE}</style></head><body>",
              f"<h1>Report: {html.escape(title)}</h1>",
@@ -197,7 +266,8 @@ def render(run_dirs: list[str | Path]) -> str:
             ["run", "head", "epochs", "training minutes", "validation figure",
              "test accuracy", "baseline accuracy", "tokens/s"],
             [summary_row(run) for run in opened], "compare")]
-    parts += [run_section(run, i) for i, run in enumerate(opened)]
+    parts += [crossval_section(folder, i) for i, folder in enumerate(crossvals)]
+    parts += [run_section(run, len(crossvals) + i) for i, run in enumerate(opened)]
     parts.append("</body></html>")
     return "\n".join(parts)
 

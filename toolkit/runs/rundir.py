@@ -54,6 +54,7 @@ LABELS, SPLIT, EVALUATION, CONFUSION = "labels.json", "split.json", "evaluation.
 SAMPLES, CURVES, LOGS, REPORT = "samples.json", "curves.png", "logs", "report.html"
 CALIBRATION, RELIABILITY, ENSEMBLE = "calibration.json", "reliability.png", "ensemble.pkl"
 PRETRAINED, PRETRAIN = "pretrained.keras", "pretrain.json"
+CROSSVAL = "crossval.json"  # in a `toolkit crossval` directory, beside its fold runs
 TMP_SUFFIX = ".tmp"
 RUN_FILES = (CONFIG, VOCAB, CHECKPOINT, PROGRESS, HISTORY, MODEL, METRICS, BEST, LABELS, SPLIT,
              EVALUATION, CONFUSION, SAMPLES, CURVES, REPORT, CALIBRATION, RELIABILITY,
