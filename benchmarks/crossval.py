@@ -35,11 +35,29 @@ VARIANTS = {  # name: (config, folds, minutes per fold, overrides)
     "gutenberg-lms": ("configs/gutenberg-authors-lms-documents.toml", 3, 5, []),
     "inaugural-lms-long": ("configs/inaugural-authors-lms.toml", 5, 4,
                            ["sequences.length=1140"]),
+    # Pretraining on more text: the per-president LMs on a core and embedding from a
+    # character LM of the Gutenberg books (which share no text with the speeches).
+    "inaugural-lms-pretrained": ("configs/inaugural-authors-finetune.toml", 5, 4,
+                                 ["init.run={pretrain}"]),
 }
+PRETRAIN = ("configs/gutenberg-pretrain-char.toml", 8)  # config, minutes
+
+
+def pretrained(out: Path) -> Path:
+    """The Gutenberg character LM the ``{pretrain}`` variants start from (trained once)."""
+    run = out / "pretrain-gutenberg"
+    if not (run / "metrics.json").is_file():
+        config, minutes = PRETRAIN
+        subprocess.run([sys.executable, "-m", "toolkit.cli", "train", config, "--run-dir",
+                        str(run), "--resume", "--set", f"train.max_minutes={minutes}"],
+                       check=True, stdout=sys.stderr)
+    return run
 
 
 def run_variant(name: str, out: Path) -> dict:
     config, folds, minutes, overrides = VARIANTS[name]
+    if any("{pretrain}" in o for o in overrides):
+        overrides = [o.replace("{pretrain}", str(pretrained(out).resolve())) for o in overrides]
     sets = [a for o in [f"train.max_minutes={minutes}", *overrides] for a in ("--set", o)]
     command = [sys.executable, "-m", "toolkit.cli", "crossval", config, "--folds", str(folds),
                "--out", str(out / f"crossval-{name}"), *sets]

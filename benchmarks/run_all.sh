@@ -23,6 +23,9 @@ python -m toolkit.cli generate "$out/stream" --seed 1 > "$out/shakespeare-char.t
 # Attribution on the Gutenberg selection (about 90 minutes more): three LSTM configs and a
 # word-level one against the character n-gram baseline, region and document splits.
 python benchmarks/attribution.py --out "$out" | tee "$out/attribution.md"
+# Attribution on unseen documents, cross-validated (about 80 minutes): every model with
+# its 95 % interval over documents, paired against the best classic baseline.
+python benchmarks/crossval.py --out "$out" | tee "$out/crossval.md"
 # Per-author offsets three ways, on the inaugural addresses' per-author LMs.
 python benchmarks/normalisation.py "$out/inaugural-lms" | tee "$out/normalisation.md"
 # Scale (issue 13): a 1 GB corpus (written to /tmp), and one device against two replicas.

@@ -297,3 +297,14 @@ def test_an_author_without_training_texts_is_never_the_nearest():
     d = delta.distances(["a b b"])[0]
     assert math.isinf(d[1]) and np.isfinite(d[[0, 2]]).all()
     assert np.exp(delta.log_probs(["a b b"])[0][1]) < 1e-12
+
+
+def test_a_crossval_into_the_folder_of_another_plan_is_refused(crossvalidated, capsys):
+    plan = (crossvalidated / "crossval-plan.json").read_text()
+    config = json.loads(plan)["config"]
+    other = crossvalidated.parent / "other.toml"
+    other.write_text(config)
+    assert main(["crossval", str(other), "--folds", "2", "--out", str(crossvalidated)]) == 2
+    err = capsys.readouterr().err
+    assert "holds a crossval of another plan" in err and "folds" in err
+    assert (crossvalidated / "crossval-plan.json").read_text() == plan

@@ -18,14 +18,14 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 __version__ = "0.1.0"
-__all__ = ["ToolkitError", "TrainedRun", "open_run", "train"]
+__all__ = ["ToolkitError", "TrainedRun", "crossval", "open_run", "train"]
 
 from toolkit.errors import ToolkitError  # noqa: E402
 
 
 def __getattr__(name):
     # The API lives in toolkit.api, imported on first use so `import toolkit` stays light.
-    if name in ("train", "open_run", "TrainedRun"):
+    if name in ("train", "open_run", "TrainedRun", "crossval"):
         from toolkit import api
 
         return getattr(api, name)

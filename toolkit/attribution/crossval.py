@@ -125,7 +125,8 @@ def plan_folds(resolved, components, folds: int | str, config_file: str) -> Fold
                            f"with {builder.min_documents} or more, so at most {len(kept)} "
                            f"folds (--folds all tests one document per fold)")
     labels = [str(documents[d].label) for d in kept]
-    strangers = sorted(d.name for i, d in enumerate(documents) if i not in set(kept))
+    attributed = set(kept)
+    strangers = sorted(d.name for i, d in enumerate(documents) if i not in attributed)
     return FoldPlan(count, [documents[d].name for d in kept], labels,
                     document_folds([documents[d].label for d in kept], count,
                                    resolved.train.seed), strangers)
