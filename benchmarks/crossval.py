@@ -115,7 +115,7 @@ def table(results: dict, votes: dict) -> str:
                   f"documents:", "",
               "| model | Δ accuracy [95% CI] | Δ doc. accuracy [95% CI] | McNemar (docs) | verdict |",
               "| --- | --- | --- | --- | --- |"]
-    for key in ("lstm", "lstm_calibrated", "ensemble", "ensemble_folds"):
+    for key in (k for k in c if k not in ("against", "against_name")):
         d = c[key]
         m = d["mcnemar_documents"]
         lines.append(f"| {results['models'][key]['name']} | {d['accuracy']:+.4f} "

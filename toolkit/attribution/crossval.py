@@ -33,10 +33,14 @@ from toolkit.runs import rundir as runs
 PLAN, RESULTS, PREDICTIONS = "crossval-plan.json", runs.CROSSVAL, "predictions.json"
 # The models of a fold's predictions, by the names the results use.
 MODELS = {"lstm": "LSTM, raw", "lstm_calibrated": "LSTM, calibrated",
+          "lstm_transductive": "LSTM, on-fold offsets",
           "ngrams": "char n-grams", "burrows_delta": "Burrows' Delta",
           "cosine_delta": "Cosine Delta", "ensemble": "ensemble",
           "ensemble_folds": "ensemble, fold weights"}
 DESCRIPTIONS = {
+    "lstm_transductive": "per-author LMs with each author's mean score per token over the "
+                         "fold's test passages subtracted (Bagnall's transductive "
+                         "normalisation: labels unused, but it needs the fold's texts at once)",
     "ngrams": "character 2-4-gram tf-idf + logistic regression",
     "burrows_delta": "mean |z| difference over the most frequent words, nearest author",
     "cosine_delta": "cosine distance of the most frequent words' z-scores, nearest author",
@@ -45,7 +49,7 @@ DESCRIPTIONS = {
     "ensemble_folds": "calibrated LSTM, n-grams and both Deltas stacked by weights fitted "
                       "on the other folds' test predictions"}
 CLASSIC = ("ngrams", "burrows_delta", "cosine_delta")
-COMPARED = ("lstm", "lstm_calibrated", "ensemble", "ensemble_folds")
+COMPARED = ("lstm", "lstm_calibrated", "lstm_transductive", "ensemble", "ensemble_folds")
 # What the fold-fitted ensemble stacks: every member a fold can score.
 FOLD_MEMBERS = ("lstm_calibrated", "ngrams", "burrows_delta", "cosine_delta")
 OPEN_SET_MODELS = ("lstm_calibrated", "ensemble", "ensemble_folds")
@@ -164,7 +168,8 @@ def fold_predictions(run_dir: Path, plan: FoldPlan, fold: int) -> dict:
     of the strangers' documents this fold scores."""
     from toolkit.attribution.attribute import Attributor, read_ensemble, real_tokens
     from toolkit.attribution.calibration import log_softmax, pool
-    from toolkit.attribution.evaluate import document_of, document_texts, stranger_passages
+    from toolkit.attribution.evaluate import (document_of, document_texts, stranger_passages,
+                                              transductive_calibration)
     from toolkit.attribution.fitting import prepared_data
     from toolkit.runs.rundir import Run
 
@@ -181,6 +186,12 @@ def fold_predictions(run_dir: Path, plan: FoldPlan, fold: int) -> dict:
     calibrated = attributor.calibration.log_probs(scores, real_tokens(test.ids))
     passages = {"lstm": log_softmax(scores),
                 **member_models(run, ensemble, test.ids, calibrated)}
+    if run.head.normalise_scores != "no":  # per-author LMs: Bagnall's on-fold offsets
+        validation = run.builder.data(prepared.splits["validation"], labels)
+        normalised = transductive_calibration(scores, real_tokens(test.ids),
+                                              attributor.passage_scores(validation.ids),
+                                              validation)
+        passages["lstm_transductive"] = normalised.log_probs(scores, real_tokens(test.ids))
     places = [document_of(s) for s in test.places]
     order, _ = pool(calibrated, places)
     documents = {name: pool(values, places)[1] for name, values in passages.items()}
@@ -253,11 +264,14 @@ def pool_folds(folds: list[dict]) -> Pooled:
 
     documents = [d for f in folds for d in f["documents"]["names"]]
     index = {d: i for i, d in enumerate(documents)}
+    # Models every fold scored (a fold scored before a model was added lacks it).
+    names = [n for n in folds[0]["passages"]["models"]
+             if all(n in f["passages"]["models"] for f in folds)]
     passages = {name: np.concatenate([np.array(f["passages"]["models"][name]) for f in folds])
-                for name in folds[0]["passages"]["models"]}
+                for name in names}
     document_models = {name: np.concatenate([np.array(f["documents"]["models"][name])
                                              for f in folds])
-                       for name in folds[0]["documents"]["models"]}
+                       for name in names}
     passage_labels = np.concatenate([f["passages"]["labels"] for f in folds]).astype(int)
     folds_of_passages = np.concatenate([[f["fold"]] * len(f["passages"]["labels"])
                                         for f in folds]).astype(int)
@@ -293,7 +307,7 @@ def summarise(out: Path, plan: FoldPlan) -> dict:
     resamples = document_resamples(len(pooled.documents))
     classes = len(pooled.labels)
     models, answers = {}, {}
-    for name in MODELS:
+    for name in (n for n in MODELS if n in pooled.passages):
         predicted = pooled.passages[name].argmax(axis=1)
         document_predicted = pooled.document_models[name].argmax(axis=1)
         models[name] = {"name": MODELS[name], "description": DESCRIPTIONS.get(name, ""),
@@ -307,7 +321,7 @@ def summarise(out: Path, plan: FoldPlan) -> dict:
     best = max(CLASSIC, key=lambda n: (models[n]["documents"]["accuracy"],
                                        models[n]["accuracy"]))
     comparisons = {"against": best, "against_name": MODELS[best]}
-    for name in COMPARED:
+    for name in (n for n in COMPARED if n in answers):
         difference = paired_difference(answers[name], answers[best], pooled.passage_documents,
                                        resamples)
         comparisons[name] = {**difference, "verdict": verdict(difference)}

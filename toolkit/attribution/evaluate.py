@@ -470,17 +470,25 @@ def transductive_report(scores: np.ndarray, passages, val_scores: np.ndarray, va
     passages being attributed (their labels unused) is subtracted, then a temperature
     fitted on validation (centred the same way) applies. It needs many texts from
     several authors at once, as a test split has; one document alone would cancel out."""
-    from toolkit.attribution.calibration import fit_temperature
-
-    tokens, val_tokens = real_tokens(passages.ids), real_tokens(validation.ids)
-    offsets = (scores / np.maximum(tokens, 1)[:, None]).mean(axis=0)
-    normalised = Calibration([float(o) for o in offsets])
-    normalised.temperature = fit_temperature(normalised.centred(val_scores, val_tokens),
-                                             validation.labels)
+    tokens = real_tokens(passages.ids)
+    normalised = transductive_calibration(scores, tokens, val_scores, validation)
     return {"name": "LSTM, each author's mean score on this split subtracted",
             "offsets": [round(o, 6) for o in normalised.offsets],
             "temperature": round(normalised.temperature, 4),
             **model_report(normalised.log_probs(scores, tokens), passages, labels)}
+
+
+def transductive_calibration(scores: np.ndarray, tokens: np.ndarray, val_scores: np.ndarray,
+                             validation) -> Calibration:
+    """The per-author offsets of :func:`transductive_report`: each author's mean score per
+    token over ``scores`` itself, with a temperature fitted on the validation passages."""
+    from toolkit.attribution.calibration import fit_temperature
+
+    offsets = (scores / np.maximum(tokens, 1)[:, None]).mean(axis=0)
+    normalised = Calibration([float(o) for o in offsets])
+    normalised.temperature = fit_temperature(
+        normalised.centred(val_scores, real_tokens(validation.ids)), validation.labels)
+    return normalised
 
 
 def unknown_rule(log_odds: float | None) -> str:
@@ -537,7 +545,8 @@ def figures_table(rows: list[tuple[str, dict]]) -> list[str]:
 
 
 COMPARED_NAMES = {"lstm": "LSTM", "lstm_calibrated": "LSTM, calibrated",
-                  "ensemble": "ensemble", "ensemble_folds": "ensemble, fold weights"}
+                  "lstm_transductive": "LSTM, on-fold offsets", "ensemble": "ensemble",
+                  "ensemble_folds": "ensemble, fold weights"}
 
 
 def comparison_lines(comparisons: dict) -> list[str]:

@@ -228,8 +228,8 @@ def crossval_section(folder: Path, index: int) -> str:
         f'{html.escape(results["intervals"])}.</p>',
         figures_table([(m["name"], m) for m in models.values()]),
         comparisons_table(results["comparisons"],
-                          {key: models[key]["name"] for key in
-                           ("lstm", "lstm_calibrated", "ensemble", "ensemble_folds")}),
+                          {key: models[key]["name"] for key in results["comparisons"]
+                           if key in models}),
         f'<h3>Open set: {open_set["stranger_documents"]} documents by authors outside the '
         f'folds</h3>',
         table(["model", "AUROC", "known answered unknown", "strangers answered unknown"],
