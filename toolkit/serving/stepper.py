@@ -95,11 +95,33 @@ class StepModel:
             if i > self.last_recurrent and not head:
                 break
             if isinstance(layer, keras.layers.RNN):
-                count = len(layer.cell.state_size) if isinstance(
-                    layer.cell.state_size, (list, tuple)) else 1
+                count = state_count(layer)
                 x, *new = layer(x, initial_state=states[:count], mask=mask, training=False)
                 states = states[count:]
                 out += new
             else:
                 x = layer(x, training=False)
         return (x if head else None), out
+
+    def one_step(self, tokens, states):
+        """``(probabilities (batch, vocab), states)`` after one token per row ``(batch,)``,
+        through each recurrent layer's cell: no loop over time, which TensorFlow Lite's
+        built-in operations run as they are."""
+        x, states, out = tokens[:, None], list(states), []
+        for layer in self.layers:
+            if isinstance(layer, keras.layers.RNN):
+                count = state_count(layer)
+                if len(x.shape) == 3:
+                    x = x[:, 0]
+                x, new = layer.cell(x, states[:count], training=False)
+                states = states[count:]
+                out += list(new) if isinstance(new, (list, tuple)) else [new]
+            else:
+                x = layer(x, training=False)
+        return x, out
+
+
+def state_count(layer: keras.layers.RNN) -> int:
+    """How many state tensors a recurrent layer carries (an LSTM: 2, h and c)."""
+    sizes = layer.cell.state_size
+    return len(sizes) if isinstance(sizes, (list, tuple)) else 1
