@@ -154,7 +154,8 @@ def cmd_serve(args) -> int:
                            "`Authorization: Bearer TOKEN`")
     settings = Settings(max_length=args.max_length, max_prime=args.max_prime,
                         max_body=args.max_body, timeout=args.timeout, slots=args.slots,
-                        chunk=args.chunk, token=args.token)
+                        chunk=args.chunk, token=args.token,
+                        jit_compile=False if args.no_xla else None)
     return serve(args.runs, args.host, args.port, settings, insecure=args.insecure)
 
 
@@ -312,6 +313,8 @@ def make_parser(commands: dict) -> argparse.ArgumentParser:
     p.add_argument("--chunk", type=int, default=16,
                    help="tokens per call of the batched sampling loop; requests join "
                         "and leave between calls (default 16)")
+    p.add_argument("--no-xla", dest="no_xla", action="store_true",
+                   help="run the batched sampling loop without XLA (slower; to compare)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("plugins", help="list plugins and what each registers")
