@@ -13,6 +13,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.conftest import SAMPLE_TEXT
 from tests.serving_runs import author_text, train_author_lms, train_generator
@@ -180,6 +182,7 @@ BAD_REQUESTS = [
     ("/generate", {"run": "hamlet", "prime": "To be \u20ac"}, 400, "prime"),
     ("/generate", {"run": "hamlet", "prime": 7}, 400, "prime"),
     ("/generate", {"run": "hamlet", "prime": ""}, 400, "prime"),
+    ("/generate", {"run": "hamlet", "prime": "To be " * 400}, 400, "prime"),
     ("/generate", {"run": "macbeth"}, 404, "run"),
     ("/generate", {"run": ["hamlet"]}, 400, "run"),
     ("/generate", {"prime": "To"}, 400, "run"),
@@ -207,6 +210,45 @@ def test_bad_requests_get_a_4xx_that_names_the_field(server, path, body, status,
     error = answer.json()
     assert error["field"] == field and error["error"].startswith(field), error
     assert httpx.get(url + "/health").status_code == 200  # and the server still serves
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+                    lambda inner: st.lists(inner, max_size=4)
+                    | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=12)
+FIELDS = st.sampled_from(["run", "prime", "length", "temperature", "top_k", "top_p", "seed",
+                          "author", "stream", "text", "model"])
+
+
+@settings(max_examples=60, deadline=None)
+@given(path=st.sampled_from(["/generate", "/attribute"]),
+       body=JSON | st.dictionaries(FIELDS, JSON, max_size=5) | st.binary(max_size=200))
+def test_random_bodies_never_get_a_5xx(server, path, body):
+    url, _ = server
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    answer = httpx.post(url + path, content=content, timeout=60)
+    assert answer.status_code < 500, answer.text
+    if answer.status_code >= 400:
+        assert answer.json()["error"]
+
+
+def test_a_client_that_goes_away_mid_stream_frees_its_row(server):
+    url, app = server
+    batcher = app.runs["hamlet"].batchers[None]
+    rows_before = batcher.rows
+    app.settings.max_length = 100_000  # minutes of sampling, if nothing stopped it
+    try:
+        body = {"run": "hamlet", "length": 100_000, "stream": True}
+        with httpx.stream("POST", url + "/generate", json=body, timeout=60) as response:
+            for piece in response.iter_text():
+                if "event: text" in piece:
+                    break  # and close the connection
+    finally:
+        app.settings.max_length = 500
+    deadline = time.monotonic() + 10
+    while batcher.active and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert batcher.active == 0 and batcher.waiting.empty()
+    assert batcher.rows - rows_before < 100_000 // batcher.chunk
 
 
 def test_unknown_paths_and_methods_get_json_4xx(server):
