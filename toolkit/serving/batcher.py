@@ -49,7 +49,8 @@ class Job:
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
-    seed: int = field(default_factory=lambda: secrets.randbits(63))
+    # Drawn seeds stay below 2**53, which JavaScript's numbers (the page) hold exactly.
+    seed: int = field(default_factory=lambda: secrets.randbits(53))
     produced: int = 0
     cancelled: bool = False
 
