@@ -175,6 +175,7 @@ BAD_REQUESTS = [
     ("/generate", {"run": "hamlet", "length": 0}, 400, "length"),
     ("/generate", {"run": "hamlet", "length": 501}, 400, "length"),
     ("/generate", {"run": "hamlet", "temperature": -1}, 400, "temperature"),
+    ("/generate", {"run": "hamlet", "temperature": 1e308}, 400, "temperature"),
     ("/generate", {"run": "hamlet", "top_p": 1.5}, 400, "top_p"),
     ("/generate", {"run": "hamlet", "top_k": 2.5}, 400, "top_k"),
     ("/generate", {"run": "hamlet", "seed": -3}, 400, "seed"),

@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
-import math
 import secrets
 import signal
 import socket
@@ -46,6 +45,9 @@ from toolkit.runs.rundir import Run
 GENERATE_FIELDS = ("run", "prime", "length", "temperature", "top_k", "top_p", "seed",
                    "author", "stream")
 ATTRIBUTE_FIELDS = ("run", "text", "model")
+# Far past any useful temperature (1000 already samples nearly uniformly); it keeps the
+# number a float32 in the sampling loop.
+MAX_TEMPERATURE = 1e4
 
 
 @dataclass
@@ -280,9 +282,12 @@ class App:
         if options["length"] > self.settings.max_length:
             raise RequestError(f"length: {options['length']} is over this server's limit of "
                                f"{self.settings.max_length} tokens a request", "length")
-        if not math.isfinite(options["temperature"]):
-            raise RequestError(f"temperature: expected a finite number, received "
+        if not options["temperature"] <= MAX_TEMPERATURE:
+            raise RequestError(f"temperature: expected at most {MAX_TEMPERATURE:g} (1 samples "
+                               f"as the model predicts, 0 is greedy), received "
                                f"{options['temperature']}", "temperature")
+        # a top_k beyond the vocabulary is no limit (and must fit the loop's int32)
+        options["top_k"] = min(options["top_k"], len(run.vocab))
         if options.get("seed") is not None and options.get("seed") >= 2**63:
             raise RequestError(f"seed: expected an integer below 2**63, received "
                                f"{options['seed']}", "seed")
@@ -468,7 +473,10 @@ def check_host(host: str, token: str | None, insecure: bool) -> None:
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket on ``host``:``port`` (0: a free port), with errors a user can act on."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, named: asyncio turns Nagle's algorithm off (TCP_NODELAY) only on
+    # connections whose socket says so, and a response's headers and body are two
+    # writes (with Nagle on, the body waited ~40 ms for the client's delayed ACK).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
