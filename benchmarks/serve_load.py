@@ -9,6 +9,7 @@ answers; the server's resident memory (RSS) after warm-up and after the load; an
 phase of random JSON, random bytes and wrong fields, counting 4xx and 5xx answers.
 
     python benchmarks/serve_load.py [RUN] [--seconds 15] [--length 200] [--chunk 16]
+    python benchmarks/serve_load.py [RUN] --loop-only   # the batched loop alone, in-process
 
 Targets (issue 25): 32 clients get at least 10x the characters per second of one client,
 0 errors, 0 answers 5xx, and RSS grows by less than 10 % after warm-up.
@@ -182,6 +183,37 @@ async def main_async(args, url: str, pid: int) -> dict:
     return report
 
 
+def time_loop(run_dir: str, chunk: int, rows: list[int], repeats: int = 20) -> None:
+    """The batched sampling loop alone, in this process: time per step and tokens per
+    second at each number of rows, with XLA and without (median of ``repeats`` calls)."""
+    import tensorflow as tf
+
+    from toolkit.model.assembly import inference_twin
+    from toolkit.runs.rundir import Run
+    from toolkit.serving.batcher import Batcher
+    from toolkit.serving.stepper import StepModel
+
+    run = Run.open(run_dir)
+    model = StepModel(inference_twin(run.model, run.components, len(run.vocab), 1))
+    for xla in (True, False):
+        for slots in rows:
+            batcher = Batcher(model, slots, chunk, jit_compile=xla)
+            args = (tf.fill([slots], 2), model.initial_state(slots),
+                    tf.fill([slots, chunk], 0.5), tf.fill([slots], 1.0), tf.fill([slots], 0),
+                    tf.fill([slots], 1.0))
+            batcher._sample_chunk(*args)  # compiled here, not timed
+            times = []
+            for _ in range(repeats):
+                start = time.perf_counter()
+                batcher._sample_chunk(*args)
+                times.append(time.perf_counter() - start)
+            batcher.stop()
+            step = statistics.median(times) / chunk
+            print(json.dumps({"xla": xla, "rows": slots, "chunk": chunk,
+                              "us_per_step": round(1e6 * step, 1),
+                              "tokens_per_second": round(slots / step)}), flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", nargs="?", default="runs/tiny",
@@ -194,10 +226,16 @@ def main() -> int:
     parser.add_argument("--chunk", type=int, default=16)
     parser.add_argument("--no-xla", action="store_true")
     parser.add_argument("--fuzz", type=int, default=600, help="fuzz requests")
+    parser.add_argument("--loop-only", action="store_true",
+                        help="time the batched sampling loop alone, in-process, at 1, 8, "
+                             "32 and 64 rows (no server)")
     args = parser.parse_args()
     if not (ROOT / args.run / "model.keras").is_file() and not Path(args.run, "model.keras").is_file():
         subprocess.run([sys.executable, "-m", "toolkit", "train", "configs/tiny.toml",
                         "--run-dir", args.run, "--overwrite"], check=True, cwd=ROOT)
+    if args.loop_only:
+        time_loop(args.run, args.chunk, [1, 8, 32, 64])
+        return 0
     flags = ["--slots", str(args.slots), "--chunk", str(args.chunk)] + \
         (["--no-xla"] if args.no_xla else [])
     server, url = start_server(args.run, flags)

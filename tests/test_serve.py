@@ -130,6 +130,7 @@ def test_seeded_texts_are_the_same_alone_and_among_31_others(server):
     alone = {seed: post(url, "/generate", {**body, "seed": seed}).json()["text"]
              for seed in (11, 12)}
     batcher = app.runs["hamlet"].batchers[None]
+    assert batcher.jit_compile  # the shipped loop: XLA, whose products depend on the shape
     steps_before, rows_before = batcher.steps, batcher.rows
     start = threading.Barrier(32)
 
