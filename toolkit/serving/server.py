@@ -322,10 +322,27 @@ class App:
 
         loop = asyncio.get_running_loop()
         pieces: asyncio.Queue = asyncio.Queue()
-        job = Job(ids, options["length"], lambda tokens, error: loop.call_soon_threadsafe(
-            pieces.put_nowait, (tokens, error)), options["temperature"], options["top_k"],
-            options["top_p"], *([options.get("seed")] if options.get("seed") is not None else []))
         text = Decoder(served.run)
+        finished = loop.create_future()
+
+        def emit(tokens, error):
+            """Called in the batcher's thread: a stream wakes this loop for every chunk,
+            a whole answer only once, when it is done."""
+            if stream:
+                loop.call_soon_threadsafe(pieces.put_nowait, (tokens, error))
+            elif tokens is not None:
+                collected.append(tokens)
+            else:
+                loop.call_soon_threadsafe(finish, error)
+
+        def finish(error):
+            if not finished.done():
+                finished.set_result(error)
+
+        collected: list = []
+        job = Job(ids, options["length"], emit, options["temperature"], options["top_k"],
+                  options["top_p"], *([options.get("seed")] if options.get("seed") is not None
+                                      else []))
         head = {"run": served.name, "author": data.get("author"),
                 "prime": text.decode_ids(ids), "seed": job.seed}
         batcher.submit(job)
@@ -338,18 +355,15 @@ class App:
 
         if not stream:
             try:
-                while True:
-                    tokens, error = await next_piece()
-                    if tokens is None:
-                        break
-                    text.add(tokens)
+                error = await asyncio.wait_for(asyncio.shield(finished), self.settings.timeout)
             except asyncio.TimeoutError:
-                job.cancel()
                 return error_response(timeout_error, "length", 408)
             finally:
                 job.cancel()
             if error:
                 return error_response(error, None, 503)
+            for tokens in collected:
+                text.add(tokens)
             return JSONResponse({**head, "text": text.text, "tokens": text.count})
 
         async def events():
