@@ -223,7 +223,7 @@ def main() -> int:
     parser.add_argument("--length", type=int, default=200, help="tokens per request")
     parser.add_argument("--prime", default="ROMEO:\n")
     parser.add_argument("--slots", type=int, default=32)
-    parser.add_argument("--chunk", type=int, default=16)
+    parser.add_argument("--chunk", type=int, default=32)
     parser.add_argument("--no-xla", action="store_true")
     parser.add_argument("--fuzz", type=int, default=600, help="fuzz requests")
     parser.add_argument("--loop-only", action="store_true",

@@ -310,9 +310,9 @@ def make_parser(commands: dict) -> argparse.ArgumentParser:
                    help="seconds a request may run before it is cut off (default 60)")
     p.add_argument("--slots", type=int, default=32,
                    help="rows of the shared generation batch per model (default 32)")
-    p.add_argument("--chunk", type=int, default=16,
+    p.add_argument("--chunk", type=int, default=32,
                    help="tokens per call of the batched sampling loop; requests join "
-                        "and leave between calls (default 16)")
+                        "and leave between calls (default 32)")
     p.add_argument("--no-xla", dest="no_xla", action="store_true",
                    help="run the batched sampling loop without XLA (slower; to compare)")
     p.set_defaults(func=cmd_serve)

@@ -35,7 +35,7 @@ from toolkit.data.vocab import OOV, PAD
 from toolkit.serving.stepper import StepModel
 
 # Tokens sampled per call of the compiled loop; requests join and leave between calls.
-CHUNK = 16
+CHUNK = 32
 
 
 @dataclass(eq=False)
@@ -134,7 +134,7 @@ class Batcher:
             return tf.transpose(drawn.stack()), states
 
         rows = tf.TensorSpec([None], tf.float32)
-        self._prime = tf.function(prime, input_signature=[
+        self._prime = tf.function(prime, jit_compile=jit_compile, input_signature=[
             tf.TensorSpec([None, None], tf.int32), state_specs])
         self._sample_chunk = tf.function(sample_chunk, jit_compile=jit_compile,
                                          input_signature=[
@@ -144,7 +144,7 @@ class Batcher:
 
     def warm_up(self) -> None:
         """Trace (and compile) both functions now rather than on the first request."""
-        self._prime(tf.constant([[2, 2]], tf.int32), self.model.initial_state(1))
+        self._prime(tf.constant(padded([2, 2])), self.model.initial_state(1))
         slots = self.slots
         self._sample_chunk(tf.fill([slots], 2), self.model.initial_state(slots),
                            tf.fill([slots, self.chunk], 0.5), tf.ones([slots]),
@@ -182,7 +182,7 @@ class Batcher:
                 continue
             states = self.model.initial_state(1)
             if len(job.prime) > 1:
-                states = self._prime(tf.constant(job.prime[None, :-1], tf.int32), states)
+                states = self._prime(tf.constant(padded(job.prime[:-1])), states)
             for rows, state in zip(self.states, states):
                 rows[slot] = np.asarray(state)[0]
             self.last_token[slot] = job.prime[-1]
@@ -246,3 +246,14 @@ class Batcher:
                 self._finish(slot, "the server is stopping")
         while not self.waiting.empty():
             self.waiting.get_nowait().emit(None, "the server is stopping")
+
+
+def padded(ids) -> np.ndarray:
+    """``ids`` as one row, padded on the left to a power of two (at least 8) with the
+    padding id: a few shapes for XLA to compile, and a padding step before any real one
+    leaves the zero state exactly as it was (the mask keeps the state). The padding
+    depends on the prime alone, so a prime is computed alike whatever else runs."""
+    length = max(8, 1 << (len(ids) - 1).bit_length())
+    row = np.full((1, length), PAD, np.int32)
+    row[0, length - len(ids):] = ids
+    return row

@@ -61,7 +61,7 @@ class Settings:
     max_body: int = 1_000_000
     timeout: float = 60.0
     slots: int = 32
-    chunk: int = 16
+    chunk: int = 32
     jit_compile: bool | None = None
     token: str | None = None
 
