@@ -180,6 +180,13 @@ def test_attribute_answers_what_the_command_answers(server, runs, tmp_path, caps
     for mine, theirs in zip(result["ranking"], expected["ranking"]):
         assert abs(mine["probability"] - theirs["probability"]) < 1e-6
     assert result["calibrated"] and result["passages"] == expected["passages"]
+    # the n-gram model stacked with the LSTM, as `attribute --model ensemble`
+    capsys.readouterr()
+    stacked = post(url, "/attribute", {"run": "authors", "text": text, "model": "ensemble"})
+    assert main(["attribute", str(runs[1]), str(tmp_path / "text"), "--json", "--model",
+                 "ensemble"]) == 0
+    expected = json.loads(capsys.readouterr().out)[0]
+    assert stacked.status_code == 200 and stacked.json()["ranking"] == expected["ranking"]
 
 
 # Each bad request: the body (or raw bytes), the status and the field its error names.

@@ -453,9 +453,10 @@ class Decoder:
     def add(self, tokens) -> str:
         """Take new token ids; return the text they add."""
         self.ids += [int(t) for t in tokens]
+        # The whole text again, then what it adds: joining tokens may depend on their
+        # neighbours (words and punctuation), never on what comes after them.
         text = self.decode_ids(self.ids)
-        added = text[len(self.text):] if text.startswith(self.text) else text[len(self.text):]
-        self.text = text
+        added, self.text = text[len(self.text):], text
         return added
 
 
