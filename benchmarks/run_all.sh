@@ -31,6 +31,9 @@ python benchmarks/normalisation.py "$out/inaugural-lms" | tee "$out/normalisatio
 # Scale (issue 13): a 1 GB corpus (written to /tmp), and one device against two replicas.
 python benchmarks/scale.py | tee "$out/scale.jsonl"
 python benchmarks/distribute.py | tee "$out/distribute.json"
+# Serving (issue 25): 1, 8, 32 and 64 concurrent clients and a fuzz phase against
+# `toolkit serve` with the quick start's model (trained into runs/tiny when missing).
+python benchmarks/serve_load.py runs/tiny | tee "$out/serve_load.jsonl"
 # The GPU path, where there is one (benchmarks/gpu.sh asserts the cuDNN kernel).
 if command -v nvidia-smi >/dev/null && nvidia-smi >/dev/null 2>&1; then
     OUT="$out/gpu" bash benchmarks/gpu.sh

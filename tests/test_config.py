@@ -222,6 +222,7 @@ def test_a_built_wheel_carries_the_configs_and_the_licence(tmp_path):
     shipped = {p.name for p in (root / "configs").glob("*.toml")}
     assert {n.rsplit("/", 1)[-1] for n in names if n.startswith("toolkit/configs/")} == shipped
     assert any(n.endswith("licenses/LICENSE") for n in names)
+    assert "toolkit/serving/page.html" in names  # the page of `toolkit serve`
 
 
 @pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.toml")),

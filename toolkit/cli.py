@@ -1,4 +1,4 @@
-"""The toolkit command line: train, generate, attribute, evaluate, report, plugins, config.
+"""The toolkit command line: train, generate, attribute, evaluate, report, export, serve, plugins, config.
 
 Also ``python -m toolkit``.
 
@@ -142,6 +142,39 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    from toolkit.serving.export import export_run
+
+    card = export_run(args.run, args.output, args.format, args.author)
+    print(f"{args.format} export of {args.run} written to {card.parent} (model card: "
+          f"{card.name})")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from toolkit.serving.server import Settings, check_host, serve
+
+    check_host(args.host, args.token, args.insecure)  # before any model is loaded
+    for flag in ("max_length", "max_prime", "max_body", "slots", "chunk"):
+        if getattr(args, flag) < 1:
+            raise ToolkitError(f"--{flag.replace('_', '-')}: expected a positive integer, "
+                               f"received {getattr(args, flag)}")
+    if not args.timeout > 0:
+        raise ToolkitError(f"--timeout: expected a positive number of seconds, received "
+                           f"{args.timeout}")
+    if not 0 <= args.port <= 65535:
+        raise ToolkitError(f"--port: expected 0 to 65535 (0: a free port), received "
+                           f"{args.port}")
+    if args.token is not None and not args.token.strip():
+        raise ToolkitError("--token: is empty; give a secret clients will send as "
+                           "`Authorization: Bearer TOKEN`")
+    settings = Settings(max_length=args.max_length, max_prime=args.max_prime,
+                        max_body=args.max_body, timeout=args.timeout, slots=args.slots,
+                        chunk=args.chunk, token=args.token,
+                        jit_compile=False if args.no_xla else None)
+    return serve(args.runs, args.host, args.port, settings, insecure=args.insecure)
+
+
 def cmd_plugin_new(args) -> int:
     from toolkit.scaffold import scaffold
 
@@ -273,6 +306,44 @@ def make_parser(commands: dict) -> argparse.ArgumentParser:
     p.add_argument("--output", help="the HTML file (default: RUN/report.html for one run, "
                                     "report.html for several)")
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="export a trained generator or attribution run for "
+                                      "TensorFlow without the toolkit")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--output", required=True, help="folder to write (must not exist yet, "
+                                                   "or be empty)")
+    p.add_argument("--format", choices=["saved_model", "tflite"], default="saved_model",
+                   help="a SavedModel with step, initial_state (and score) signatures "
+                        "(default), or a TensorFlow Lite one-token step")
+    p.add_argument("--author", help="export one author's generator (author-lms runs)")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("serve", help="serve runs over HTTP: a JSON API and a page to write "
+                                     "and attribute with")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1, this machine only; any "
+                        "other needs --token or --insecure)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: a free one)")
+    p.add_argument("--token", help="bearer token every request but /health must carry")
+    p.add_argument("--insecure", action="store_true",
+                   help="listen beyond this machine without a token (prints a warning)")
+    p.add_argument("--max-length", dest="max_length", type=int, default=2000,
+                   help="most tokens a request may ask for (default 2000)")
+    p.add_argument("--max-prime", dest="max_prime", type=int, default=2000,
+                   help="most tokens of a prime (default 2000)")
+    p.add_argument("--max-body", dest="max_body", type=int, default=1_000_000,
+                   help="most bytes of a request body (default 1000000)")
+    p.add_argument("--timeout", type=float, default=60.0,
+                   help="seconds a request may run before it is cut off (default 60)")
+    p.add_argument("--slots", type=int, default=32,
+                   help="rows of the shared generation batch per model (default 32)")
+    p.add_argument("--chunk", type=int, default=32,
+                   help="tokens per call of the batched sampling loop; requests join "
+                        "and leave between calls (default 32)")
+    p.add_argument("--no-xla", dest="no_xla", action="store_true",
+                   help="run the batched sampling loop without XLA (slower; to compare)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("plugins", help="list plugins and what each registers")
     p.set_defaults(func=cmd_plugins)

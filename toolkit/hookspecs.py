@@ -461,3 +461,10 @@ class Head:
         """Log-scores ``(passages, authors)`` of right-padded passages of ids, higher
         meaning likelier; heads with ``attributes = True`` define it."""
         raise NotImplementedError(f"{type(self).__name__} does not attribute texts")
+
+    def passage_log_scores(self, model: "keras.Model", passages) -> "object | None":
+        """:meth:`score_passages` as tensors: the log-scores ``(passages, authors)`` of a
+        tensor of right-padded passages, computed with TensorFlow operations only, so that
+        ``toolkit export`` can save it as a SavedModel's ``score`` signature; ``None`` for
+        a head that does not attribute."""
+        return None

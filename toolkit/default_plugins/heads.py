@@ -136,6 +136,11 @@ class ClassifierHead(Head):
         probabilities = model.predict(passages, batch_size=batch_size, verbose=0)
         return np.log(np.maximum(probabilities, 1e-12))
 
+    def passage_log_scores(self, model, passages):
+        from keras import ops
+
+        return ops.log(ops.maximum(model(passages, training=False), 1e-12))
+
 
 class AuthorLMsHead(Head):
     """One next-token language model per author on the shared core (Bagnall, PAN 2015).
@@ -202,6 +207,14 @@ class AuthorLMsHead(Head):
             hidden = features.predict_on_batch(x)
             scores.append(np.asarray(lms.log_likelihoods(hidden, y, weights)))
         return np.concatenate(scores)
+
+    def passage_log_scores(self, model, passages):
+        from keras import ops
+
+        x, y = passages[:, :-1], passages[:, 1:]
+        hidden = self.core_features(model)(x, training=False)
+        return model.get_layer(AUTHOR_LMS_LAYER).log_likelihoods(
+            hidden, y, ops.cast(y != PAD, "float32"))
 
     def next_token_softmax(self, model, author=None):
         """One author's softmax; ``None`` without an author (there is no single one)."""
