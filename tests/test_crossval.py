@@ -308,3 +308,16 @@ def test_a_crossval_into_the_folder_of_another_plan_is_refused(crossvalidated, c
     err = capsys.readouterr().err
     assert "holds a crossval of another plan" in err and "folds" in err
     assert (crossvalidated / "crossval-plan.json").read_text() == plan
+
+
+def test_folds_all_tests_one_document_per_fold(tmp_path):
+    from toolkit.attribution.crossval import parse_folds, plan_folds
+    from toolkit.config import schema as config_module
+    from toolkit.plugins import registry
+
+    config = write_config(tmp_path / "cv.toml", write_corpus(tmp_path / "c.jsonl"))
+    resolved = config_module.load(config, registry())
+    components = config_module.build_components(resolved, registry())
+    plan = plan_folds(resolved, components, parse_folds("all"), config)
+    assert plan.folds == 9 and sorted(plan.fold_of) == list(range(9))
+    assert plan.strangers == ["lonely-1"] and "lonely-1" not in plan.documents
