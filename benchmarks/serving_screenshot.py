@@ -1,5 +1,6 @@
-"""docs/serving.png: the page of `toolkit serve` in headless Chromium, text streamed from
-the quick start's model and a text attributed by a small author-lms run.
+"""docs/serving.png and docs/serving-attribute.png: the page of `toolkit serve` in
+headless Chromium, as a person leaves it: text streamed from the quick start's model,
+then a text attributed by a small author-lms run (the page as it is after each).
 
     python benchmarks/serving_screenshot.py [GENERATOR_RUN] [--output docs/serving.png]
 
@@ -62,16 +63,13 @@ def main() -> int:
             temperature.send_keys("0.6")
             browser.find_element(By.ID, "generate").click()  # the run's own prime
             wait.until(lambda b: "tokens, seed" in b.find_element(By.ID, "write-meta").text)
-            generated = browser.execute_script(
-                "return document.getElementById('output').innerHTML")
+            written = ROOT / args.output
+            browser.save_screenshot(str(written))
             Select(browser.find_element(By.ID, "run")).select_by_value("authors")
             browser.find_element(By.ID, "text").send_keys(author_text("bob", 90, 3))
             browser.find_element(By.ID, "attribute-button").click()
             wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#bars .bar")) == 3)
-            # the streamed text stays in view beside the attribution
-            browser.execute_script("document.getElementById('output').innerHTML = "
-                                   "arguments[0]", generated)
-            browser.save_screenshot(str(ROOT / args.output))
+            browser.save_screenshot(str(written.with_name(f"{written.stem}-attribute.png")))
         finally:
             browser.quit()
     finally:
@@ -79,7 +77,7 @@ def main() -> int:
             server.terminate()
             server.wait(60)
         shutil.rmtree(folder, ignore_errors=True)
-    print(f"wrote {args.output}")
+    print(f"wrote {args.output} and its -attribute.png")
     return 0
 
 
