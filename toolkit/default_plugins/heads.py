@@ -200,13 +200,17 @@ class AuthorLMsHead(Head):
         scores = []
         for start in range(0, len(passages), batch_size):
             batch = passages[start:start + batch_size]
+            rows = len(batch)
+            if rows < batch_size:  # one shape for every batch: the graph is traced once
+                batch = np.concatenate([batch, np.full((batch_size - rows, batch.shape[1]),
+                                                       PAD, batch.dtype)])
             x, y = batch[:, :-1], batch[:, 1:]
             weights = ops.cast(y != PAD, "float32")
             # predict runs the core as a compiled graph (an eager call would step the
             # recurrent loop in Python)
             hidden = features.predict_on_batch(x)
-            scores.append(np.asarray(lms.log_likelihoods(hidden, y, weights)))
-        return np.concatenate(scores)
+            scores.append(np.asarray(lms.log_likelihoods(hidden, y, weights))[:rows])
+        return np.concatenate(scores) if scores else np.zeros((0, lms.num_authors))
 
     def passage_log_scores(self, model, passages):
         from keras import ops
