@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -103,7 +104,9 @@ def plan_folds(resolved, components, folds: int | str, config_file: str) -> Fold
         raise ToolkitError(f"{config_file}: crossval deals documents into folds, which "
                            f"sequences = {resolved.sequences.use!r} cannot; use "
                            f"sequences.use = \"passages\"")
-    documents = list(components.corpus.documents())
+    # Names and labels only: a big corpus's texts are never held in memory at once.
+    documents = [SimpleNamespace(name=d.name, label=d.label)
+                 for d in components.corpus.documents()]
     unlabelled = [d.name for d in documents if d.label is None]
     if unlabelled:
         raise ToolkitError(f"{config_file}: crossval needs every document's author, but "
