@@ -235,7 +235,7 @@ def test_the_bootstrap_resamples_documents_not_passages():
     correct = np.r_[np.ones(50, bool), np.zeros(50, bool)]
     documents = np.r_[np.zeros(50, int), np.ones(50, int)]
     resamples = stats.document_resamples(2, rounds=4000, seed=1)
-    values = stats.weighted_accuracy(correct, stats.passage_weights(resamples, documents))
+    values = stats.passage_accuracy(correct, documents, resamples)
     assert set(np.round(values, 6)) == {0.0, 0.5, 1.0}
     assert stats.interval(values) == [0.0, 1.0]
     assert abs((values == 0.5).mean() - 0.5) < 0.03
@@ -257,8 +257,22 @@ def test_macro_f1_of_the_whole_sample_is_scikit_learns():
 
     rng = np.random.default_rng(0)
     true, predicted = rng.integers(0, 4, 200), rng.integers(0, 4, 200)
-    ours = stats.weighted_macro_f1(true, predicted, 4, np.ones((1, 200)))[0]
+    ours = stats.macro_f1(true, predicted, 4)[0]
     assert ours == pytest.approx(f1_score(true, predicted, average="macro"))
+    # per-document counts give what weighing every passage by its document's draws gives
+    documents = rng.integers(0, 20, 200)
+    resamples = stats.document_resamples(20, rounds=50, seed=4)
+    per_passage = resamples[:, documents]
+    for r in range(50):
+        keep = per_passage[r]
+        expected = f1_score(np.repeat(true, keep), np.repeat(predicted, keep), average="macro")
+        assert stats.macro_f1(true, predicted, 4, documents, resamples)[r] == \
+            pytest.approx(expected)
+
+
+def test_mcnemar_stays_exact_on_thousands_of_disagreements():
+    a = np.r_[np.ones(700, bool), np.zeros(600, bool)]
+    assert stats.mcnemar_exact(a, ~a)["p"] == pytest.approx(0.0060158, abs=1e-6)  # scipy binomtest
 
 
 def test_a_paired_difference_of_a_model_with_itself_is_zero_and_verdicts_need_both_tests():
@@ -321,3 +335,28 @@ def test_folds_all_tests_one_document_per_fold(tmp_path):
     plan = plan_folds(resolved, components, parse_folds("all"), config)
     assert plan.folds == 9 and sorted(plan.fold_of) == list(range(9))
     assert plan.strangers == ["lonely-1"] and "lonely-1" not in plan.documents
+
+
+def test_documents_with_the_same_name_or_too_short_to_test_are_refused(tmp_path, capsys):
+    corpus = write_corpus(tmp_path / "c.jsonl")
+    rows = [json.loads(line) for line in corpus.read_text().splitlines()]
+    rows[1]["name"] = rows[0]["name"]  # two documents called "forward-1"
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    config = write_config(tmp_path / "cv.toml", corpus)
+    assert main(["crossval", config, "--folds", "3", "--out", str(tmp_path / "a")]) == 2
+    assert "used more than once (e.g. 'forward-1')" in capsys.readouterr().err
+    rows[1]["name"], rows[1]["text"] = "forward-2", "abc"  # no passage of 20 tokens
+    corpus.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["crossval", config, "--folds", "3", "--out", str(tmp_path / "b")]) == 2
+    err = capsys.readouterr().err
+    assert "sequences.min_length" in err and "'forward-2'" in err
+    assert not (tmp_path / "b" / "fold-1" / "model.keras").exists()
+
+
+@pytest.mark.parametrize("members", ["[]", '["lstm", "lstm"]'])
+def test_an_ensemble_needs_different_members(tmp_path, capsys, members):
+    config = write_config(tmp_path / "cv.toml", write_corpus(tmp_path / "c.jsonl"))
+    assert main(["train", config, "--run-dir", str(tmp_path / "r"),
+                 "--set", f"ensemble.members={members}"]) == 2
+    assert "ensemble.members" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

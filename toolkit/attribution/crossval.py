@@ -22,6 +22,7 @@ on the documents of the authors below ``min_documents``: strangers to every fold
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
@@ -73,7 +74,9 @@ class FoldPlan:
 
     def stranger_fold(self, document: str) -> int:
         """The one fold whose model scores a stranger's document."""
-        return self.strangers.index(document) % self.folds
+        if not hasattr(self, "_stranger_index"):
+            self._stranger_index = {d: i for i, d in enumerate(self.strangers)}
+        return self._stranger_index[document] % self.folds
 
 
 def parse_folds(value: str) -> int | str:
@@ -107,6 +110,12 @@ def plan_folds(resolved, components, folds: int | str, config_file: str) -> Fold
     # Names and labels only: a big corpus's texts are never held in memory at once.
     documents = [SimpleNamespace(name=d.name, label=d.label)
                  for d in components.corpus.documents()]
+    twice = sorted(name for name, n in Counter(d.name for d in documents).items() if n > 1)
+    if twice:
+        raise ToolkitError(f"{config_file}: crossval tells documents apart by name, but "
+                           f"{len(twice)} names are used more than once (e.g. {twice[0]!r}); "
+                           f"give every document its own name (the corpus's name setting, "
+                           f"e.g. jsonl's name_field)")
     unlabelled = [d.name for d in documents if d.label is None]
     if unlabelled:
         raise ToolkitError(f"{config_file}: crossval needs every document's author, but "
@@ -185,6 +194,13 @@ def fold_predictions(run_dir: Path, plan: FoldPlan, fold: int) -> dict:
                            f"`toolkit calibrate {run_dir}` fits them, then run crossval again")
     labels = attributor.labels
     test = run.builder.data(prepared.splits["test"], labels)
+    planned = {d for d, f in zip(plan.documents, plan.fold_of) if f == fold}
+    tested = {document_of(s) for s in test.places}
+    if tested != planned:
+        raise ToolkitError(f"{run_dir} tests {len(tested)} documents where the plan has "
+                           f"{len(planned)} (missing: {sorted(planned - tested)[:3]}): a "
+                           f"document too short for one passage of sequences.min_length "
+                           f"tokens; lower it or leave such documents out")
     scores = attributor.passage_scores(test.ids)
     calibrated = attributor.calibration.log_probs(scores, real_tokens(test.ids))
     passages = {"lstm": log_softmax(scores),
@@ -212,6 +228,8 @@ def fold_predictions(run_dir: Path, plan: FoldPlan, fold: int) -> dict:
                       "models": {k: v.tolist() for k, v in documents.items()}},
         "strangers": {"names": [], "authors": [], "models": {}},
         "training_minutes": run.metrics().get("training_minutes"),
+        # [pretrain] reads the documents below min_documents: the strangers
+        "pretraining_read_strangers": bool(run.config.pretrain.epochs),
     }
     strangers = stranger_passages(run, prepared)
     if strangers is not None:
@@ -290,7 +308,8 @@ def pool_folds(folds: list[dict]) -> Pooled:
         fold_weighted[mine] = stacked([passages[m][mine] for m in FOLD_MEMBERS], weights)
     passages["ensemble_folds"] = fold_weighted
     order, pooled = pool(fold_weighted, passage_document_names)
-    document_models["ensemble_folds"] = pooled[[order.index(d) for d in documents]]
+    row = {d: i for i, d in enumerate(order)}
+    document_models["ensemble_folds"] = pooled[[row[d] for d in documents]]
     return Pooled(folds[0]["labels"], passage_labels,
                   np.array([index[d] for d in passage_document_names]), documents,
                   np.concatenate([f["documents"]["labels"] for f in folds]).astype(int),
@@ -354,7 +373,11 @@ def open_set(pooled: Pooled, folds: list[dict]) -> dict:
 
     stranger_names = [d for f in folds for d in f["strangers"]["names"]]
     result = {"stranger_documents": len(stranger_names),
-              "stranger_authors": sorted({a for f in folds for a in f["strangers"]["authors"]})}
+              "stranger_authors": sorted({a for f in folds for a in f["strangers"]["authors"]}),
+              "strangers_read_by_pretraining": any(f.get("pretraining_read_strangers")
+                                                   for f in folds),
+              # the threshold is fitted on the known documents it is measured on
+              "known_unknown_is_in_sample": True}
     own_threshold = np.array([folds[f]["unknown_below"] if folds[f]["unknown_below"] is not None
                               else -np.inf for f in pooled.folds_of_documents])
     stranger_own = []
@@ -402,7 +425,8 @@ def stranger_documents(fold: dict, name: str, fold_weights: dict) -> np.ndarray:
     else:
         values = models[name]
     order, pooled = pool(values, strangers["passages"])
-    return pooled[[order.index(d) for d in strangers["names"]]]
+    row = {d: i for i, d in enumerate(order)}
+    return pooled[[row[d] for d in strangers["names"]]]
 
 
 def format_results(results: dict) -> str:

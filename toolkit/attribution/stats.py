@@ -11,6 +11,7 @@ interval of their difference is much narrower than the two intervals side by sid
 from __future__ import annotations
 
 import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -37,26 +38,42 @@ def weighted_accuracy(correct: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return weights @ correct.astype(float) / np.maximum(weights.sum(axis=-1), 1e-12)
 
 
-def weighted_macro_f1(true: np.ndarray, predicted: np.ndarray, classes: int,
-                      weights: np.ndarray) -> np.ndarray:
-    """Macro-F1 under each row of ``weights`` (rounds, items): the mean F1 over the
-    authors that are true or predicted in that resample (scikit-learn's macro average
-    over the labels present)."""
-    weights = np.atleast_2d(weights).astype(float)
-    f1s, present = [], []
-    for c in range(classes):
-        is_true, is_predicted = true == c, predicted == c
-        hits = weights @ (is_true & is_predicted)
-        size = weights @ is_true + weights @ is_predicted
-        f1s.append(np.where(size > 0, 2 * hits / np.maximum(size, 1e-12), 0.0))
-        present.append(size > 0)
-    f1s, present = np.array(f1s), np.array(present)
-    return (f1s * present).sum(axis=0) / np.maximum(present.sum(axis=0), 1)
+def per_document(values: np.ndarray, passage_documents: np.ndarray, documents: int) -> np.ndarray:
+    """``values`` of passages summed per document: ``(documents,)`` or ``(documents, k)``."""
+    values = np.asarray(values, float)
+    if values.ndim == 1:
+        return np.bincount(passage_documents, values, minlength=documents)
+    return np.stack([np.bincount(passage_documents, v, minlength=documents) for v in values.T],
+                    axis=1)
 
 
-def passage_weights(resamples: np.ndarray, passage_documents: np.ndarray) -> np.ndarray:
-    """Each passage weighed by how often its document was drawn: ``(rounds, passages)``."""
-    return resamples[:, passage_documents]
+def passage_accuracy(correct: np.ndarray, passage_documents: np.ndarray,
+                     resamples: np.ndarray) -> np.ndarray:
+    """Passage accuracy in each resample of documents (a drawn document brings all its
+    passages, as often as it was drawn), from per-document counts."""
+    documents = resamples.shape[1]
+    hits = per_document(correct, passage_documents, documents)
+    sizes = per_document(np.ones(len(correct)), passage_documents, documents)
+    return (resamples @ hits) / np.maximum(resamples @ sizes, 1e-12)
+
+
+def macro_f1(true: np.ndarray, predicted: np.ndarray, classes: int,
+             passage_documents: np.ndarray | None = None,
+             resamples: np.ndarray | None = None) -> np.ndarray:
+    """Macro-F1 of the whole sample (no ``resamples``: one value) or in each resample of
+    documents: the mean F1 over the authors true or predicted in that sample
+    (scikit-learn's macro average over the labels present)."""
+    if resamples is None:
+        passage_documents, resamples = np.zeros(len(true), int), np.ones((1, 1))
+    documents = resamples.shape[1]
+    onehot = np.eye(classes)
+    is_true, is_predicted = onehot[true], onehot[predicted]
+    hits = resamples @ per_document(is_true * is_predicted, passage_documents, documents)
+    size = (resamples @ per_document(is_true, passage_documents, documents)
+            + resamples @ per_document(is_predicted, passage_documents, documents))
+    present = size > 0
+    f1 = np.where(present, 2 * hits / np.maximum(size, 1e-12), 0.0)
+    return f1.sum(axis=1) / np.maximum(present.sum(axis=1), 1)
 
 
 def figures(true: np.ndarray, predicted: np.ndarray, passage_documents: np.ndarray,
@@ -65,24 +82,24 @@ def figures(true: np.ndarray, predicted: np.ndarray, passage_documents: np.ndarr
     """Accuracy and macro-F1 over passages and over documents, each with its interval
     over the same document ``resamples``. ``passage_documents[i]`` is the index of
     passage ``i``'s document in ``document_true``."""
-    every = np.ones((1, len(true)))
-    weights = passage_weights(resamples, passage_documents)
-    all_documents = np.ones((1, len(document_true)))
+    true, predicted = np.asarray(true), np.asarray(predicted)
+    each = np.arange(len(document_true))
     return {
-        "accuracy": round(float(weighted_accuracy(true == predicted, every)[0]), 4),
-        "accuracy_ci": interval(weighted_accuracy(true == predicted, weights)),
-        "macro_f1": round(float(weighted_macro_f1(true, predicted, classes, every)[0]), 4),
-        "macro_f1_ci": interval(weighted_macro_f1(true, predicted, classes, weights)),
+        "accuracy": round(float(np.mean(true == predicted)) if len(true) else 0.0, 4),
+        "accuracy_ci": interval(passage_accuracy(true == predicted, passage_documents,
+                                                 resamples)),
+        "macro_f1": round(float(macro_f1(true, predicted, classes)[0]), 4),
+        "macro_f1_ci": interval(macro_f1(true, predicted, classes, passage_documents,
+                                         resamples)),
         "documents": {
             "count": int(len(document_true)),
-            "accuracy": round(float(weighted_accuracy(document_true == document_predicted,
-                                                      all_documents)[0]), 4),
+            "accuracy": round(float(np.mean(document_true == document_predicted)), 4),
             "accuracy_ci": interval(weighted_accuracy(document_true == document_predicted,
                                                       resamples)),
-            "macro_f1": round(float(weighted_macro_f1(document_true, document_predicted,
-                                                      classes, all_documents)[0]), 4),
-            "macro_f1_ci": interval(weighted_macro_f1(document_true, document_predicted,
-                                                      classes, resamples)),
+            "macro_f1": round(float(macro_f1(document_true, document_predicted, classes)[0]),
+                              4),
+            "macro_f1_ci": interval(macro_f1(document_true, document_predicted, classes,
+                                             each, resamples)),
         },
     }
 
@@ -94,8 +111,9 @@ def mcnemar_exact(a_correct: np.ndarray, b_correct: np.ndarray) -> dict:
     a_only = int(np.sum(a_correct & ~b_correct))
     b_only = int(np.sum(~a_correct & b_correct))
     n, k = a_only + b_only, min(a_only, b_only)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0 ** n if n else 1.0
-    return {"a_only": a_only, "b_only": b_only, "p": round(min(1.0, 2.0 * tail), 6)}
+    # exact in integers: 2.0 ** n overflows a float from n = 1024 on
+    tail = Fraction(sum(math.comb(n, i) for i in range(k + 1)), 2 ** n)
+    return {"a_only": a_only, "b_only": b_only, "p": round(float(min(1, 2 * tail)), 6)}
 
 
 def paired_difference(a: dict, b: dict, passage_documents: np.ndarray,
@@ -104,9 +122,8 @@ def paired_difference(a: dict, b: dict, passage_documents: np.ndarray,
     passage accuracy and in document accuracy, each with its paired bootstrap interval,
     and McNemar's exact test on documents. ``a`` and ``b`` hold boolean ``correct``
     (passages) and ``document_correct`` arrays."""
-    weights = passage_weights(resamples, passage_documents)
-    passages = (weighted_accuracy(a["correct"], weights)
-                - weighted_accuracy(b["correct"], weights))
+    passages = (passage_accuracy(a["correct"], passage_documents, resamples)
+                - passage_accuracy(b["correct"], passage_documents, resamples))
     documents = (weighted_accuracy(a["document_correct"], resamples)
                  - weighted_accuracy(b["document_correct"], resamples))
     return {

@@ -255,6 +255,11 @@ def resolve(raw: dict[str, Any], registry: Registry, config_file: str | None = N
             table = expect_table(section, value if value is not None else {}, config_file)
             resolved[section] = params.validate(PLAIN_SECTIONS[section], table, section, config_file)
     check_init(resolved["init"], resolved["pretrain"], config_file)
+    members = list(resolved["ensemble"]["members"])
+    if not members or len(set(members)) < len(members):
+        raise ConfigError("ensemble.members", f"expected one or more different members, "
+                                              f"received {members}; e.g. [\"lstm\", "
+                                              f"\"ngrams\"]", config_file)
     vocab = resolved["vocab"]
     if vocab["subword"] == "wordpiece" and vocab["min_count"] != 1:
         raise ConfigError("vocab.min_count", "is not used with subword = \"wordpiece\" "

@@ -387,6 +387,13 @@ class PassageBuilder(SequenceBuilder):
                               f"{self.folds} folds need at least {self.folds} documents of "
                               f"authors with {self.min_documents} or more; there are "
                               f"{len(ordered)}: choose at most {len(ordered)} folds")
+        short = [documents[d].name for d in ordered if not self.cut(d, 0, lengths[d])]
+        if short:  # it would test nothing, or leave a fold without an author's text
+            raise ConfigError("sequences.min_length",
+                              f"{len(short)} document(s) give no passage of "
+                              f"{self.min_length} tokens (e.g. {short[0]!r}), so a fold "
+                              f"would test nothing there; lower sequences.min_length or "
+                              f"leave them out of the corpus")
         fold_of = document_folds([documents[d].label for d in ordered], self.folds, seed)
         for d, fold in zip(ordered, fold_of):
             if fold == self.fold:
