@@ -21,7 +21,7 @@ from toolkit.plugins import registry
 CHAINS = {"forward": {"a": "b", "b": "c", "c": "a"}, "backward": {"a": "c", "c": "b", "b": "a"}}
 
 
-def chain_text(author: str, n: int, seed: int) -> str:
+def chain_text(author: str, n: int, seed: int, chains: dict = CHAINS) -> str:
     rng = np.random.default_rng(seed)
     out, letter = [], "a"
     for _ in range(n):
@@ -29,7 +29,7 @@ def chain_text(author: str, n: int, seed: int) -> str:
         if rng.random() < 0.15:
             letter = " " if letter != " " else "a"
         else:
-            letter = CHAINS[author].get(letter, "a")
+            letter = chains[author].get(letter, "a")
     return "".join(out)
 
 

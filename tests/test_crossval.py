@@ -16,22 +16,16 @@ from toolkit.attribution import stats
 from toolkit.attribution.delta import Delta, words
 from toolkit.cli import main
 from toolkit.splits import document_folds
+from tests.test_attribution import CHAINS as ATTRIBUTION_CHAINS
+from tests.test_attribution import chain_text as attribution_chain_text
+from tests.test_attribution import write_config as write_attribution_config
 
 # Three "authors" over the same letters, told apart by the order of the letters.
-CHAINS = {"forward": {"a": "b", "b": "c", "c": "a"}, "backward": {"a": "c", "c": "b", "b": "a"},
-          "stutter": {"a": "a", "b": "c", "c": "b"}}
+CHAINS = {**ATTRIBUTION_CHAINS, "stutter": {"a": "a", "b": "c", "c": "b"}}
 
 
 def chain_text(author: str, n: int, seed: int) -> str:
-    rng = np.random.default_rng(seed)
-    out, letter = [], "a"
-    for _ in range(n):
-        out.append(letter)
-        if rng.random() < 0.15:
-            letter = " " if letter != " " else "a"
-        else:
-            letter = CHAINS[author].get(letter, "a")
-    return "".join(out)
+    return attribution_chain_text(author, n, seed, CHAINS)
 
 
 def write_corpus(path, authors=CHAINS, documents=3, labelled=True, lonely=True):
@@ -48,39 +42,8 @@ def write_corpus(path, authors=CHAINS, documents=3, labelled=True, lonely=True):
 
 
 def write_config(path, corpus, min_documents=2):
-    path.write_text(f"""
-[corpus]
-use = "jsonl"
-path = "{corpus}"
-name_field = "name"
-
-[[preprocess]]
-use = "chars"
-
-[encoder]
-use = "embedding"
-dim = 8
-
-[sequences]
-use = "passages"
-length = 40
-batch_size = 16
-
-[sequences.split]
-min_documents = {min_documents}
-
-[core]
-use = "lstm"
-units = 16
-
-[head]
-use = "classifier"
-
-[train]
-epochs = 2
-learning_rate = 0.01
-""")
-    return str(path)
+    return write_attribution_config(path, corpus, "classifier", epochs=2, sequences=(
+        f"[sequences.split]\nmin_documents = {min_documents}"))
 
 
 @pytest.fixture(scope="module")
