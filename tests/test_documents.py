@@ -17,7 +17,7 @@ from tests.conftest import write_tiny_config  # noqa: E402
 from toolkit.cli import main  # noqa: E402
 from toolkit.default_plugins.sequences import StreamBuilder, TokenStream, stream_layout  # noqa: E402
 from toolkit.model.layers import FastLSTM  # noqa: E402
-from toolkit.model.layers.row_resets import with_row_resets  # noqa: E402
+from toolkit.model.layers.row_resets import with_row_resets, with_row_starts  # noqa: E402
 from toolkit.splits import Split  # noqa: E402
 from toolkit.model.state import reset_states  # noqa: E402
 
@@ -57,6 +57,49 @@ def test_no_pair_spans_two_documents_and_every_other_pair_is_fed_once(lengths, b
         ids = row_x[row_real]
         step = np.diff(ids)
         assert np.all((step == 1) | (ids[1:] % 10000 == 0))
+
+
+@pytest.mark.parametrize("lengths,batch,length,offset", [
+    ([1100, 700, 900], 5, 20, 0), ([1100, 700, 900], 5, 20, 13), ([30, 1, 45, 2, 60], 3, 7, 4),
+    ([400], 4, 10, 3), ([21, 21, 21], 2, 20, 7)])
+def test_aligned_documents_begin_at_window_starts_and_rows_reset_only_between_batches(
+        lengths, batch, length, offset):
+    split = position_coded(lengths)
+    stream = StreamBuilder(batch, length, documents="aligned").data(split)
+    x, y, w, starts = stream_layout(stream, batch, length, offset, "aligned")
+    assert starts.shape == x.shape[:2]
+    fed = w > 0
+    assert np.all(x[fed] // 10000 == y[fed] // 10000), "a trained pair crosses documents"
+    assert np.all(y[fed] == x[fed] + 1)
+    # every pair of every document, past that document's skipped tokens, is fed once
+    expected = []
+    for d, n in enumerate(lengths):
+        skip = min(offset, max(n - 2, 0))
+        expected.extend(10000 * (d + 1) + np.arange(skip + 1, n))
+    np.testing.assert_array_equal(np.sort(y[fed]), np.sort(expected))
+    # no window holds two documents; a document's first window is flagged and begins it
+    for k in range(x.shape[0]):
+        for row in range(batch):
+            documents = set(x[k, row][fed[k, row]] // 10000)
+            assert len(documents) <= 1
+            first = x[k, row, 0]
+            if starts[k, row]:
+                d = first // 10000 - 1
+                assert fed[k, row, 0] and first % 10000 == min(offset, max(lengths[d] - 2, 0))
+            # padding only at a window's end (cuDNN takes right-padded masks), never a
+            # window of padding alone (cuDNN refuses a wholly masked row)
+            real = x[k, row] != 0
+            assert real[0] and np.all(np.diff(real.astype(int)) <= 0)
+    # rows continue from batch to batch: the next window of a row goes on with the same
+    # document unless that window is flagged as a start
+    x_rows, w_rows = by_row(x), by_row(w)
+    for row in range(batch):
+        ids = x_rows[row][w_rows[row] > 0]
+        breaks = np.flatnonzero(np.diff(ids) != 1) + 1
+        assert np.all(ids[breaks] // 10000 != ids[breaks - 1] // 10000)
+    assert starts[0, 0] == 1 and starts.sum() == sum(n > 1 for n in lengths)
+    # the number of batches does not depend on the offset
+    assert x.shape[0] == stream_layout(stream, batch, length, 0, "aligned")[0].shape[0]
 
 
 def test_joined_documents_read_as_one_text_without_resets():
@@ -159,10 +202,31 @@ def test_a_stateful_row_starts_a_document_afresh_mid_batch_whatever_came_before(
                                atol=1e-6)
 
 
-@pytest.fixture(scope="module")
-def shelf_run(tmp_path_factory):
-    """A tiny stream run on three short books read as one shelf, trained for two epochs."""
-    folder = tmp_path_factory.mktemp("shelf")
+@pytest.mark.parametrize("core", CORES)
+def test_a_row_flagged_as_a_start_begins_its_batch_from_a_zero_state(core, tmp_path):
+    rng = np.random.default_rng(3)
+    tokens = keras.Input(batch_shape=(3, None), dtype="int32", name="tokens")
+    starts = keras.Input(batch_shape=(3,), dtype="float32", name="starts")
+    features = keras.layers.Embedding(20, 4, mask_zero=True)(tokens)
+    features = with_row_starts(CORES[core](), features, starts)
+    model = keras.Model({"tokens": tokens, "starts": starts}, features)
+    model.save(tmp_path / "model.keras")
+    model = keras.saving.load_model(tmp_path / "model.keras")
+    document = np.tile(rng.integers(1, 20, 6), (3, 1)).astype("int32")
+    reset_states(model)
+    model({"tokens": rng.integers(1, 20, (3, 10)).astype("int32"), "starts": np.zeros(3)})
+    out = np.asarray(model({"tokens": document, "starts": np.array([1, 0, 1], np.float32)}))
+    reset_states(model)
+    fresh = np.asarray(model({"tokens": document, "starts": np.zeros(3, np.float32)}))
+    np.testing.assert_allclose(out[[0, 2]], fresh[[0, 2]], atol=1e-6)
+    assert not np.allclose(out[1], fresh[1]), "a row not flagged keeps its state"
+
+
+@pytest.fixture(scope="module", params=["aligned", "separate"])
+def shelf_run(tmp_path_factory, request):
+    """A tiny stream run on three short books read as one shelf, trained for two epochs,
+    with each layout that keeps documents apart."""
+    folder = tmp_path_factory.mktemp(f"shelf-{request.param}")
     books = folder / "books"
     books.mkdir()
     for name, text in (("a.txt", "abcdefgh " * 40), ("b.txt", "zyxwvuts " * 30),
@@ -171,8 +235,9 @@ def shelf_run(tmp_path_factory):
     config = write_tiny_config(folder, "epochs = 2")  # the tiny config, on the shelf
     hamlet = folder / "hamlet.txt"
     config.write_text(config.read_text().replace(
-        f'use = "text"\npath = "{hamlet}"', f'use = "directory"\npath = "{books}"'))
-    assert "directory" in config.read_text()
+        f'use = "text"\npath = "{hamlet}"', f'use = "directory"\npath = "{books}"').replace(
+        "length = 16", f"length = 16\ndocuments = \"{request.param}\""))
+    assert "directory" in config.read_text() and request.param in config.read_text()
     run = folder / "run"
     assert main(["train", str(config), "--run-dir", str(run)]) == 0
     return run
@@ -183,23 +248,32 @@ def test_a_trained_shelf_scores_a_document_start_the_same_whatever_preceded_it(s
 
     run = Run(shelf_run)
     model = run.model
-    assert set(model.input) == {"tokens", "resets"}
+    aligned = "starts" in model.input
+    assert set(model.input) == {"tokens", "starts" if aligned else "resets"}
     vocab = run.vocab
     book = vocab.encode(list("the cat sat on"))
     batch = model.input["tokens"].shape[0]
-    x = np.zeros((batch, 24), np.int32)
-    r = np.zeros((batch, 24), np.float32)
+    history = np.zeros((batch, 10), np.int32)
     for row in range(batch):
-        before = vocab.encode(list((("abcdefgh " if row % 2 else "zyxwvuts ") * 2)[:10]))
-        x[row, :10], x[row, 10:10 + len(book)] = before, book
-        r[row, 10] = 1
+        history[row] = vocab.encode(list((("abcdefgh " if row % 2 else "zyxwvuts ") * 2)[:10]))
     reset_states(model)
-    model.predict_on_batch({"tokens": x, "resets": np.zeros_like(r)})  # carried state
-    scores = np.asarray(model.predict_on_batch({"tokens": x, "resets": r}))
+    if aligned:  # the book begins the next batch; every row is flagged
+        model.predict_on_batch({"tokens": history, "starts": np.zeros(batch, np.float32)})
+        x = np.tile(np.asarray(book, np.int32), (batch, 1))
+        scores = np.asarray(model.predict_on_batch({"tokens": x,
+                                                    "starts": np.ones(batch, np.float32)}))
+        begin = 0
+    else:  # the book begins mid-batch, after each row's own history
+        x = np.zeros((batch, 24), np.int32)
+        r = np.zeros((batch, 24), np.float32)
+        x[:, :10], x[:, 10:10 + len(book)], r[:, 10] = history, book, 1
+        model.predict_on_batch({"tokens": x, "resets": np.zeros_like(r)})  # carried state
+        scores = np.asarray(model.predict_on_batch({"tokens": x, "resets": r}))
+        assert not np.allclose(scores[0, :10], scores[1, :10])
+        begin = 10
+    part = slice(begin, begin + len(book))
     for row in range(1, batch):
-        np.testing.assert_allclose(scores[row, 10:10 + len(book)], scores[0, 10:10 + len(book)],
-                                   atol=1e-5)
-    assert not np.allclose(scores[0, :10], scores[1, :10])
+        np.testing.assert_allclose(scores[row, part], scores[0, part], atol=1e-5)
 
 
 def test_a_shelf_run_evaluates_generates_and_resumes(shelf_run, capsys):
@@ -222,12 +296,14 @@ def test_a_run_trained_before_documents_were_kept_apart_resumes_joined(tmp_path)
 
 
 def test_a_core_that_cannot_reset_rows_is_refused_before_any_work(tmp_path, tiny_config, capsys):
-    text = tiny_config.read_text().replace("units = 16", "units = 16\nrecurrent_dropout = 0.1")
+    text = tiny_config.read_text().replace(
+        "units = 16", "units = 16\nrecurrent_dropout = 0.1").replace(
+        "length = 16", "length = 16\ndocuments = \"separate\"")
     tiny_config.write_text(text)
     assert main(["train", str(tiny_config), "--run-dir", str(tmp_path / "run")]) == 2
     error = capsys.readouterr().err
     assert "sequences.documents" in error and "recurrent_dropout = 0" in error
     assert not (tmp_path / "run").exists()
-    joined = text.replace("length = 16", "length = 16\ndocuments = \"joined\"")
-    tiny_config.write_text(joined)
+    # aligned documents zero the state before a batch: recurrent dropout is fine there
+    tiny_config.write_text(text.replace('documents = "separate"', 'documents = "aligned"'))
     assert main(["train", str(tiny_config), "--run-dir", str(tmp_path / "run")]) == 0

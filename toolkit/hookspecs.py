@@ -293,11 +293,14 @@ class SequenceBuilder:
     ``stateful`` says whether the core must carry state from batch to batch (then
     every batch has exactly ``batch_size`` rows); ``resets_state`` that a row's state
     starts afresh mid-batch where a document begins (the model then takes a ``"resets"``
-    input, ``(batch, time)``, which the builder's batches carry).
+    input, ``(batch, time)``, which the builder's batches carry); ``starts_state`` that
+    a row's state starts afresh only before a batch (a ``"starts"`` input, ``(batch,)``,
+    1 for a row whose state is zeroed before the batch; the core keeps its fastest kernel).
     """
 
     stateful: bool = False
     resets_state: bool = False
+    starts_state: bool = False
     batch_size: int
     length: int
 

@@ -11,7 +11,7 @@ import keras  # noqa: E402
 from toolkit.config.schema import Components
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.hookspecs import HeadContext
-from toolkit.model.layers.row_resets import with_row_resets
+from toolkit.model.layers.row_resets import with_row_resets, with_row_starts
 from toolkit.model.state import check_row_resets, reset_states
 
 ENCODER = "encoder"
@@ -27,17 +27,23 @@ def build_model(components: Components, vocab_size: int, batch_size: int | None,
     how :func:`copy_weights` finds them in another run's model. With ``resets``
     (``None``: when the sequence builder's streams keep documents apart) the model
     also takes ``"resets"``, ``(batch, time)`` floats, 1 where a row's recurrent state
-    starts again from zero.
+    starts again from zero, or, for a builder whose documents start only at a batch's
+    first step (``starts_state``), ``"starts"``, ``(batch,)`` floats, 1 for a row whose
+    state is zeroed before the batch.
     """
     batch = batch_size if stateful else None
     if resets is None:
-        resets = stateful and components.sequences.resets_state
+        resets = stateful and (components.sequences.resets_state
+                               or getattr(components.sequences, "starts_state", False))
     tokens = keras.Input(batch_shape=(batch, None), dtype="int32", name="tokens")
     extra = dict(components.head.inputs(batch))
-    if resets:
+    if resets and getattr(components.sequences, "starts_state", False):
+        extra["starts"] = keras.Input(batch_shape=(batch,), dtype="float32", name="starts")
+    elif resets:
         extra["resets"] = keras.Input(batch_shape=(batch, None), dtype="float32",
                                       name="resets")
-    features = encode(components, vocab_size, tokens, stateful, extra.get("resets"))
+    features = encode(components, vocab_size, tokens, stateful, extra.get("resets"),
+                      extra.get("starts"))
     context = HeadContext(vocab_size, list(labels), {"tokens": tokens, **extra})
     try:
         outputs = components.head.build(features, context)
@@ -47,16 +53,22 @@ def build_model(components: Components, vocab_size: int, batch_size: int | None,
     return keras.Model(inputs, outputs, name="text_model")
 
 
-def encode(components: Components, vocab_size: int, tokens, stateful: bool, resets=None):
+def encode(components: Components, vocab_size: int, tokens, stateful: bool, resets=None,
+           starts=None):
     """The encoder (named ``encoder``) and the core layers (``core_*``) applied to
-    ``tokens``; recurrent layers also get ``resets`` when it is given."""
+    ``tokens``; recurrent layers also get ``resets`` (per step) or ``starts`` (per row,
+    before the batch) when given."""
     encoder = components.encoder.build(vocab_size)
     encoder.name = ENCODER
     features = encoder(tokens)
     for i, layer in enumerate(components.core.build(stateful)):
         if not layer.name.startswith(CORE_PREFIX):
             layer.name = f"{CORE_PREFIX}{i}"
-        if resets is not None and isinstance(layer, keras.layers.RNN):
+        if starts is not None and isinstance(layer, keras.layers.RNN):
+            if not getattr(layer, "supports_starts", False):
+                check_row_resets(layer, documents="aligned")
+            features = with_row_starts(layer, features, starts)
+        elif resets is not None and isinstance(layer, keras.layers.RNN):
             check_row_resets(layer)
             features = with_row_resets(layer, features, resets)
         else:

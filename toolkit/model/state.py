@@ -53,8 +53,11 @@ def set_states(model: keras.Model, values: list[np.ndarray]) -> None:
             part.assign(rows)
 
 
-def check_row_resets(layer, config_file: str | None = None) -> None:
-    """Refuse a recurrent core layer whose state cannot be zeroed per row mid-batch.
+def check_row_resets(layer, config_file: str | None = None, documents: str = "separate"
+                     ) -> None:
+    """Refuse a recurrent core layer whose state cannot be zeroed per row (mid-batch for
+    ``documents = "separate"``, before the batch for a layer without ``starts=`` under
+    ``"aligned"``, which then takes per-step resets at the first step).
 
     :class:`~toolkit.model.layers.FastLSTM` does it in its own loop; any other RNN through
     :func:`toolkit.model.layers.row_resets.with_row_resets`, except with dropout inside its
@@ -67,8 +70,9 @@ def check_row_resets(layer, config_file: str | None = None) -> None:
         return
     why = ("it reads backwards" if layer.go_backwards else
            "its cell has " + ", ".join(f"{k} = {v}" for k, v in dropout.items() if v))
+    where = "mid-batch" if documents == "separate" else "before a batch"
     raise ConfigError("sequences.documents", (
-        f"\"separate\" starts a row's state again where a document begins, mid-batch, and "
+        f"{documents!r} starts a row's state again where a document begins, {where}, and "
         f"core layer {layer.name!r} ({type(layer).__name__}) cannot, because {why}; set "
         f"core.recurrent_dropout = 0 (core.dropout, between layers, is fine), or set "
         f"documents = \"joined\" to read the documents as one text"), config_file)

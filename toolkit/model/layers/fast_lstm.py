@@ -21,6 +21,8 @@ Per-row state resets, which Keras lacks: ``layer(x, resets=r)`` with ``r`` of sh
 ``r[b, t] == 1``, inside one batch, so a stateful stream can cross from one document
 into the next without carrying the first one's state over. Resets need the hoisted
 loop (a plain LSTM on TensorFlow); on a GPU it then runs instead of cuDNN.
+``layer(x, starts=s)`` with ``s`` of shape ``(batch,)`` zeroes only before the first
+step (documents aligned to batches): every kernel stays open, cuDNN included.
 """
 
 from __future__ import annotations
@@ -152,6 +154,9 @@ class FastLSTM(keras.layers.LSTM):
         if self.uses_fast_loop:
             self.supports_jit = True
 
+    #: ``call(..., starts=)`` zeroes rows' state before the first step (any backend, kernel).
+    supports_starts = True
+
     @property
     def supports_resets(self) -> bool:
         """Whether the hoisted loop can run, which per-row resets need: a plain LSTM
@@ -169,12 +174,20 @@ class FastLSTM(keras.layers.LSTM):
         return self.supports_resets and not gpu_available()
 
     def call(self, sequences, initial_state=None, mask=None, training=False, resets=None,
-             sequences_mask=None):
+             starts=None, sequences_mask=None):
         """Keras's LSTM call; ``resets`` ``(batch, time)``: 1 where a row's state is zeroed
-        just before that step (see the module docstring). Given two tensors, Keras passes
-        the mask of ``sequences`` as ``sequences_mask`` rather than ``mask``."""
+        just before that step (see the module docstring); ``starts`` ``(batch,)``: 1 for a
+        row whose state is zeroed before the first step, which keeps every kernel
+        (cuDNN included) open. Given two tensors, Keras passes the mask of ``sequences``
+        as ``sequences_mask`` rather than ``mask``."""
         if mask is None:
             mask = sequences_mask
+        if starts is not None:
+            if initial_state is None:
+                initial_state = (self.states if self.stateful else
+                                 self.get_initial_state(keras.ops.shape(sequences)[0]))
+            keep = 1 - keras.ops.cast(keras.ops.reshape(starts, (-1, 1)), self.compute_dtype)
+            initial_state = [state * keep for state in initial_state]
         if resets is not None and not self.supports_resets:
             raise ValueError(f"layer {self.name!r} cannot reset state per row: resets need "
                              f"a plain LSTM (no recurrent_dropout) on TensorFlow")

@@ -76,3 +76,32 @@ def with_row_resets(layer: keras.layers.RNN, features, resets):
     generic = keras.layers.RNN(ResettingCell(layer.cell), return_sequences=layer.return_sequences,
                                stateful=layer.stateful, name=layer.name)
     return generic(flagged)
+
+
+@keras.saving.register_keras_serializable(package="toolkit")
+class StartsAsResets(keras.layers.Layer):
+    """``(features, starts)`` -> per-step resets ``(batch, time)``: ``starts`` at the first
+    step, 0 after (a row zeroed before the batch, for layers without ``starts=``)."""
+
+    def call(self, features, starts, features_mask=None):
+        first = keras.ops.cast(keras.ops.reshape(starts, (-1, 1)), "float32")
+        steps = keras.ops.shape(features)[1]
+        later = keras.ops.zeros_like(features[:, :, 0], dtype="float32")[:, 1:]
+        return keras.ops.concatenate([first, later], axis=1)[:, :steps]
+
+    def compute_mask(self, features, starts, features_mask=None):
+        return None  # the flags have no padding of their own
+
+    def compute_output_shape(self, features_shape, starts_shape=None):
+        return tuple(features_shape[:2])
+
+
+def with_row_starts(layer: keras.layers.RNN, features, starts):
+    """``layer`` applied to ``features`` with the state of the rows where ``starts``
+    ``(batch,)`` is 1 zeroed before the first step: ``starts=`` for a layer that takes
+    it (FastLSTM, whose every kernel, cuDNN included, stays open), otherwise per-step
+    resets at the first step through :func:`with_row_resets`."""
+    if getattr(layer, "supports_starts", False):
+        return layer(features, starts=starts)
+    resets = StartsAsResets(name=f"starts_for_{layer.name}")(features, starts)
+    return with_row_resets(layer, features, resets)
