@@ -11,38 +11,51 @@ OUT="${OUT:-/tmp/gpu-bench}"
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpus.csv"
 
-# 1. The cuDNN path: with documents joined (no per-row resets) the core is Keras's LSTM on
-#    a GPU, and its compiled training step holds a CudnnRNN kernel; with resets it runs
-#    the toolkit's own loop (cuDNN cannot zero one row mid-sequence).
+# 1. The cuDNN path: every shipped stream config, with its default layout (documents
+#    aligned to windows: rows zeroed between batches, no per-step resets), must hold a
+#    CudnnRNN kernel in its compiled training step; "separate" (per-step resets) runs the
+#    toolkit's own loop instead and is shown for contrast. Fails if any config lacks cuDNN.
 python - <<'EOF' | tee "$OUT/cudnn.json"
 import json
 from toolkit.backend import load_tensorflow, gpu_available
 load_tensorflow()
 import numpy as np, tensorflow as tf
 from toolkit.config.schema import build_components, load
-from toolkit.model.assembly import build_model, compile_model
+from toolkit.config.shipped import copy_config, shipped
+from toolkit.model.assembly import build_model, compile_model, layers_of
 from toolkit.plugins import registry
 
-report = {"gpus": [d.name for d in tf.config.list_physical_devices("GPU")]}
+report = {"gpus": [d.name for d in tf.config.list_physical_devices("GPU")], "configs": {}}
 assert gpu_available(), "no GPU visible to TensorFlow"
-for documents in ("joined", "separate"):
-    resolved = load("configs/shakespeare-char.toml", registry(),
-                    [f"sequences.documents={documents}", "train.cache=false"])
-    components = build_components(resolved, registry())
-    model = build_model(components, 65, 64, stateful=True)
-    compile_model(model, components, resolved["train"])
-    layer = model.get_layer("core_lstm_0")
-    x = np.random.randint(1, 65, (64, 100)).astype("int32")
-    spec = tf.TensorSpec(x.shape, tf.int32)
-    specs = {"tokens": spec, "resets": tf.TensorSpec(x.shape, tf.float32)} \
-        if documents == "separate" else spec
-    graph = tf.function(lambda inputs: model(inputs, training=True)).get_concrete_function(
-        specs).graph.as_graph_def()
-    ops = {node.op for node in graph.node}
-    ops |= {node.op for function in graph.library.function for node in function.node_def}
-    report[documents] = {"fast_loop": layer.uses_fast_loop,
-                         "cudnn_ops": sorted(o for o in ops if "Cudnn" in o)}
+names = [n for n, text in shipped().items()
+         if 'use = "stream"' in text.split("[sequences]", 1)[-1].split("[", 1)[0]]
+missing = []
+for name in names:
+    for documents in ("default", "separate"):
+        path = copy_config(name, f"/tmp/gpu-{name}.toml", force=True)
+        extra = [] if documents == "default" else ['sequences.documents="separate"']
+        resolved = load(str(path), registry(), ["train.cache=false", *extra])
+        components = build_components(resolved, registry())
+        batch = components.sequences.batch_size
+        model = build_model(components, 65, batch, stateful=True)
+        compile_model(model, components, resolved["train"])
+        tokens = tf.TensorSpec((batch, 100), tf.int32)
+        specs = {k: (tokens if k == "tokens" else tf.TensorSpec(
+                     (batch,) if k == "starts" else (batch, 100), tf.float32))
+                 for k in model.input} if isinstance(model.input, dict) else tokens
+        graph = tf.function(lambda inputs: model(inputs, training=True)).get_concrete_function(
+            specs).graph.as_graph_def()
+        ops = {node.op for node in graph.node}
+        ops |= {node.op for function in graph.library.function for node in function.node_def}
+        cudnn = sorted(o for o in ops if "Cudnn" in o)
+        report["configs"][f"{name} ({documents})"] = {
+            "layout": resolved["sequences"]["documents"], "cudnn_ops": cudnn,
+            "fast_loop": [layer.uses_fast_loop for layer in layers_of(model, ("core",))
+                          if hasattr(layer, "uses_fast_loop")]}
+        if documents == "default" and not cudnn:
+            missing.append(name)
 print(json.dumps(report))
+assert not missing, f"no cuDNN kernel in the training step of {missing}"
 EOF
 
 # 2. Single-GPU throughput: the toolkit (joined, and with per-row resets) against Keras's

@@ -102,6 +102,14 @@ def test_aligned_documents_begin_at_window_starts_and_rows_reset_only_between_ba
     assert x.shape[0] == stream_layout(stream, batch, length, 0, "aligned")[0].shape[0]
 
 
+def test_aligning_documents_much_shorter_than_a_window_suggests_separate(capsys):
+    builder = StreamBuilder(4, 20, documents="aligned")
+    builder.training(builder.data(position_coded([12] * 40)), seed=1)
+    assert 'documents = "separate"' in capsys.readouterr().err
+    builder.training(builder.data(position_coded([400, 300])), seed=1)
+    assert capsys.readouterr().err == ""
+
+
 def test_joined_documents_read_as_one_text_without_resets():
     split = position_coded([300, 200])
     stream = StreamBuilder(4, 10, documents="joined").data(split)

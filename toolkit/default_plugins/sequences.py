@@ -98,6 +98,7 @@ class AlignedLayout:
     """
 
     def __init__(self, stream: TokenStream, batch_size: int, length: int, offset: int = 0):
+        self.stream = stream
         self.ids, self.batch_size, self.length, self.offset = stream.ids, batch_size, length, offset
         bounds = np.concatenate([[0], np.asarray(stream.starts, np.int64), [len(self.ids)]])
         begin, stop = bounds[:-1], bounds[1:]
@@ -135,6 +136,9 @@ class AlignedLayout:
         starts = valid & self.window_first[window]
         return x, y, real.astype(np.float32), starts.astype(np.float32)
 
+
+#: The extra padding share of aligned documents above which training suggests "separate".
+PADDING_NOTE = 0.10
 
 LAYOUTS = {"aligned": AlignedLayout, "separate": StreamLayout, "joined": StreamLayout}
 
@@ -215,8 +219,9 @@ class StreamBuilder(SequenceBuilder):
     - ``"aligned"`` (the default): every document begins at the start of a window, its
       last window padded; a row that begins a document has its state zeroed before
       that batch. No pair spans two documents and the core runs without per-step
-      resets: its fastest kernel (cuDNN on a GPU). The padding costs under 0.2 % of
-      the positions on every shipped corpus (docs/benchmarks.md).
+      resets: its fastest kernel (cuDNN on a GPU). On every shipped corpus the
+      padding adds no training batch (``benchmarks/padding.py``); training says so
+      when it would add more than 10 %.
     - ``"separate"``: documents follow each other inside a row with no padding; the
       row's state starts from zero at a document's first token, inside the batch (the
       core's per-step resets, which keep cuDNN off). For corpora of many documents
@@ -289,8 +294,25 @@ class StreamBuilder(SequenceBuilder):
         stream = as_stream(data)
         reserve = 0 if self.offset == "none" else max(self.max_offset - 1, 0)
         self.check_size(stream, "training", reserve)
-        return StreamData(stream, self.batch_size, self.length, self.offsets(seed),
-                          self.documents)
+        training = StreamData(stream, self.batch_size, self.length, self.offsets(seed),
+                              self.documents)
+        if self.documents == "aligned":
+            self.check_padding(training.layout)
+        return training
+
+    def check_padding(self, layout: "AlignedLayout") -> None:
+        """Say so (on standard error) when aligning documents to windows pads more than
+        ``PADDING_NOTE`` of the training positions beyond what packing them would."""
+        import sys
+
+        packed = StreamLayout(layout.stream, self.batch_size, self.length)
+        extra = 1 - len(packed) / len(layout)
+        if extra > PADDING_NOTE:
+            print(f"note: sequences.documents = \"aligned\" pads {layout.padding_share:.0%} of "
+                  f"the training positions ({len(layout)} batches against {len(packed)} "
+                  f"packed): with documents this much shorter than sequences.length = "
+                  f"{self.length}, documents = \"separate\" trains faster on a CPU (on a GPU "
+                  f"it gives up cuDNN)", file=sys.stderr)
 
     def validation(self, data):
         stream = as_stream(data)

@@ -47,12 +47,9 @@ def language_model_config(resolved: dict, components) -> dict:
     ``[pretrain]``'s epochs, time and learning rate."""
     pretrain = resolved.pretrain
     config = resolved.to_dict()  # a new config, resolved again below
-    # Dropout inside the recurrent cell cannot restart a row's state mid-batch, so such
-    # a core reads the text as one stream.
-    joined = components.core.recurrent_dropout
+    # Documents aligned to windows: rows restart between batches, which any core can.
     config["sequences"] = {"use": "stream", "batch_size": pretrain["batch_size"],
-                           "length": pretrain["length"],
-                           "documents": "joined" if joined else "separate"}
+                           "length": pretrain["length"], "documents": "aligned"}
     config["head"] = dict(components.head.language_model)
     config["core"].pop("stateful", None)  # streams need a stateful core
     config["init"] = {key: value for key, value in config["init"].items()
