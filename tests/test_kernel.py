@@ -97,3 +97,26 @@ def test_with_a_gpu_per_step_resets_keep_the_core_off_cudnn(tmp_path, pretend_gp
     components = components_of("shakespeare-char", tmp_path, ['sequences.documents="separate"'])
     run_one_batch(components)
     assert pretend_gpu == [], "per-step resets need the toolkit's own loop"
+
+
+def test_auto_xla_keeps_whichever_is_faster_here_and_leaves_the_model_untouched(
+        tmp_path, monkeypatch, capsys):
+    components = components_of("shakespeare-char", tmp_path, ["core.units=8"])
+    builder = components.sequences
+    split = Split([np.arange(400) % 28 + 2], [None], ["a"])
+    data = builder.training(builder.data(split), seed=1)
+    model = assembly.build_model(components, 30, builder.batch_size, stateful=True)
+    before = [np.array(w) for w in model.get_weights()]
+    train = {"optimizer": "adam", "learning_rate": 0.01, "clipnorm": 0, "xla": "auto"}
+    seconds = assembly.measure_xla(model, components, train, data, steps=2)
+    assert set(seconds) == {"on", "off"} and all(0 < s < 60 for s in seconds.values())
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert getattr(model, "optimizer", None) is None, "the model itself was not compiled"
+    for on, off, kept in ((0.5, 1.0, "on"), (1.0, 0.5, "off")):
+        monkeypatch.setattr(assembly, "measure_xla", lambda *a, **k: {"on": on, "off": off})
+        assert assembly.settle_xla(model, components, train, data)["xla"] == kept
+        assert f"XLA {kept}" in capsys.readouterr().err
+    # a short run, or a setting given, is not measured
+    assert assembly.settle_xla(model, components, train, data, steps=10)["xla"] == "auto"
+    assert assembly.settle_xla(model, components, {**train, "xla": "off"}, data)["xla"] == "off"

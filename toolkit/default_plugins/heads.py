@@ -47,8 +47,10 @@ class GeneratorHead(Head):
 
         if self.dropout:
             features = keras.layers.Dropout(self.dropout, name="head_dropout")(features)
+        from toolkit.model.layers import TimeDistributedDense
+
         dense = keras.layers.Dense(context.vocab_size, activation="softmax", dtype="float32")
-        return keras.layers.TimeDistributed(dense, name=GENERATOR_LAYER)(features)
+        return TimeDistributedDense(dense, name=GENERATOR_LAYER)(features)
 
     def loss(self):
         return token_loss()

@@ -12,6 +12,7 @@ from toolkit.config.schema import Components
 from toolkit.errors import ConfigError, ToolkitError
 from toolkit.hookspecs import HeadContext
 from toolkit.model.layers.row_resets import with_row_resets, with_row_starts
+from toolkit.model.layers.time_distributed import TimeDistributedDense
 from toolkit.model.state import check_row_resets, reset_states
 
 ENCODER = "encoder"
@@ -178,7 +179,10 @@ def uses_xla(model: keras.Model, components: Components, setting: str = "auto",
     docs/benchmarks.md) and the run has at least ``XLA_MIN_STEPS`` training ``steps``
     (``None``: unknown, taken as long). ``"on"`` wherever every layer supports it.
     Never in a ``tf.distribute`` strategy's scope: the mirrored step fails to compile.
+    On the JAX backend, always except ``"off"`` (JAX without XLA runs op by op).
     """
+    if keras.backend.backend() == "jax":  # XLA is how JAX runs a step; "off" is eager
+        return setting != "off"
     import tensorflow as tf
 
     layers = list(model._flatten_layers(include_self=False, recursive=True))
@@ -189,6 +193,56 @@ def uses_xla(model: keras.Model, components: Components, setting: str = "auto",
         return True
     long_enough = steps is None or steps >= XLA_MIN_STEPS
     return long_enough and components.core.prefers_xla(layers_of(model, ("core",)))
+
+
+#: Training steps timed each way (after one to compile) when "auto" measures XLA.
+XLA_TRIAL_STEPS = 4
+
+
+def measure_xla(model: keras.Model, components: Components, train: dict, data,
+                steps: int = XLA_TRIAL_STEPS) -> dict[str, float]:
+    """Seconds per training step of a copy of ``model`` without and with XLA: the median
+    of ``steps`` steps on ``data``'s first batches, after one step that compiles. The
+    copy has the model's weights and a fresh optimizer; ``model`` is left untouched."""
+    import statistics
+    import time
+
+    batches = [data[k] for k in range(min(len(data), steps + 1))]
+    seconds = {}
+    for setting in ("off", "on"):
+        trial = keras.models.clone_model(model)
+        trial.set_weights(model.get_weights())
+        compile_model(trial, components, {**train, "xla": setting})
+        times = []
+        for k, (inputs, targets, weights) in enumerate(batches):
+            start = time.perf_counter()
+            trial.train_on_batch(inputs, targets, sample_weight=weights)
+            if k:
+                times.append(time.perf_counter() - start)
+        seconds[setting] = statistics.median(times) if times else float("inf")
+        del trial
+    return seconds
+
+
+def settle_xla(model: keras.Model, components: Components, train: dict, data,
+               steps: int | None = None) -> dict:
+    """``train`` with ``xla = "auto"`` settled to ``"on"`` or ``"off"`` by measuring, where
+    "auto" would compile with XLA (:func:`uses_xla`) on TensorFlow: whether XLA speeds the
+    step up depends on the CPU (it is faster on some, 1.7x slower on others,
+    docs/benchmarks.md), so a copy of the model is timed both ways
+    (:func:`measure_xla`) and the faster kept. A line on standard error says which."""
+    import sys
+
+    train = train.to_dict() if hasattr(train, "to_dict") else dict(train)
+    if (train.get("xla", "auto") != "auto" or keras.backend.backend() != "tensorflow"
+            or not uses_xla(model, components, "auto", steps)):
+        return train
+    seconds = measure_xla(model, components, train, data)
+    train["xla"] = "on" if seconds["on"] < seconds["off"] else "off"
+    print(f"train.xla = \"auto\": a training step takes {seconds['off'] * 1000:.0f} ms "
+          f"without XLA, {seconds['on'] * 1000:.0f} ms with it on this machine: XLA "
+          f"{train['xla']}", file=sys.stderr, flush=True)
+    return train
 
 
 def compile_model(model: keras.Model, components: Components, train: dict,
@@ -230,7 +284,7 @@ def author_twin(trained: keras.Model, components: Components, vocab_size: int,
     tokens = keras.Input(batch_shape=(batch_size, None), dtype="int32", name="tokens")
     features = encode(components, vocab_size, tokens, stateful=True)
     dense = keras.layers.Dense(vocab_size, activation="softmax", dtype="float32")
-    outputs = keras.layers.TimeDistributed(dense, name="author_softmax")(features)
+    outputs = TimeDistributedDense(dense, name="author_softmax")(features)
     twin = keras.Model(tokens, outputs, name="author_generator")
     copy_weights(trained, twin, ("encoder", "core"))
     dense.set_weights(list(softmax))

@@ -107,6 +107,7 @@ class Session:
     stopped_by: str | None = None
     pretrained: Any = None  # a toolkit.training.pretrain.Pretrained once [pretrain] has run
     strategy: Any = None  # a tf.distribute.Strategy when train.distribute is not "none"
+    compile_settings: Any = None  # [train] with xla = "auto" settled (settle_xla)
 
     @property
     def settings(self) -> dict:
@@ -247,12 +248,16 @@ def build_or_restore_model(session: Session):
 
 def restore_or_build(session: Session):
     """:func:`build_or_restore_model` inside the strategy's scope."""
-    from toolkit.model.assembly import build_model, compile_model, copy_weights, set_trainable, uses_xla
+    from toolkit.model.assembly import (build_model, compile_model, copy_weights, set_trainable,
+                                        settle_xla, uses_xla)
 
     run, components, settings = session.run, session.components, session.settings
     if session.restores:
         model = runs.load_keras_file(run.file(runs.CHECKPOINT))
-        model.jit_compile = uses_xla(model, components, settings.xla, planned_steps(session))
+        session.compile_settings = settle_xla(model, components, settings, session.train_data,
+                                              planned_steps(session))
+        model.jit_compile = uses_xla(model, components, session.compile_settings["xla"],
+                                     planned_steps(session))
         # The checkpoint's own step count says how many epochs it holds, even if the
         # process died between writing it and writing progress.json.
         first_epoch = steps_done(model) // len(session.train_data)
@@ -287,7 +292,11 @@ def restore_or_build(session: Session):
         except ToolkitError as err:
             raise ConfigError("init.run", str(err)) from None
         set_trainable(model, init["copy"], not init["freeze"])
-    compile_model(model, components, settings, planned_steps(session), session.resolved.init)
+    session.compile_settings = (settings if session.strategy is not None else
+                                settle_xla(model, components, settings, session.train_data,
+                                           planned_steps(session)))
+    compile_model(model, components, session.compile_settings, planned_steps(session),
+                  session.resolved.init)
     return model, 0
 
 
@@ -376,7 +385,8 @@ def fit_epochs(session: Session, model, first_epoch: int, verbose,
                                             for layer in layers_of(model, init["copy"])):
             set_trainable(model, init["copy"], True)
             with session.scope():
-                recompile(model, session.components, settings, planned_steps(session), init)
+                recompile(model, session.components, session.compile_settings or settings,
+                          planned_steps(session), init)
         model.fit(session.dataset(train_data),
                   validation_data=None if val_data is None else session.dataset(val_data),
                   epochs=stop, initial_epoch=start, callbacks=callbacks,

@@ -90,7 +90,8 @@ def pretrain(resolved: dict, components, prepared, init_run=None, verbose: Any =
     text (and left-out documents); its validation loss is read on the validation split
     when that is long enough for the streams. Raises
     :class:`~toolkit.errors.TrainingDiverged` if it diverges."""
-    from toolkit.model.assembly import build_model, compile_model, copy_weights  # loads TF quietly
+    from toolkit.model.assembly import (  # loads TF quietly
+        build_model, compile_model, copy_weights, settle_xla)
 
     import keras
 
@@ -125,7 +126,9 @@ def pretrain(resolved: dict, components, prepared, init_run=None, verbose: Any =
                          heads=(init_run.head, components.head))
         except ToolkitError as err:
             raise ConfigError("init.run", str(err)) from None
-    compile_model(model, components, settings, len(train_data) * settings.epochs)
+    steps = len(train_data) * settings.epochs
+    compile_model(model, components, settle_xla(model, components, settings, train_data, steps),
+                  steps)
     left_out = len(prepared.splits.get("left_out", ()))
     if verbose != 0:
         print(f"pretraining the encoder and core on {text.num_tokens:,} tokens (the training "

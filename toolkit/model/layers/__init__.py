@@ -10,6 +10,7 @@ from toolkit.model.layers.masked_pooling import MaskedPooling
 from toolkit.model.layers.one_hot_encoding import OneHotEncoding
 from toolkit.model.layers.row_resets import ResettingCell
 from toolkit.model.layers.scaled_id import ScaledId
+from toolkit.model.layers.time_distributed import TimeDistributedDense
 
 __all__ = ["AuthorSoftmax", "FastLSTM", "MaskedPooling", "OneHotEncoding", "ResettingCell",
-           "ScaledId"]
+           "ScaledId", "TimeDistributedDense"]
