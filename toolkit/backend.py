@@ -57,3 +57,23 @@ def gpu_available() -> bool:
     import tensorflow as tf
 
     return bool(tf.config.list_physical_devices("GPU"))
+
+
+def use_keras_backend(name: str, config_file: str | None = None) -> None:
+    """Make ``name`` (``train.backend``) the Keras backend of this process: set
+    ``KERAS_BACKEND`` before Keras is imported; refuse if Keras already runs on another
+    one (a process has one backend for good)."""
+    from toolkit.errors import ConfigError
+
+    if "keras" in sys.modules:
+        import keras
+
+        running = keras.backend.backend()
+        if running != name:
+            raise ConfigError("train.backend", (
+                f"{name!r} was asked for, but Keras already runs on {running!r} in this "
+                f"process (a process keeps its first backend); run the command in a new "
+                f"process, e.g. `KERAS_BACKEND={name} toolkit train ...`, or set "
+                f"train.backend = {running!r}"), config_file)
+        return
+    os.environ["KERAS_BACKEND"] = name

@@ -71,6 +71,7 @@ def train_settings(
     tensorboard: bool = True,
     sample_length: NonNegativeInt = 200,
     xla: Literal["auto", "on", "off"] = "auto",
+    backend: Literal["tensorflow", "jax"] = "tensorflow",
     monitor: str = "auto",
     patience: NonNegativeInt = 0,
     distribute: Literal["none", "mirrored", "multi-worker"] = "none",
@@ -95,8 +96,12 @@ def train_settings(
     unless ``on_divergence = "continue"``. ``tensorboard``
     writes TensorBoard logs under the run's ``logs/``; a generator run samples
     ``sample_length`` tokens after every epoch (0 = none). ``xla`` compiles the training
-    step with XLA: ``"auto"`` does where it pays (the CPU, with the core's fast LSTM
-    loop; a GPU keeps cuDNN, which XLA cannot compile). ``distribute`` trains on several
+    step with XLA: ``"auto"`` times a few steps both ways on runs long enough to win the
+    compilation back and keeps the faster (the CPU model decides; a GPU keeps cuDNN,
+    which XLA cannot compile). ``backend`` is the Keras backend that trains: TensorFlow,
+    or JAX (always compiled with XLA; ``KERAS_BACKEND`` must not name another one in
+    the same process; no ``distribute``); the ``.keras`` files load on either.
+    ``distribute`` trains on several
     devices (``"mirrored"``: every local GPU) or machines (``"multi-worker"``, with
     ``TF_CONFIG``) with ``tf.distribute``; stateful streams keep their rows and their
     state per replica (docs/scale.md). A corpus whose preprocessing takes more than half a

@@ -98,6 +98,12 @@ class Generator:
 
     def compile(self):
         """Build the twin's feeding function and its compiled sampling loop."""
+        if keras.backend.backend() == "jax":
+            from toolkit.generate.jax_sampling import compile_for_jax
+
+            self._feed, self._sample_chunk = compile_for_jax(self.twin, len(self.vocab),
+                                                             self.samples, CHUNK)
+            return
         twin = self.twin
         allowed = tf.constant(~np.isin(np.arange(len(self.vocab)), [PAD, OOV]))
 

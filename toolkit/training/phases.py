@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.backend import use_keras_backend
 from toolkit.config import schema as config_module
 from toolkit.runs import rundir as runs
 from toolkit.data.prepare import Prepared, prepare_config
@@ -32,7 +33,7 @@ from toolkit.runs.rundir import Run
 # Keys that may change when a run is resumed: how long to train, not what to train.
 RESUMABLE_CHANGES = {("train", key) for key in ("epochs", "max_minutes", "on_divergence",
                                                  "divergence_steps", "tensorboard",
-                                                 "sample_length", "xla", "patience",
+                                                 "sample_length", "xla", "backend", "patience",
                                                  "preprocess_workers")}
 
 
@@ -179,6 +180,12 @@ def errors_name(config_file: str):
         raise ConfigError(error.path, error.message, config_file) from None
 
 
+def keras_version() -> str:
+    from importlib.metadata import version
+
+    return version("keras")
+
+
 def open_session(config_path, run: Run, overrides: list[str], resume: bool,
                  overwrite: bool) -> Session:
     """Phase 1: the resolved config and its components, checked before any data is read."""
@@ -198,6 +205,19 @@ def open_session(config_path, run: Run, overrides: list[str], resume: bool,
         config_file = config_module.config_file_name(config_path)
     components = config_module.build_components(resolved, registry(), config_file=config_file)
     check_pretraining(resolved, components, config_file)
+    if resolved.train.backend == "jax" and resolved.train.distribute != "none":
+        raise ConfigError("train.distribute", "tf.distribute trains on TensorFlow only; set "
+                                              "train.backend = \"tensorflow\" or distribute = "
+                                              "\"none\"", config_file)
+    if resolved.train.backend == "jax" and components.sequences.stateful:
+        raise ConfigError("train.backend", (
+            f"\"jax\" cannot train sequences.use = {resolved.sequences.use!r}: Keras "
+            f"{keras_version()}'s JAX trainer does not carry a stateful RNN's state from one "
+            f"compiled step to the next (it keeps the rnn_state variables out of the "
+            f"variables it passes through the step), so every batch would start from a "
+            f"zero state; train stateful streams with backend = \"tensorflow\", or use "
+            f"sequences.use = \"windows\" or \"passages\" on JAX"), config_file)
+    use_keras_backend(resolved.train.backend, config_file)
     session = Session(run, resolved, components, resume, config_file)
     if resolved.train.distribute != "none":
         from toolkit.training.distribute import make_strategy, replica_batch
