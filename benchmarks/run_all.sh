@@ -14,8 +14,13 @@ python benchmarks/generation_speed.py "$out/stream" | tee "$out/generation_speed
 python benchmarks/shakespeare_char.py --out "$out" --only windows
 # The two builders under both validation protocols (docs/benchmarks.md, the cross table).
 python benchmarks/cross_eval.py "$out/stream" "$out/windows" | tee "$out/cross_eval.json"
-# Training and generation speed against a plain PyTorch loop (needs the `bench` extra).
-python benchmarks/speed.py --units 256 512 --rounds 3 | tee "$out/speed.jsonl"
+# Training and generation speed: the toolkit on TensorFlow and on JAX, and a plain PyTorch
+# loop, each in its own process (the `bench` and `jax` extras; torch's CPU wheel).
+python benchmarks/speed.py --units 256 512 --batches 30 --rounds 3 | tee "$out/speed.jsonl"
+# The padding of aligned documents on every shipped corpus (issue 27's default layout).
+python benchmarks/padding.py | tee "$out/padding.md"
+# tiny-shakespeare within 30 minutes (issue 27's quality target), with the shipped config.
+python -m toolkit.cli train configs/shakespeare-char-30min.toml --run-dir "$out/30min" --overwrite
 python benchmarks/preprocess_speed.py | tee "$out/preprocess_speed.json"
 python -m toolkit.cli train configs/austen-words.toml --run-dir "$out/austen-words" --overwrite
 python -m toolkit.cli generate "$out/austen-words" --seed 1 > "$out/austen-words.txt"

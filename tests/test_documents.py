@@ -15,7 +15,7 @@ import tensorflow as tf  # noqa: E402
 
 from tests.conftest import write_tiny_config  # noqa: E402
 from toolkit.cli import main  # noqa: E402
-from toolkit.default_plugins.sequences import StreamBuilder, TokenStream, stream_layout  # noqa: E402
+from toolkit.default_plugins.sequences import StreamBuilder, stream_layout  # noqa: E402
 from toolkit.model.layers import FastLSTM  # noqa: E402
 from toolkit.model.layers.row_resets import with_row_resets, with_row_starts  # noqa: E402
 from toolkit.splits import Split  # noqa: E402
