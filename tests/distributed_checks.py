@@ -34,7 +34,7 @@ def rows_per_replica():
     strategy = make_strategy("mirrored")
     split = Split([np.arange(300) + 10000 * (d + 1) for d in range(3)], [None] * 3,
                   ["a", "b", "c"])
-    builder = StreamBuilder(batch_size=4, length=5)
+    builder = StreamBuilder(batch_size=4, length=5, documents="separate")  # per-step resets
     data = builder.training(builder.data(split), seed=1)
     data.set_epoch(2)
     steps = []

@@ -96,19 +96,26 @@ def test_prepare_holds_one_document_at_a_time_and_maps_the_smallest_id_type():
     assert words.splits["train"].concatenated().dtype == np.uint16
 
 
-def test_streams_read_memory_mapped_ids_with_offsets_and_document_resets():
+@pytest.mark.parametrize("documents", ["aligned", "separate"])
+def test_streams_read_memory_mapped_ids_with_offsets_and_document_resets(documents):
     _, data = prepared(GeneratedCorpus(4), [{"use": "chars"}])
-    builder = StreamBuilder(batch_size=3, length=8)
+    builder = StreamBuilder(batch_size=3, length=8, documents=documents)
     stream = builder.data(data.splits["train"])
     assert isinstance(stream.ids, np.memmap) and len(stream.starts) == 3
     batches = builder.training(stream, seed=1)
     batches.set_epoch(3)
-    inputs, targets, weights = batches[len(batches) - 1]
+    last = len(batches) - 1
+    inputs, targets, weights = batches[last]
     assert inputs["tokens"].dtype == np.int32 and targets.dtype == np.int32
-    assert inputs["resets"].shape == (3, 8)
     flat = np.asarray(stream.ids)
-    row = batches.layout.row_begin[0] + (len(batches) - 1) * 8
+    if documents == "separate":
+        assert inputs["resets"].shape == (3, 8)
+        row = batches.layout.row_begin[0] + last * 8
+    else:
+        assert inputs["starts"].shape == (3,)
+        row = batches.layout.window_begin[last]  # row 0 reads windows 0, 1, ... in turn
     real = weights[0] > 0
+    assert real.any()
     np.testing.assert_array_equal(inputs["tokens"][0][real], flat[row:row + 8][real])
 
 

@@ -245,6 +245,8 @@ def test_every_shipped_config_builds_its_model_and_takes_a_training_step(path):
     names = {tensor.name.split(":")[0] for tensor in model.inputs}
     if "resets" in names:
         inputs["resets"] = np.zeros((rows, length), "float32")
+    if "starts" in names:
+        inputs["starts"] = np.ones(rows, "float32")
     if "author" in names:
         inputs["author"] = rng.integers(0, len(labels), rows).astype("int32")
     if head.target == "label":

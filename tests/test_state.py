@@ -95,7 +95,7 @@ def test_validation_starts_from_a_zero_state():
     val = builder.validation(ids).dataset()
     reset_states(model)
     clean = model.evaluate(val, verbose=0, return_dict=True)["perplexity"]
-    model.predict({"tokens": ids[:40].reshape(4, 10), "resets": np.zeros((4, 10))},
+    model.predict({"tokens": ids[:40].reshape(4, 10), "starts": np.zeros(4)},
                   verbose=0)  # leaves a non-zero state behind
     from toolkit.model.state import StateResets
     after = model.evaluate(val, verbose=0, return_dict=True, callbacks=[StateResets()])

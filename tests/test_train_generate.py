@@ -54,7 +54,7 @@ def test_the_twin_gives_the_training_models_distribution(trained_run):
     context = vocab.encode(list("To be, or not to be"))
     reset_states(trained)  # the training model has batch size 4: same context in every row
     tokens = np.tile(context, (4, 1))
-    expected = np.asarray(trained({"tokens": tokens, "resets": np.zeros(tokens.shape)}))[:, -1]
+    expected = np.asarray(trained({"tokens": tokens, "starts": np.zeros(len(tokens))}))[:, -1]
     for samples in (1, 3):
         twin = inference_twin(trained, components, len(vocab), samples)
         generator = Generator(None, vocab, twin, samples)

@@ -93,8 +93,9 @@ class AlignedLayout:
     ``offset`` skips as many leading tokens of every document (at most all but one of
     its pairs), so window edges move from epoch to epoch; the number of windows, and
     of batches, is that of offset 0 whatever the offset. A window with no real position
-    (past the end of the data, or emptied by the offset) reads id 1 rather than 0:
-    cuDNN refuses a row whose mask is all padding.
+    (past the end of the data, or emptied by the offset) begins with id 1 (weight 0)
+    rather than 0: cuDNN refuses a row whose mask is all padding, and a single unmasked
+    step keeps Keras's loss, which divides by the unmasked positions, almost unchanged.
     """
 
     def __init__(self, stream: TokenStream, batch_size: int, length: int, offset: int = 0):
@@ -130,8 +131,8 @@ class AlignedLayout:
         positions = self.window_begin[window, None] + np.arange(self.length)
         real = valid[:, None] & (positions < self.window_stop[window, None])
         safe = np.where(real, positions, 0)
-        empty = ~real.any(axis=1, keepdims=True)
-        x = np.where(real, self.ids[safe], np.where(empty, OOV_ID, PAD_ID)).astype(np.int32)
+        x = np.where(real, self.ids[safe], PAD_ID).astype(np.int32)
+        x[~real.any(axis=1), 0] = OOV_ID  # one unmasked step: cuDNN refuses an all-padding row
         y = np.where(real, self.ids[safe + 1], 0).astype(np.int32)
         starts = valid & self.window_first[window]
         return x, y, real.astype(np.float32), starts.astype(np.float32)
