@@ -6,10 +6,14 @@ already loaded TensorFlow; Keras's backend is fixed per process):
 
 - ``keras`` on TensorFlow and ``keras`` on JAX (``KERAS_BACKEND``): the toolkit as
   ``toolkit train`` runs it (``build_model``, ``compile_model`` with ``train.xla =
-  "auto"``, the stream builder's batches, ``fit``) with documents ``aligned`` (the
-  default layout: rows zeroed between batches), ``joined`` (no flags at all) and, on
-  TensorFlow, ``separate`` (per-step resets); and Keras's own ``keras.layers.LSTM`` in
-  a plain model. Then generation at batch 1 and 32 with the toolkit's ``Generator``.
+  "auto"`` settled by timing, the stream builder's batches, ``fit``) with documents
+  ``aligned`` (the default layout: rows zeroed between batches), ``joined`` (no flags
+  at all) and, on TensorFlow, ``separate`` (per-step resets) and the XLA setting that
+  "auto" did not choose; and Keras's own ``keras.layers.LSTM`` in a plain model. Then
+  generation at batch 1 and 32 with the toolkit's ``Generator``. (On JAX, stateful
+  streams are timed although ``toolkit train`` refuses them there: Keras 3.15's JAX
+  trainer does not carry the state between steps, which changes the result, not the
+  work per step.)
 - ``torch``: a plain PyTorch ``nn.LSTM`` truncated-BPTT loop on the same batches, and an
   eager sampling loop (install the CPU wheel: ``pip install torch --index-url
   https://download.pytorch.org/whl/cpu``).
@@ -83,7 +87,7 @@ def keras_worker(units_list, batches: int, rounds: int, generation_length: int) 
     load_tensorflow()
     import keras
 
-    from toolkit.model.assembly import build_model, compile_model, uses_xla
+    from toolkit.model.assembly import build_model, compile_model, settle_xla, uses_xla
 
     backend = keras.backend.backend()
 
@@ -113,20 +117,22 @@ def keras_worker(units_list, batches: int, rounds: int, generation_length: int) 
 
     rows = []
     for units in units_list:
-        contenders = {}
+        contenders, settings = {}, None
         layouts = ["aligned", "joined"] + (["separate"] if backend == "tensorflow" else [])
         for documents in layouts:
             resolved, components, vocab, data = stream_data(units, documents)
             keras.utils.set_random_seed(1)
             model = build_model(components, len(vocab), BATCH, stateful=True)
-            compile_model(model, components, resolved["train"])
+            if settings is None:  # as `toolkit train` does: "auto" timed both ways
+                settings = settle_xla(model, components, resolved["train"], data)
+            compile_model(model, components, settings)
             name = "toolkit" if documents == "aligned" else f"toolkit_{documents}"
-            contenders[name] = (model, data, uses_xla(model, components,
-                                                      resolved["train"]["xla"]))
-            if documents == "aligned" and os.environ.get("SPEED_XLA_OFF"):
-                other = build_model(components, len(vocab), BATCH, stateful=True)
-                compile_model(other, components, {**resolved["train"], "xla": "off"})
-                contenders["toolkit_xla_off"] = (other, data, False)
+            contenders[name] = (model, data, uses_xla(model, components, settings["xla"]))
+            if documents == "aligned" and backend == "tensorflow":
+                other = "off" if contenders[name][2] else "on"
+                model = build_model(components, len(vocab), BATCH, stateful=True)
+                compile_model(model, components, {**settings, "xla": other})
+                contenders[f"toolkit_xla_{other}"] = (model, data, other == "on")
         tokens = keras.Input(batch_shape=(BATCH, None), dtype="int32")
         x = keras.layers.Embedding(len(vocab), EMBED)(tokens)
         x = keras.layers.LSTM(units, return_sequences=True, stateful=True)(x)
