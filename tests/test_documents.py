@@ -18,6 +18,7 @@ from toolkit.cli import main  # noqa: E402
 from toolkit.default_plugins.sequences import StreamBuilder, stream_layout  # noqa: E402
 from toolkit.model.layers import FastLSTM  # noqa: E402
 from toolkit.model.layers.row_resets import with_row_resets, with_row_starts  # noqa: E402
+from toolkit.errors import ToolkitError  # noqa: E402
 from toolkit.splits import Split  # noqa: E402
 from toolkit.model.state import reset_states  # noqa: E402
 
@@ -61,7 +62,7 @@ def test_no_pair_spans_two_documents_and_every_other_pair_is_fed_once(lengths, b
 
 @pytest.mark.parametrize("lengths,batch,length,offset", [
     ([1100, 700, 900], 5, 20, 0), ([1100, 700, 900], 5, 20, 13), ([30, 1, 45, 2, 60], 3, 7, 4),
-    ([400], 4, 10, 3), ([21, 21, 21], 2, 20, 7)])
+    ([400], 4, 10, 3), ([21, 21, 21], 2, 20, 7), ([21, 41, 3], 2, 20, 19)])
 def test_aligned_documents_begin_at_window_starts_and_rows_reset_only_between_batches(
         lengths, batch, length, offset):
     split = position_coded(lengths)
@@ -71,21 +72,19 @@ def test_aligned_documents_begin_at_window_starts_and_rows_reset_only_between_ba
     fed = w > 0
     assert np.all(x[fed] // 10000 == y[fed] // 10000), "a trained pair crosses documents"
     assert np.all(y[fed] == x[fed] + 1)
-    # every pair of every document, past that document's skipped tokens, is fed once
-    expected = []
-    for d, n in enumerate(lengths):
-        skip = min(offset, max(n - 2, 0))
-        expected.extend(10000 * (d + 1) + np.arange(skip + 1, n))
-    np.testing.assert_array_equal(np.sort(y[fed]), np.sort(expected))
+    # every pair of every document is fed exactly once, whatever the offset
+    expected = [10000 * (d + 1) + np.arange(1, n) for d, n in enumerate(lengths)]
+    np.testing.assert_array_equal(np.sort(y[fed]), np.sort(np.concatenate(expected)))
     # no window holds two documents; a document's first window is flagged and begins it
     for k in range(x.shape[0]):
         for row in range(batch):
             documents = set(x[k, row][fed[k, row]] // 10000)
             assert len(documents) <= 1
             first = x[k, row, 0]
-            if starts[k, row]:
-                d = first // 10000 - 1
-                assert fed[k, row, 0] and first % 10000 == min(offset, max(lengths[d] - 2, 0))
+            if starts[k, row]:  # the document's first token, and the offset moves the edge
+                assert fed[k, row, 0] and first % 10000 == 0
+                assert fed[k, row].sum() == min(length - offset % length,
+                                                lengths[first // 10000 - 1] - 1)
             # padding only at a window's end (cuDNN takes right-padded masks), never a
             # window of padding alone (cuDNN refuses a wholly masked row)
             real = x[k, row] != 0
@@ -97,6 +96,13 @@ def test_aligned_documents_begin_at_window_starts_and_rows_reset_only_between_ba
         ids = x_rows[row][w_rows[row] > 0]
         breaks = np.flatnonzero(np.diff(ids) != 1) + 1
         assert np.all(ids[breaks] // 10000 != ids[breaks - 1] // 10000)
+    # a window after a document's first continues it: padding at a window's end is masked,
+    # so the state carries over it
+    for k in range(1, x.shape[0]):
+        for row in range(batch):
+            same = x[k - 1, row, 0] // 10000 == x[k, row, 0] // 10000
+            if fed[k, row, 0] and not starts[k, row] and same:
+                assert x[k, row, 0] == x[k - 1, row][fed[k - 1, row]][-1] + 1
     assert starts[0, 0] == 1 and starts.sum() == sum(n > 1 for n in lengths)
     # the number of batches does not depend on the offset
     assert x.shape[0] == stream_layout(stream, batch, length, 0, "aligned")[0].shape[0]
@@ -108,6 +114,12 @@ def test_aligning_documents_much_shorter_than_a_window_suggests_separate(capsys)
     assert 'documents = "separate"' in capsys.readouterr().err
     builder.training(builder.data(position_coded([400, 300])), seed=1)
     assert capsys.readouterr().err == ""
+
+
+def test_aligned_streams_with_nothing_to_train_are_refused():
+    builder = StreamBuilder(2, 3, documents="aligned", offset="none")
+    with pytest.raises(ToolkitError, match="no document of two tokens"):
+        builder.training(builder.data(position_coded([1] * 12)), seed=1)
 
 
 def test_joined_documents_read_as_one_text_without_resets():

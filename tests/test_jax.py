@@ -110,3 +110,18 @@ def test_jax_refuses_tf_distribute_before_any_work(tmp_path, capsys):
     config = windows_config(tmp_path, 'epochs = 1\nbackend = "jax"\ndistribute = "mirrored"')
     assert main(["train", str(config), "--run-dir", str(tmp_path / "run")]) == 2
     assert "train.distribute" in capsys.readouterr().err
+
+
+def test_jax_refuses_pretraining_before_any_work(tmp_path, capsys):
+    from tests.test_attribution import write_config
+    from toolkit.cli import main
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("\n".join(json.dumps({"text": "abc " * 200, "label": a, "name": f"{a}{i}"})
+                                for a in ("x", "y") for i in range(3)))
+    config = write_config(tmp_path / "c.toml", corpus, "classifier", epochs=1)
+    text = open(config).read().replace("[train]", "[pretrain]\nepochs = 1\n\n[train]\nbackend = \"jax\"")
+    open(config, "w").write(text)
+    assert main(["train", config, "--run-dir", str(tmp_path / "run")]) == 2
+    assert "train.backend" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

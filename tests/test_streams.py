@@ -58,8 +58,15 @@ def test_training_data_follows_the_epoch_it_is_given():
     epoch = next(e for e in range(1, 50) if offsets(e) != offsets(0))
     data.set_epoch(epoch)
     assert data.offset == offsets(epoch)
-    assert data[0][0]["tokens"][0, 0] == ids[data.offset]
-    assert not np.array_equal(first, data[0][0]["tokens"])
+    # aligned documents: the text still begins the first window, which now holds only
+    # length - offset pairs, so every later window edge moves by the offset
+    inputs, _, weights = data[0]
+    assert inputs["tokens"][0, 0] == ids[0] and weights[0].sum() == 10 - data.offset
+    assert data[1][0]["tokens"][0, 0] == ids[10 - data.offset]
+    assert not np.array_equal(first, inputs["tokens"])
+    joined = StreamBuilder(4, 10, documents="joined").training(ids, seed=3)
+    joined.set_epoch(epoch)
+    assert joined[0][0][0, 0] == ids[joined.offset]  # joined: the offset skips the first tokens
 
 
 def test_a_split_too_small_for_the_streams_is_refused():

@@ -90,27 +90,35 @@ class AlignedLayout:
     the batch), so the recurrent core needs no per-step resets and can run its fastest
     kernel (cuDNN on a GPU).
 
-    ``offset`` skips as many leading tokens of every document (at most all but one of
-    its pairs), so window edges move from epoch to epoch; the number of windows, and
-    of batches, is that of offset 0 whatever the offset. A window with no real position
-    (past the end of the data, or emptied by the offset) begins with id 1 (weight 0)
-    rather than 0: cuDNN refuses a row whose mask is all padding, and a single unmasked
-    step keeps Keras's loss, which divides by the unmasked positions, almost unchanged.
+    ``offset`` moves the window edges from epoch to epoch without dropping a token: the
+    first window of every document holds only its first ``length - offset % length``
+    pairs, then padding (masked, so the state carries over it into the next window),
+    and the later windows follow on. ``max_offset`` (the largest offset the epochs
+    draw, plus one) sizes every document for the largest shift, so the number of
+    windows, and of batches, is the same whatever the offset. A window with no real
+    position (past the end of the data) begins with id 1 (weight 0) rather than 0:
+    cuDNN refuses a row whose mask is all padding, and a single unmasked step keeps
+    Keras's loss, which divides by the unmasked positions, almost unchanged.
     """
 
-    def __init__(self, stream: TokenStream, batch_size: int, length: int, offset: int = 0):
+    def __init__(self, stream: TokenStream, batch_size: int, length: int, offset: int = 0,
+                 max_offset: int = 0):
         self.stream = stream
         self.ids, self.batch_size, self.length, self.offset = stream.ids, batch_size, length, offset
         bounds = np.concatenate([[0], np.asarray(stream.starts, np.int64), [len(self.ids)]])
         begin, stop = bounds[:-1], bounds[1:]
         pairs = np.maximum(stop - begin - 1, 0)
-        windows = -(-pairs // length)
-        skip = np.minimum(offset, np.maximum(pairs - 1, 0))
+        shift = offset % length
+        largest = min(max(max_offset - 1, shift), length - 1)
+        windows = np.where(pairs > 0, -(-(pairs + largest) // length), 0)
         document = np.repeat(np.arange(len(pairs)), windows)
         first = np.concatenate([[0], np.cumsum(windows)[:-1]])
         within = np.arange(len(document)) - first[document]
-        self.window_begin = begin[document] + skip[document] + within * length
-        self.window_stop = stop[document] - 1  # the document's last position with a next token
+        # window 0 holds length - shift pairs; window w > 0 starts where the one before ended
+        self.window_begin = begin[document] + np.maximum(within * length - shift, 0)
+        end = stop[document] - 1  # exclusive: the last pair's position is stop - 2
+        room = np.where(within == 0, length - shift, length)
+        self.window_count = np.clip(end - self.window_begin, 0, room)
         self.window_first = within == 0
         self.num_windows = len(document)
         self.num_batches = -(-self.num_windows // batch_size)
@@ -128,8 +136,9 @@ class AlignedLayout:
         window = np.arange(self.batch_size) * self.num_batches + k
         valid = window < self.num_windows
         window = np.where(valid, window, 0)
-        positions = self.window_begin[window, None] + np.arange(self.length)
-        real = valid[:, None] & (positions < self.window_stop[window, None])
+        steps = np.arange(self.length)
+        positions = self.window_begin[window, None] + steps
+        real = valid[:, None] & (steps < self.window_count[window, None])
         safe = np.where(real, positions, 0)
         x = np.where(real, self.ids[safe], PAD_ID).astype(np.int32)
         x[~real.any(axis=1), 0] = OOV_ID  # one unmasked step: cuDNN refuses an all-padding row
@@ -145,11 +154,13 @@ LAYOUTS = {"aligned": AlignedLayout, "separate": StreamLayout, "joined": StreamL
 
 
 def stream_layout(ids, batch_size: int, length: int, offset: int = 0,
-                  documents: str = "separate"):
+                  documents: str = "separate", max_offset: int | None = None):
     """Every batch of the layout of ``documents`` at once: ``(x, y, w, resets)`` (or
-    ``starts`` for ``"aligned"``), stacked over the batches. ``ids`` is a
-    :class:`TokenStream` or plain ids."""
-    layout = LAYOUTS[documents](as_stream(ids), batch_size, length, offset)
+    ``starts`` for ``"aligned"``, sized for offsets below ``max_offset``, default
+    ``length``), stacked over the batches. ``ids`` is a :class:`TokenStream` or plain ids."""
+    extra = {"max_offset": length if max_offset is None else max_offset} \
+        if documents == "aligned" else {}
+    layout = LAYOUTS[documents](as_stream(ids), batch_size, length, offset, **extra)
     batches = [layout[k] for k in range(len(layout))]
     return tuple(np.stack(part) for part in zip(*batches))
 
@@ -164,8 +175,10 @@ class StreamData(EpochData):
     """
 
     def __init__(self, stream: TokenStream, batch_size, length,
-                 offset_for_epoch: Callable[[int], int], documents: str = "joined"):
+                 offset_for_epoch: Callable[[int], int], documents: str = "joined",
+                 max_offset: int = 0):
         super().__init__()
+        self.max_offset = max_offset
         self.stream, self.batch_size, self.length = stream, batch_size, length
         self.batch_rows = batch_size
         self.offset_for_epoch = offset_for_epoch
@@ -179,8 +192,9 @@ class StreamData(EpochData):
 
     def arrange(self):
         self.offset = self.offset_for_epoch(self.epoch)
+        extra = {"max_offset": self.max_offset} if self.documents == "aligned" else {}
         self.layout = LAYOUTS[self.documents](self.stream, self.batch_size, self.length,
-                                              self.offset)
+                                              self.offset, **extra)
 
     def set_epoch(self, epoch):
         super().set_epoch(epoch)
@@ -221,8 +235,9 @@ class StreamBuilder(SequenceBuilder):
       last window padded; a row that begins a document has its state zeroed before
       that batch. No pair spans two documents and the core runs without per-step
       resets: its fastest kernel (cuDNN on a GPU). On every shipped corpus the
-      padding adds no training batch (``benchmarks/padding.py``); training says so
-      when it would add more than 10 %.
+      padding adds at most one batch (``benchmarks/padding.py``); training says so
+      when it would add more than 10 %. The random offset shortens every document's
+      first window instead of dropping tokens.
     - ``"separate"``: documents follow each other inside a row with no padding; the
       row's state starts from zero at a document's first token, inside the batch (the
       core's per-step resets, which keep cuDNN off). For corpora of many documents
@@ -295,11 +310,21 @@ class StreamBuilder(SequenceBuilder):
         stream = as_stream(data)
         reserve = 0 if self.offset == "none" else max(self.max_offset - 1, 0)
         self.check_size(stream, "training", reserve)
+        largest = 0 if self.offset == "none" else self.max_offset
         training = StreamData(stream, self.batch_size, self.length, self.offsets(seed),
-                              self.documents)
+                              self.documents, largest)
         if self.documents == "aligned":
+            self.check_windows(training.layout, "training")
             self.check_padding(training.layout)
         return training
+
+    def check_windows(self, layout, what: str) -> None:
+        """Refuse aligned streams with no window at all (no document of two tokens)."""
+        if not layout.num_windows:
+            raise ToolkitError(f"the {what} split has no document of two tokens or more, so "
+                               f"sequences.documents = \"aligned\" has nothing to train or "
+                               f"score; use longer documents, or documents = \"joined\" to "
+                               f"read them as one text")
 
     def check_padding(self, layout: "AlignedLayout") -> None:
         """Say so (on standard error) when aligning documents to windows pads more than
@@ -307,7 +332,7 @@ class StreamBuilder(SequenceBuilder):
         import sys
 
         packed = StreamLayout(layout.stream, self.batch_size, self.length)
-        extra = 1 - len(packed) / len(layout)
+        extra = 1 - len(packed) / max(len(layout), 1)
         if extra > PADDING_NOTE:
             print(f"note: sequences.documents = \"aligned\" pads {layout.padding_share:.0%} of "
                   f"the training positions ({len(layout)} batches against {len(packed)} "
@@ -318,8 +343,11 @@ class StreamBuilder(SequenceBuilder):
     def validation(self, data):
         stream = as_stream(data)
         self.check_size(stream, "validation")
-        return StreamData(stream, self.batch_size, self.length, lambda epoch: 0,
-                          self.documents)
+        validation = StreamData(stream, self.batch_size, self.length, lambda epoch: 0,
+                                self.documents)
+        if self.documents == "aligned":
+            self.check_windows(validation.layout, "validation")
+        return validation
 
     def callbacks(self, training_data):
         from toolkit.model.state import StateResets

@@ -209,6 +209,12 @@ def open_session(config_path, run: Run, overrides: list[str], resume: bool,
         raise ConfigError("train.distribute", "tf.distribute trains on TensorFlow only; set "
                                               "train.backend = \"tensorflow\" or distribute = "
                                               "\"none\"", config_file)
+    if resolved.train.backend == "jax" and resolved.pretrain.epochs:
+        raise ConfigError("train.backend", (
+            "\"jax\" cannot run [pretrain]: pretraining trains stateful streams, whose "
+            "state Keras's JAX trainer does not carry between steps; pretrain with "
+            "backend = \"tensorflow\" (then init.run can start a JAX run from it)"),
+            config_file)
     if resolved.train.backend == "jax" and components.sequences.stateful:
         raise ConfigError("train.backend", (
             f"\"jax\" cannot train sequences.use = {resolved.sequences.use!r}: Keras "
