@@ -33,12 +33,12 @@ def build_model(components: Components, vocab_size: int, batch_size: int | None,
     state is zeroed before the batch.
     """
     batch = batch_size if stateful else None
+    builder = components.sequences
     if resets is None:
-        resets = stateful and (components.sequences.resets_state
-                               or getattr(components.sequences, "starts_state", False))
+        resets = stateful and (builder.resets_state or builder.starts_state)
     tokens = keras.Input(batch_shape=(batch, None), dtype="int32", name="tokens")
     extra = dict(components.head.inputs(batch))
-    if resets and getattr(components.sequences, "starts_state", False):
+    if resets and builder.starts_state:
         extra["starts"] = keras.Input(batch_shape=(batch,), dtype="float32", name="starts")
     elif resets:
         extra["resets"] = keras.Input(batch_shape=(batch, None), dtype="float32",
@@ -220,7 +220,6 @@ def measure_xla(model: keras.Model, components: Components, train: dict, data,
             if k:
                 times.append(time.perf_counter() - start)
         seconds[setting] = statistics.median(times) if times else float("inf")
-        del trial
     return seconds
 
 

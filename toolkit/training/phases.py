@@ -186,6 +186,30 @@ def keras_version() -> str:
     return version("keras")
 
 
+def check_backend(resolved, components, config_file: str) -> None:
+    """Refuse, before any work, what ``train.backend = "jax"`` cannot train correctly."""
+    if resolved.train.backend != "jax":
+        return
+    if resolved.train.distribute != "none":
+        raise ConfigError("train.distribute", "tf.distribute trains on TensorFlow only; set "
+                                              "train.backend = \"tensorflow\" or distribute = "
+                                              "\"none\"", config_file)
+    if resolved.pretrain.epochs:
+        raise ConfigError("train.backend", (
+            "\"jax\" cannot run [pretrain]: pretraining trains stateful streams, whose "
+            "state Keras's JAX trainer does not carry between steps; pretrain with "
+            "backend = \"tensorflow\" (then init.run can start a JAX run from it)"),
+            config_file)
+    if components.sequences.stateful:
+        raise ConfigError("train.backend", (
+            f"\"jax\" cannot train sequences.use = {resolved.sequences.use!r}: Keras "
+            f"{keras_version()}'s JAX trainer does not carry a stateful RNN's state from one "
+            f"compiled step to the next (it keeps the rnn_state variables out of the "
+            f"variables it passes through the step), so every batch would start from a "
+            f"zero state; train stateful streams with backend = \"tensorflow\", or use "
+            f"sequences.use = \"windows\" or \"passages\" on JAX"), config_file)
+
+
 def open_session(config_path, run: Run, overrides: list[str], resume: bool,
                  overwrite: bool) -> Session:
     """Phase 1: the resolved config and its components, checked before any data is read."""
@@ -205,24 +229,7 @@ def open_session(config_path, run: Run, overrides: list[str], resume: bool,
         config_file = config_module.config_file_name(config_path)
     components = config_module.build_components(resolved, registry(), config_file=config_file)
     check_pretraining(resolved, components, config_file)
-    if resolved.train.backend == "jax" and resolved.train.distribute != "none":
-        raise ConfigError("train.distribute", "tf.distribute trains on TensorFlow only; set "
-                                              "train.backend = \"tensorflow\" or distribute = "
-                                              "\"none\"", config_file)
-    if resolved.train.backend == "jax" and resolved.pretrain.epochs:
-        raise ConfigError("train.backend", (
-            "\"jax\" cannot run [pretrain]: pretraining trains stateful streams, whose "
-            "state Keras's JAX trainer does not carry between steps; pretrain with "
-            "backend = \"tensorflow\" (then init.run can start a JAX run from it)"),
-            config_file)
-    if resolved.train.backend == "jax" and components.sequences.stateful:
-        raise ConfigError("train.backend", (
-            f"\"jax\" cannot train sequences.use = {resolved.sequences.use!r}: Keras "
-            f"{keras_version()}'s JAX trainer does not carry a stateful RNN's state from one "
-            f"compiled step to the next (it keeps the rnn_state variables out of the "
-            f"variables it passes through the step), so every batch would start from a "
-            f"zero state; train stateful streams with backend = \"tensorflow\", or use "
-            f"sequences.use = \"windows\" or \"passages\" on JAX"), config_file)
+    check_backend(resolved, components, config_file)
     use_keras_backend(resolved.train.backend, config_file)
     session = Session(run, resolved, components, resume, config_file)
     if resolved.train.distribute != "none":
